@@ -1,0 +1,95 @@
+"""The one function that turns a raw audit record into the row we store. Pure: no I/O.
+
+Records are an open schema: unknown RecordTypes and missing fields are normal, never errors."""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from .model import EventRow, normalize_ip, parse_utc, utc_text
+
+_IP_FIELDS = ("ClientIP", "ClientIPAddress", "ActorIpAddress")
+_APP_FIELDS = ("ApplicationDisplayName", "AppDisplayName", "ApplicationId", "AppId", "ClientAppId", "ClientInfoString")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _name_value(items: Any, name: str) -> str:
+    """Look up `name` in a [{"Name":..,"Value":..}] list (ExtendedProperties, Parameters)."""
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, dict) and item.get("Name") == name:
+                return _text(item.get("Value"))
+    return ""
+
+
+def _time(record: dict, fallback: str) -> str:
+    value = record.get("CreationTime")
+    if isinstance(value, str) and value:
+        try:
+            return utc_text(parse_utc(value))
+        except ValueError:
+            pass
+    return fallback
+
+
+def _record_type(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def normalize(record: dict, content_type: str, fallback_time: str, raw: str | None = None) -> EventRow:
+    """`fallback_time` (the blob's contentCreated, our form) stands in for a missing or unreadable
+    CreationTime; `raw` is the record's original JSON text when the caller has it."""
+    if raw is None:
+        raw = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+    record_id = _text(record.get("Id"))
+    if not record_id:  # never seen in practice, but a record without Id must still dedupe
+        record_id = "sha1:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
+
+    client_ip = ""
+    for name in _IP_FIELDS:
+        value = record.get(name)
+        if value:
+            client_ip = normalize_ip(_text(value))
+            break
+
+    user_agent = _text(record.get("UserAgent")) or _name_value(record.get("ExtendedProperties"), "UserAgent")
+    application = ""
+    for name in _APP_FIELDS:
+        value = record.get(name)
+        if value:
+            application = _text(value)
+            break
+
+    file_name = _text(record.get("SourceFileName"))
+    object_id = _text(record.get("ObjectId"))
+    if not object_id:
+        item = record.get("Item")
+        if isinstance(item, dict):
+            object_id = _text(item.get("Subject"))
+
+    return EventRow(
+        id=record_id,
+        time=_time(record, fallback_time),
+        content_type=content_type,
+        workload=_text(record.get("Workload")),
+        record_type=_record_type(record.get("RecordType")),
+        operation=_text(record.get("Operation")),
+        result_status=_text(record.get("ResultStatus")),
+        user_id=_text(record.get("UserId")),
+        client_ip=client_ip,
+        user_agent=user_agent,
+        application=application,
+        object_id=object_id,
+        site_url=_text(record.get("SiteUrl")),
+        file_name=file_name,
+        raw=raw,
+    )

@@ -1,0 +1,305 @@
+"""The embedded default store: one SQLite file in WAL mode, so the ingest process writes while the
+dashboard process reads. The narrow `events` table is what filters touch; the original JSON lives in
+`raw_events` so scans over the narrow columns stay fast."""
+from __future__ import annotations
+
+import ipaddress
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from functools import lru_cache
+
+from .base import EventStore, StoreUnavailable
+from .model import (
+    EVENT_COLUMNS,
+    BlobRecord,
+    Checkpoint,
+    EventRow,
+    Filter,
+    StoreStats,
+    parse_utc,
+    utc_text,
+)
+
+_NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    time TEXT NOT NULL, content_type TEXT NOT NULL, workload TEXT NOT NULL, record_type INTEGER,
+    operation TEXT NOT NULL, result_status TEXT NOT NULL, user_id TEXT NOT NULL, client_ip TEXT NOT NULL,
+    user_agent TEXT NOT NULL, application TEXT NOT NULL, object_id TEXT NOT NULL, site_url TEXT NOT NULL,
+    file_name TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_time ON events(time);
+CREATE INDEX IF NOT EXISTS events_user ON events(user_id, time);
+CREATE INDEX IF NOT EXISTS events_ip ON events(client_ip, time);
+CREATE TABLE IF NOT EXISTS raw_events (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (
+    content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
+    content_expiration TEXT NOT NULL, events INTEGER NOT NULL, status TEXT NOT NULL,
+    error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '', recorded_at TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT, last_error TEXT NOT NULL DEFAULT '',
+    events_stored INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+_INSERT_EVENT = f"INSERT OR IGNORE INTO events({', '.join(_NARROW)}) VALUES ({', '.join('?' * len(_NARROW))})"
+
+
+@lru_cache(maxsize=4096)
+def _network(cidr: str):
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+def _ip_in(address: str, cidr: str) -> int:
+    try:
+        return int(ipaddress.ip_address(address) in _network(cidr))
+    except ValueError:
+        return 0
+
+
+def _fold(value):
+    return value.casefold() if isinstance(value, str) else value
+
+
+def filter_sql(flt: Filter) -> tuple[str, list]:
+    """WHERE clause and bound parameters for a filter. User text only ever travels as a parameter."""
+    clauses: list[str] = []
+    params: list = []
+    if flt.start is not None:
+        clauses.append("time >= ?")
+        params.append(utc_text(flt.start))
+    if flt.end is not None:
+        clauses.append("time < ?")
+        params.append(utc_text(flt.end))
+    for column in ("workload", "content_type", "operation", "record_type", "result_status", "user_id"):
+        values = list(getattr(flt, column))
+        if not values:
+            continue
+        marks = ", ".join("?" * len(values))
+        if flt.case_sensitive or column == "record_type":
+            clauses.append(f"{column} IN ({marks})")
+            params.extend(values)
+        else:
+            clauses.append(f"fold({column}) IN ({marks})")
+            params.extend(_fold(v) for v in values)
+    if flt.client_ip:
+        exact, networks = flt.ip_networks()
+        parts = []
+        if exact:
+            parts.append(f"client_ip IN ({', '.join('?' * len(exact))})")
+            params.extend(exact)
+        for network in networks:
+            parts.append("ip_in(client_ip, ?)")
+            params.append(str(network))
+        clauses.append("(" + " OR ".join(parts) + ")")
+    if flt.text:
+        columns = ("user_agent", "object_id", "site_url", "file_name")
+        if flt.case_sensitive:
+            clauses.append("(" + " OR ".join(f"instr({c}, ?) > 0" for c in columns) + ")")
+            params.extend([flt.text] * len(columns))
+        else:
+            clauses.append("(" + " OR ".join(f"instr(fold({c}), ?) > 0" for c in columns) + ")")
+            params.extend([_fold(flt.text)] * len(columns))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def _dt(text: str | None) -> datetime | None:
+    return parse_utc(text) if text else None
+
+
+class SqliteStore(EventStore):
+    def __init__(self, path: str):
+        self.path = path
+        self.description = f"SQLite {path}"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        directory = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with self._conn() as conn:
+                conn.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(
+                f"Cannot open the SQLite store at {path}: {exc}. Check that the folder exists and is writable, "
+                "or set AUDIT_STORE=sqlite:///another/path.db"
+            ) from None
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.create_function("ip_in", 2, _ip_in, deterministic=True)
+            conn.create_function("fold", 1, _fold, deterministic=True)
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _write(self):
+        """A write transaction that takes the lock up front (no upgrade deadlocks between processes)."""
+        return _Transaction(self._conn())
+
+    # --- ingest side -------------------------------------------------------------------------
+    def store_blob(self, blob: BlobRecord, rows: Sequence[EventRow]) -> int:
+        with self._write() as conn:
+            before = conn.total_changes
+            conn.executemany(_INSERT_EVENT, (row[:-1] for row in rows))
+            added = conn.total_changes - before
+            if added:
+                conn.executemany("INSERT OR IGNORE INTO raw_events(id, json) VALUES (?, ?)",
+                                 ((row.id, row.raw) for row in rows))
+            self._upsert_blob(conn, blob, len(rows), "stored")
+        return added
+
+    def record_lost_blob(self, blob: BlobRecord) -> None:
+        with self._write() as conn:
+            self._upsert_blob(conn, blob, 0, "lost")
+
+    @staticmethod
+    def _upsert_blob(conn, blob: BlobRecord, events: int, status: str) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO blobs(content_id, content_type, content_created, content_expiration, events, "
+            "status, error_code, error_message, recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            (blob.content_id, blob.content_type, blob.content_created, blob.content_expiration, events, status,
+             blob.error_code, blob.error_message, utc_text(datetime.now(timezone.utc))),
+        )
+
+    def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
+        ids = list(content_ids)
+        known: set[str] = set()
+        conn = self._conn()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ", ".join("?" * len(chunk))
+            known.update(r[0] for r in conn.execute(
+                f"SELECT content_id FROM blobs WHERE content_id IN ({marks})", chunk))
+        return known
+
+    def get_checkpoint(self, content_type: str) -> Checkpoint:
+        row = self._conn().execute(
+            "SELECT listed_until, last_success, last_error, events_stored FROM checkpoints WHERE content_type = ?",
+            (content_type,),
+        ).fetchone()
+        if row is None:
+            return Checkpoint(content_type)
+        return Checkpoint(content_type, _dt(row[0]), _dt(row[1]), row[2], row[3])
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO checkpoints(content_type, listed_until, last_success, last_error, "
+                "events_stored) VALUES (?,?,?,?,?)",
+                (checkpoint.content_type,
+                 utc_text(checkpoint.listed_until) if checkpoint.listed_until else None,
+                 utc_text(checkpoint.last_success) if checkpoint.last_success else None,
+                 checkpoint.last_error, checkpoint.events_stored),
+            )
+
+    def lost_blobs(self) -> list[BlobRecord]:
+        rows = self._conn().execute(
+            "SELECT content_id, content_type, content_created, content_expiration, events, status, error_code, "
+            "error_message FROM blobs WHERE status = 'lost' ORDER BY content_created"
+        ).fetchall()
+        return [BlobRecord(*row) for row in rows]
+
+    def prune(self, before: datetime) -> int:
+        cutoff = utc_text(before)
+        now = utc_text(datetime.now(timezone.utc))
+        with self._write() as conn:
+            conn.execute("DELETE FROM raw_events WHERE id IN (SELECT id FROM events WHERE time < ?)", (cutoff,))
+            removed = conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
+            # a stored blob's id is only needed while the API can still list it
+            conn.execute("DELETE FROM blobs WHERE status = 'stored' AND content_expiration < ?", (now,))
+        return removed
+
+    def try_lease(self, name: str, owner: str, seconds: float) -> bool:
+        now = time.time()
+        with self._write() as conn:
+            row = conn.execute("SELECT owner, expires FROM leases WHERE name = ?", (name,)).fetchone()
+            if row and row[0] != owner and row[1] > now:
+                return False
+            conn.execute("INSERT OR REPLACE INTO leases(name, owner, expires) VALUES (?,?,?)",
+                         (name, owner, now + seconds))
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM leases WHERE name = ? AND owner = ?", (name, owner))
+
+    def lease_holder(self, name: str) -> str | None:
+        row = self._conn().execute("SELECT owner, expires FROM leases WHERE name = ?", (name,)).fetchone()
+        return row[0] if row and row[1] > time.time() else None
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn().execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    # --- reading side ------------------------------------------------------------------------
+    def query(self, flt: Filter, limit: int = 100, offset: int = 0) -> list[EventRow]:
+        where, params = filter_sql(flt)
+        sql = (f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM "
+               f"(SELECT * FROM events{where} ORDER BY time DESC, seq DESC LIMIT ? OFFSET ?) e "
+               f"JOIN raw_events r ON r.id = e.id ORDER BY e.time DESC, e.seq DESC")
+        return [EventRow(*row) for row in self._conn().execute(sql, params + [limit, offset])]
+
+    def count(self, flt: Filter) -> int:
+        where, params = filter_sql(flt)
+        return self._conn().execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0]
+
+    def iter_events(self, flt: Filter | None = None) -> Iterator[EventRow]:
+        where, params = filter_sql(flt or Filter())
+        # a connection of its own, so a long export does not hold up this thread's other reads
+        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+        conn.create_function("ip_in", 2, _ip_in, deterministic=True)
+        conn.create_function("fold", 1, _fold, deterministic=True)
+        try:
+            cursor = conn.execute(
+                f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM events e "
+                f"JOIN raw_events r ON r.id = e.id{where}", params)
+            for row in cursor:
+                yield EventRow(*row)
+        finally:
+            conn.close()
+
+    def stats(self) -> StoreStats:
+        conn = self._conn()
+        total, first, last = conn.execute("SELECT count(*), min(time), max(time) FROM events").fetchone()
+        per_type = dict(conn.execute("SELECT content_type, count(*) FROM events GROUP BY content_type"))
+        return StoreStats(total, first, last, per_type)
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,45 @@
+"""Demo mode: with no tenant configured, a simulated tenant runs on loopback inside this process and
+the real client code (MSAL, HTTPS, paging, retries) syncs from it. Everything it feeds says DEMO."""
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+
+from eventstore import EventStore
+
+from .settings import Settings
+from .simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
+
+TENANT_START_KEY = "demo.tenant_start"
+DEMO_EVENTS_PER_WEEK = 30_000
+DEMO_SEED = 7
+# The simulated tenant grants a larger quota than a real one, so the first demo sync takes seconds.
+DEMO_REQUESTS_PER_MINUTE = 6000
+
+_lock = threading.Lock()
+_running: dict[str, dict[str, str]] = {}
+
+
+def demo_tenant_start(store: EventStore) -> datetime:
+    """The simulated tenant's first day, kept in the store so a restart replays the same week."""
+    value = store.get_meta(TENANT_START_KEY)
+    if value is None:
+        now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
+        value = (now - timedelta(days=7) + timedelta(hours=1)).isoformat()
+        store.set_meta(TENANT_START_KEY, value)
+    return datetime.fromisoformat(value)
+
+
+def demo_settings(settings: Settings, store: EventStore) -> Settings:
+    start = demo_tenant_start(store)
+    with _lock:
+        env = _running.get(start.isoformat())
+        if env is None:
+            tenant = SimulatedTenant(start, seed=DEMO_SEED, events_per_week=DEMO_EVENTS_PER_WEEK)
+            config = SimulatorConfig(rate_limit_per_minute=DEMO_REQUESTS_PER_MINUTE * 2,
+                                     faults=Faults(throttle_every=173, retry_after=1, error_every=409))
+            _, env = start_simulator(tenant, config)
+            _running[start.isoformat()] = env
+    demo = settings.for_demo_tenant(env)
+    return replace(demo, max_requests_per_minute=max(demo.max_requests_per_minute, DEMO_REQUESTS_PER_MINUTE))

@@ -1,0 +1,190 @@
+"""One Settings object, read from environment variables (and an optional .env file) in one place.
+
+Every problem is reported as one SettingsError naming the variable; secret values never appear in it."""
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlparse
+
+from eventstore.model import CONTENT_TYPES
+
+# API host and login host per cloud (management-activity-api.md §1)
+CLOUDS = {
+    "commercial": ("https://manage.office.com", "https://login.microsoftonline.com"),
+    "gcc": ("https://manage-gcc.office.com", "https://login.microsoftonline.com"),
+    "gcchigh": ("https://manage.office365.us", "https://login.microsoftonline.us"),
+    "dod": ("https://manage.protection.apps.mil", "https://login.microsoftonline.us"),
+}
+
+DEFAULT_STORE = "sqlite:///data/audit.db"
+
+# name → one-line description; the README's configuration table says the same
+VARIABLES = {
+    "O365_TENANT_ID": "Directory (tenant) ID, a GUID. Unset: demo mode on a simulated tenant.",
+    "O365_CLIENT_ID": "Application (client) ID of the Entra app registration.",
+    "O365_CLIENT_SECRET": "Client secret of the app (or use O365_CLIENT_CERT).",
+    "O365_CLIENT_CERT": "Path to a PEM file holding the app's certificate and private key.",
+    "O365_PUBLISHER_ID": "GUID sent as PublisherIdentifier (own throttling quota). Default: the tenant ID.",
+    "O365_CLOUD": "commercial (default), gcc, gcchigh or dod: presets for the two URLs below.",
+    "O365_API_URL": "Management API root. Default from O365_CLOUD (https://manage.office.com).",
+    "O365_LOGIN_URL": "Entra login root. Default from O365_CLOUD (https://login.microsoftonline.com).",
+    "O365_CA_BUNDLE": "PEM file of extra CAs to trust (e.g. a TLS-inspecting proxy).",
+    "O365_CONTENT_TYPES": "Comma list of content types to sync. Default: all five.",
+    "O365_SYNC_INTERVAL": "Seconds between passes of `python -m ingest run`. Default 300.",
+    "O365_MAX_REQUESTS_PER_MINUTE": "Pace of API requests, all content types together. Default 1800 (limit 2000).",
+    "AUDIT_STORE": f"sqlite:///path/file.db (default {DEFAULT_STORE}) or cosmos.",
+    "AUDIT_RETENTION_DAYS": "Events older than this are pruned (Cosmos DB: container TTL). Default 90.",
+    "COSMOS_ENDPOINT": "Cosmos DB account endpoint, with AUDIT_STORE=cosmos.",
+    "COSMOS_KEY": "Cosmos DB account key, with AUDIT_STORE=cosmos.",
+    "COSMOS_DATABASE": "Cosmos DB database name. Default o365audit.",
+    "COSMOS_CONTAINER": "Cosmos DB container name. Default events.",
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed. The message names the variable and how to fix it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    tenant_id: str = ""
+    client_id: str = ""
+    client_secret: str = field(default="", repr=False)
+    client_cert: str = ""
+    publisher_id: str = ""
+    cloud: str = "commercial"
+    api_url: str = CLOUDS["commercial"][0]
+    login_url: str = CLOUDS["commercial"][1]
+    ca_bundle: str = ""
+    content_types: tuple[str, ...] = CONTENT_TYPES
+    sync_interval: int = 300
+    max_requests_per_minute: int = 1800
+    store_url: str = DEFAULT_STORE
+    retention_days: int = 90
+    cosmos_endpoint: str = ""
+    cosmos_key: str = field(default="", repr=False)
+    cosmos_database: str = "o365audit"
+    cosmos_container: str = "events"
+    demo: bool = False  # no tenant configured: the simulated demo tenant stands in
+
+    @property
+    def tenant_label(self) -> str:
+        return "DEMO tenant (simulated)" if self.demo else f"tenant {self.tenant_id}"
+
+    def cosmos_options(self) -> dict:
+        return {"endpoint": self.cosmos_endpoint, "key": self.cosmos_key,
+                "database": self.cosmos_database, "container": self.cosmos_container}
+
+    def for_demo_tenant(self, env: Mapping[str, str]) -> "Settings":
+        """These settings pointed at the simulated tenant described by `env` (from start_simulator)."""
+        return replace(self, tenant_id=env["O365_TENANT_ID"], client_id=env["O365_CLIENT_ID"],
+                       client_secret=env["O365_CLIENT_SECRET"], client_cert="", publisher_id=env["O365_TENANT_ID"],
+                       api_url=env["O365_API_URL"], login_url=env["O365_LOGIN_URL"], ca_bundle=env["O365_CA_BUNDLE"],
+                       demo=True)
+
+
+def _guid(name: str, value: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise SettingsError(f"{name} must be a GUID such as 9f1c2d3e-4a5b-46c7-8d9e-0f1a2b3c4d5e.") from None
+
+
+def _positive_int(name: str, value: str, default: int) -> int:
+    if value == "":
+        return default
+    if not re.fullmatch(r"\d+", value) or int(value) <= 0:
+        raise SettingsError(f"{name} must be a whole number above 0, not {value!r}.")
+    return int(value)
+
+
+def _https_url(name: str, value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme != "https" or not parsed.hostname:
+        raise SettingsError(f"{name} must be an https:// URL, not {value!r}.")
+    return value.rstrip("/")
+
+
+def _readable_file(name: str, value: str) -> str:
+    if value and not os.path.isfile(value):
+        raise SettingsError(f"{name} names a file that does not exist or is not readable: {value!r}.")
+    return value
+
+
+def read_env(environ: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> dict[str, str]:
+    """The process environment over an optional .env file (the environment wins)."""
+    values: dict[str, str] = {}
+    if dotenv_path and os.path.isfile(dotenv_path):
+        from dotenv import dotenv_values
+
+        values.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+    values.update(os.environ if environ is None else environ)
+    return {k: v.strip() for k, v in values.items() if k in VARIABLES}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | None = ".env") -> Settings:
+    env = read_env(environ, dotenv_path)
+    get = lambda name: env.get(name, "")  # noqa: E731
+
+    cloud = get("O365_CLOUD").lower() or "commercial"
+    if cloud not in CLOUDS:
+        raise SettingsError(f"O365_CLOUD must be one of {', '.join(CLOUDS)}, not {cloud!r}.")
+    api_url = _https_url("O365_API_URL", get("O365_API_URL") or CLOUDS[cloud][0])
+    login_url = _https_url("O365_LOGIN_URL", get("O365_LOGIN_URL") or CLOUDS[cloud][1])
+
+    tenant_id = get("O365_TENANT_ID")
+    client_id, secret, cert = get("O365_CLIENT_ID"), get("O365_CLIENT_SECRET"), get("O365_CLIENT_CERT")
+    if tenant_id:
+        tenant_id = _guid("O365_TENANT_ID", tenant_id)
+        if not client_id:
+            raise SettingsError("O365_CLIENT_ID is not set: it is needed with O365_TENANT_ID "
+                                "(the Application (client) ID of your Entra app registration).")
+        client_id = _guid("O365_CLIENT_ID", client_id)
+        if not secret and not cert:
+            raise SettingsError("Set O365_CLIENT_SECRET or O365_CLIENT_CERT: the app needs a credential.")
+    elif client_id or secret or cert:
+        raise SettingsError("O365_TENANT_ID is not set, but a client ID or credential is: set O365_TENANT_ID "
+                            "(your Directory (tenant) ID), or unset the others to run the demo tenant.")
+    publisher_id = _guid("O365_PUBLISHER_ID", get("O365_PUBLISHER_ID")) if get("O365_PUBLISHER_ID") else tenant_id
+
+    content_types = tuple(ct.strip() for ct in get("O365_CONTENT_TYPES").split(",") if ct.strip()) or CONTENT_TYPES
+    for ct in content_types:
+        if ct not in CONTENT_TYPES:
+            raise SettingsError(f"O365_CONTENT_TYPES has an unknown content type {ct!r}; "
+                                f"use a comma list of {', '.join(CONTENT_TYPES)}.")
+
+    store_url = get("AUDIT_STORE") or DEFAULT_STORE
+    if store_url != "cosmos" and not (store_url.startswith("sqlite:///") and len(store_url) > len("sqlite:///")):
+        raise SettingsError(f"AUDIT_STORE must be sqlite:///path/file.db or cosmos, not {store_url!r}.")
+    if store_url == "cosmos":
+        for name in ("COSMOS_ENDPOINT", "COSMOS_KEY"):
+            if not get(name):
+                raise SettingsError(f"{name} is not set: it is needed with AUDIT_STORE=cosmos.")
+        _https_url("COSMOS_ENDPOINT", get("COSMOS_ENDPOINT"))
+
+    return Settings(
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=secret,
+        client_cert=_readable_file("O365_CLIENT_CERT", cert),
+        publisher_id=publisher_id,
+        cloud=cloud,
+        api_url=api_url,
+        login_url=login_url,
+        ca_bundle=_readable_file("O365_CA_BUNDLE", get("O365_CA_BUNDLE")),
+        content_types=content_types,
+        sync_interval=_positive_int("O365_SYNC_INTERVAL", get("O365_SYNC_INTERVAL"), 300),
+        max_requests_per_minute=_positive_int("O365_MAX_REQUESTS_PER_MINUTE",
+                                              get("O365_MAX_REQUESTS_PER_MINUTE"), 1800),
+        store_url=store_url,
+        retention_days=_positive_int("AUDIT_RETENTION_DAYS", get("AUDIT_RETENTION_DAYS"), 90),
+        cosmos_endpoint=get("COSMOS_ENDPOINT"),
+        cosmos_key=get("COSMOS_KEY"),
+        cosmos_database=get("COSMOS_DATABASE") or "o365audit",
+        cosmos_container=get("COSMOS_CONTAINER") or "events",
+        demo=not tenant_id,
+    )
