@@ -217,8 +217,8 @@ class ActivityApi:
         if attempt >= self._max_attempts:
             raise RetriesExhausted(f"Gave up after {attempt} attempts: {why}.")
         delay = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-        if retry_after is not None:
-            delay = min(max(retry_after, 0.0), 600.0)
+        if retry_after is not None:  # the service knows best, but "0" must not turn into a tight loop
+            delay = max(delay, min(retry_after, 600.0))
         self._on_retry(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self._max_attempts})")
         self._stop.wait(delay)
         return attempt

@@ -37,7 +37,7 @@ def demo_settings(settings: Settings, store: EventStore) -> Settings:
         env = _running.get(start.isoformat())
         if env is None:
             tenant = SimulatedTenant(start, seed=DEMO_SEED, events_per_week=DEMO_EVENTS_PER_WEEK)
-            config = SimulatorConfig(rate_limit_per_minute=DEMO_REQUESTS_PER_MINUTE * 2,
+            config = SimulatorConfig(quota_requests=DEMO_REQUESTS_PER_MINUTE * 2,
                                      faults=Faults(throttle_every=173, retry_after=1, error_every=409))
             _, env = start_simulator(tenant, config)
             _running[start.isoformat()] = env

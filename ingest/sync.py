@@ -258,14 +258,14 @@ def _record_error(store: EventStore, content_type: str, message: str) -> None:
 
 
 def connect(settings: Settings, store: EventStore, stop: threading.Event | None = None,
-            on_retry: Callable[[str], None] | None = None) -> ActivityApi:
+            on_retry: Callable[[str], None] | None = None, backoff_base: float = 1.0) -> ActivityApi:
     """An ActivityApi for these settings; in demo mode, for the simulated tenant (started on first use)."""
     if settings.demo:
         from .demo import demo_settings
 
         settings = demo_settings(settings, store)
     session = build_session(settings.ca_bundle)
-    return ActivityApi(settings, session, TokenProvider(settings, session), stop=stop,
+    return ActivityApi(settings, session, TokenProvider(settings, session), stop=stop, backoff_base=backoff_base,
                        on_retry=on_retry or (lambda message: log.warning("%s", message)))
 
 

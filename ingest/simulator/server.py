@@ -9,6 +9,7 @@ import base64
 import email.utils
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -47,8 +48,10 @@ class SimulatorConfig:
     roles: tuple[str, ...] = ("ActivityFeed.Read", "ActivityFeed.ReadDlp")
     page_size: int = 100
     token_lifetime: int = 3599
-    rate_limit_per_minute: int = 2000
+    quota_requests: int = 2000  # per publisher, per quota_seconds: then AF429
+    quota_seconds: float = 60.0
     clock_skew: float = 0.0  # seconds the service's clock runs ahead of this machine's
+    frozen_at: datetime | None = None  # tests: the service's clock stands still here (plus clock_skew)
     next_page_header: str = "NextPageUri"
     faults: Faults = field(default_factory=Faults)
 
@@ -96,7 +99,8 @@ class SimulatedService:
 
     # --- controls for tests -------------------------------------------------------------------
     def now(self) -> datetime:
-        return datetime.now(timezone.utc) + timedelta(seconds=self.config.clock_skew)
+        base = self.config.frozen_at or datetime.now(timezone.utc)
+        return base + timedelta(seconds=self.config.clock_skew)
 
     def inject(self, path_contains: str, status: int, code: str, times: int = 1, headers: dict | None = None) -> None:
         """The next `times` API requests whose path contains `path_contains` answer this error."""
@@ -220,10 +224,10 @@ class SimulatedService:
                     raise ApiError(script[1], script[2], f"Injected {script[2] or script[1]}", script[4])
             window = self._quota.setdefault(publisher, deque())
             now = time.monotonic()
-            while window and window[0] < now - 60:
+            while window and window[0] < now - self.config.quota_seconds:
                 window.popleft()
             window.append(now)
-            over_quota = len(window) > self.config.rate_limit_per_minute
+            over_quota = len(window) > self.config.quota_requests
         if over_quota or (faults.throttle_every and n % faults.throttle_every == 0):
             headers = {"Retry-After": str(faults.retry_after)} if faults.retry_after is not None else {}
             raise ApiError(403 if n % 2 else 429, "AF429",
@@ -291,7 +295,7 @@ class SimulatedService:
         content_type, index = parsed
         blob = self.tenant.blob(content_type, index)
         now = self.now()
-        if blob.content_id != content_id or blob.created > now:
+        if blob.content_id != content_id or blob.listed_from > now:
             raise ApiError(404, "AF20050", "The specified content does not exist.")
         if blob.expiration <= now:
             raise ApiError(404, "AF20051", "The content requested has expired.")
@@ -303,6 +307,11 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
     service: SimulatedService  # set on the subclass made per server
+
+    def setup(self):
+        super().setup()
+        # headers and body go out in two writes: without this, Nagle + delayed ACK add 40 ms a response
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, *args):  # the request log is kept as data, not printed
         pass
@@ -352,15 +361,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle("POST")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request, client_address):
+        # a client that hangs up mid-response (a killed sync, a closed pool) is normal here
+        pass
+
+
 class SimulatorServer:
     """Serves a SimulatedService over HTTPS on loopback, in a background thread."""
 
     def __init__(self, service: SimulatedService, cert_path: str, key_path: str):
         self.service = service
         handler = type("Handler", (_Handler,), {"service": service})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler, bind_and_activate=False)
-        self._httpd.daemon_threads = True
-        self._httpd.allow_reuse_address = True
+        self._httpd = _QuietServer(("127.0.0.1", 0), handler, bind_and_activate=False)
         self._cert_path, self._key_path = cert_path, key_path
         self._thread: threading.Thread | None = None
 

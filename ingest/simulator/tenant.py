@@ -81,6 +81,7 @@ class Blob:
     expiration: datetime
     slot_start: datetime  # the records' times fall in [slot_start, slot_start + interval)
     late: bool
+    listed_from: datetime  # some blobs are announced a while after their contentCreated
 
     @property
     def content_id(self) -> str:
@@ -106,13 +107,14 @@ def _weekly_weight(moment: datetime) -> float:
 class SimulatedTenant:
     def __init__(self, start: datetime, seed: int = 7, events_per_week: int = 30_000, blob_minutes: int = 60,
                  late_blob_rate: float = 0.04, duplicate_rate: float = 0.05, expired_blobs: int = 2,
-                 hostile: bool = True):
+                 late_listing_rate: float = 0.05, hostile: bool = True):
         self.start = start.astimezone(timezone.utc).replace(second=0, microsecond=0)
         self.seed = seed
         self.events_per_week = events_per_week
         self.interval = timedelta(minutes=blob_minutes)
         self.late_blob_rate = late_blob_rate
         self.duplicate_rate = duplicate_rate
+        self.late_listing_rate = late_listing_rate
         self.hostile = hostile
         slots = int(timedelta(days=7) / self.interval)
         self._slots_per_week = slots
@@ -161,25 +163,23 @@ class SimulatedTenant:
         rng = random.Random(f"{self.seed}:{content_type}:{index}:meta")
         created = self.start + index * self.interval + timedelta(seconds=rng.randrange(int(self.interval.total_seconds() // 2)))
         late = rng.random() < self.late_blob_rate
+        listed_from = created + timedelta(minutes=40 if rng.random() < self.late_listing_rate else 0)
         slot_start = self.start + (index - 2) * self.interval
         if late:  # content that turns up hours after its events
             slot_start -= rng.randint(3, 10) * self.interval
         expiration = created + timedelta(days=7, hours=12)
         if (content_type, index) in self.expired:
             expiration = created + timedelta(minutes=30)
-        return Blob(content_type, index, created, expiration, slot_start, late)
+        return Blob(content_type, index, created, expiration, slot_start, late, listed_from)
 
     def blobs_created(self, content_type: str, start: datetime, end: datetime, now: datetime) -> list[Blob]:
-        """Blobs with start <= contentCreated < end that exist by `now`, in order of availability."""
-        end = min(end, now)
-        if end <= start:
-            return []
+        """Blobs with start <= contentCreated < end that are announced by `now`, in contentCreated order."""
         first = max(0, int((start - self.start) / self.interval) - 1)
-        last = int((end - self.start) / self.interval) + 1
+        last = int((min(end, now) - self.start) / self.interval) + 1
         found = []
         for index in range(first, last + 1):
             blob = self.blob(content_type, index)
-            if start <= blob.created < end and blob.created <= now:
+            if start <= blob.created < end and blob.listed_from <= now:
                 found.append(blob)
         return found
 

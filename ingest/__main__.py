@@ -1,0 +1,244 @@
+"""python -m ingest sync | run | status [--json] | export | subscribe | simulate
+
+Log lines go to stderr; `export` and `status --json` write only data to stdout."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+
+from eventstore import StoreUnavailable, open_store
+from eventstore.model import EVENT_COLUMNS
+
+from .api import ApiError, FatalApiError
+from .auth import AuthError
+from .settings import Settings, SettingsError, load_settings
+from .sync import Progress, SyncAlreadyRunning, connect, run_sync
+
+log = logging.getLogger("ingest")
+EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
+
+
+def _open(settings: Settings):
+    return open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
+
+
+class _ProgressPrinter:
+    """A live line on a terminal; one structured line per window otherwise (logs, containers)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+        self._last = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        if self.tty:
+            now = time.monotonic()
+            if now - self._last < 0.1 and p.blobs_done not in (0, p.blobs_total):
+                return
+            self._last = now
+            width = 24
+            filled = width * p.blobs_done // max(1, p.blobs_total)
+            self.stream.write(f"\r{p.content_type:<27} window {p.window}/{p.windows} "
+                              f"[{'#' * filled}{'.' * (width - filled)}] {p.blobs_done}/{p.blobs_total} blobs "
+                              f"+{p.events_new} events ")
+            if p.window == p.windows and p.blobs_done == p.blobs_total:
+                self.stream.write("\n")
+            self.stream.flush()
+        elif p.blobs_done == p.blobs_total:
+            log.info("progress content_type=%s window=%d/%d blobs=%d events_new=%d", p.content_type, p.window,
+                     p.windows, p.blobs_total, p.events_new)
+
+
+def cmd_sync(settings: Settings, args, stop: threading.Event) -> int:
+    report = run_sync(settings, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
+    log.info("%s", report.summary())
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
+    log.info("%s: syncing every %d s until stopped (SIGTERM or Ctrl-C)", settings.tenant_label, settings.sync_interval)
+    while not stop.is_set():
+        try:
+            report = run_sync(settings, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
+            log.info("%s", report.summary())
+        except (ApiError, AuthError, StoreUnavailable, SyncAlreadyRunning) as error:
+            # a later pass may succeed (network back, consent granted, the other sync done)
+            log.error("sync pass failed: %s", error)
+        stop.wait(settings.sync_interval)
+    log.info("stopped cleanly")
+    return EXIT_OK
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def status_data(settings: Settings) -> dict:
+    with _open(settings) as store:
+        stats = store.stats()
+        lost = store.lost_blobs()
+        return {
+            "tenant": settings.tenant_label,
+            "demo": settings.demo,
+            "store": store.description,
+            "events": stats.events,
+            "first_event": stats.first_time,
+            "last_event": stats.last_time,
+            "sync_running": store.lease_holder("sync") is not None,
+            "content_types": [
+                {"content_type": cp.content_type, "listed_until": _iso(cp.listed_until),
+                 "last_success": _iso(cp.last_success), "last_error": cp.last_error,
+                 "events_stored": stats.per_content_type.get(cp.content_type, 0),
+                 "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
+                for cp in store.checkpoints(settings.content_types)],
+            "lost_blobs": [{"content_type": b.content_type, "content_id": b.content_id,
+                            "content_created": b.content_created, "code": b.error_code, "message": b.error_message}
+                           for b in lost],
+        }
+
+
+def cmd_status(settings: Settings, args, stop) -> int:
+    data = status_data(settings)
+    if args.json:
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return EXIT_OK
+    out = sys.stdout
+    out.write(f"{data['tenant']} · {data['store']} · {data['events']:,} events "
+              f"({data['first_event'] or '-'} … {data['last_event'] or '-'})"
+              f"{' · a sync is running' if data['sync_running'] else ''}\n")
+    out.write(f"{'content type':<28}{'listed until':<22}{'last success':<22}{'events':>10}{'lost':>6}  error\n")
+    for ct in data["content_types"]:
+        out.write(f"{ct['content_type']:<28}{ct['listed_until'] or 'never':<22}{ct['last_success'] or 'never':<22}"
+                  f"{ct['events_stored']:>10,}{ct['blobs_lost']:>6}  {ct['last_error']}\n")
+    for blob in data["lost_blobs"]:
+        out.write(f"lost: {blob['content_type']} {blob['content_id']} ({blob['code']}) {blob['message']}\n")
+    return EXIT_OK
+
+
+def safe_cell(value) -> str:
+    """Neutralize spreadsheet formulas: audit text is attacker-controlled."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def cmd_export(settings: Settings, args, stop) -> int:
+    out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
+    count = 0
+    try:
+        with _open(settings) as store:
+            if args.format == "jsonl":
+                for row in store.iter_events():
+                    out.write(row.raw)
+                    out.write("\n")
+                    count += 1
+            else:
+                writer = csv.writer(out)
+                writer.writerow(EVENT_COLUMNS)
+                for row in store.iter_events():
+                    writer.writerow([safe_cell(v) for v in row])
+                    count += 1
+    finally:
+        if args.output:
+            out.close()
+    log.info("exported %d events%s", count, f" to {args.output}" if args.output else "")
+    return EXIT_OK
+
+
+def cmd_subscribe(settings: Settings, args, stop) -> int:
+    with _open(settings) as store:
+        api = connect(settings, store)
+        for content_type in settings.content_types:
+            api.start_subscription(content_type)
+        for subscription in api.list_subscriptions():
+            sys.stdout.write(f"{subscription.get('contentType')}: {subscription.get('status')}\n")
+    return EXIT_OK
+
+
+def cmd_simulate(settings: Settings, args, stop: threading.Event) -> int:
+    from .simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
+
+    start = datetime.fromisoformat(args.start) if args.start else \
+        datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=7, hours=-1)
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=timezone.utc)
+    tenant = SimulatedTenant(start, seed=args.seed, events_per_week=args.events, blob_minutes=args.blob_minutes)
+    config = SimulatorConfig(page_size=args.page_size, quota_requests=args.rate_limit,
+                             faults=Faults(throttle_every=args.throttle_every, retry_after=1))
+    server, env = start_simulator(tenant, config, port=args.port)
+    lines = "".join(f"{k}={v}\n" for k, v in env.items())
+    if args.env_file:
+        with open(args.env_file, "w") as f:
+            f.write(lines)
+    log.info("simulated tenant (seed %d, ~%d events/week since %s) on %s — press Ctrl-C to stop",
+             args.seed, args.events, start.isoformat(), env["O365_API_URL"])
+    sys.stdout.write("# point the client at the simulated tenant with these settings:\n" + lines)
+    sys.stdout.flush()
+    stop.wait()
+    server.stop()
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ingest", description="Sync Microsoft 365 audit events from the "
+                                     "Office 365 Management Activity API into the event store.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("sync", "one catch-up pass over every content type; exit 0 when done"),
+                            ("run", "sync every O365_SYNC_INTERVAL seconds until SIGTERM or Ctrl-C")):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--workers", type=int, default=8, help="blobs fetched in parallel (default 8)")
+    p = sub.add_parser("status", help="checkpoints, last success, events stored and lost blobs per content type")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("export", help="every stored event: the original record per line (jsonl) or a CSV table")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    p.add_argument("--output", help="file to write (default: standard output)")
+    sub.add_parser("subscribe", help="start the subscriptions for the configured content types and list them")
+    p = sub.add_parser("simulate", help="run the simulated tenant (HTTPS fake of the API and token endpoint)")
+    p.add_argument("--port", type=int, default=8443)
+    p.add_argument("--events", type=int, default=30_000, help="events per simulated week (default 30000)")
+    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--start", help="first day of the simulated tenant, ISO time (default: 7 days ago)")
+    p.add_argument("--blob-minutes", type=int, default=60, help="minutes between content blobs per type")
+    p.add_argument("--page-size", type=int, default=100, help="content items per listing page")
+    p.add_argument("--rate-limit", type=int, default=2000, help="requests per minute before AF429")
+    p.add_argument("--throttle-every", type=int, default=0, help="answer every Nth request with AF429")
+    p.add_argument("--env-file", help="also write the client settings to this file")
+    return parser
+
+
+COMMANDS = {"sync": cmd_sync, "run": cmd_run, "status": cmd_status, "export": cmd_export,
+            "subscribe": cmd_subscribe, "simulate": cmd_simulate}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("msal").setLevel(logging.WARNING)  # its debug lines can carry request details
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        settings = load_settings()
+        if settings.demo and args.command != "simulate":
+            log.warning("DEMO mode: no O365_TENANT_ID is set, so a simulated tenant stands in. "
+                        "Nothing here comes from a real Microsoft 365 tenant.")
+        return COMMANDS[args.command](settings, args, stop)
+    except (SettingsError, StoreUnavailable, AuthError, FatalApiError, SyncAlreadyRunning) as error:
+        log.error("%s", error)
+        return EXIT_FATAL
+    except ApiError as error:
+        log.error("%s", error)
+        return EXIT_PARTIAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Normalization: one raw record → the row we filter and graph on. Open schema: nothing is an error."""
+import ipaddress
+import json
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from eventstore.model import normalize_ip
+from eventstore.normalize import normalize
+
+FALLBACK = "2026-01-01T00:00:00Z"
+
+
+def test_sharepoint_record_keeps_fields_and_original_json():
+    record = {"CreationTime": "2025-03-04T09:30:55", "Id": "c41e8f02", "Operation": "FileAccessed",
+              "RecordType": 6, "UserId": "Megan.B@contoso.com", "ClientIP": "203.0.113.45:51234",
+              "Workload": "SharePoint", "UserAgent": "Mozilla/5.0 Edg/122.0",
+              "ObjectId": "https://contoso.sharepoint.com/sites/Finance/Shared Documents/FY25 Plan.xlsx",
+              "SiteUrl": "https://contoso.sharepoint.com/sites/Finance/", "SourceFileName": "FY25 Plan.xlsx"}
+    row = normalize(record, "Audit.SharePoint", FALLBACK)
+    assert row.time == "2025-03-04T09:30:55Z"  # zone-less CreationTime is UTC
+    assert row.user_id == "Megan.B@contoso.com"  # case is evidence: kept as sent
+    assert row.client_ip == "203.0.113.45"
+    assert (row.file_name, row.site_url, row.user_agent) == ("FY25 Plan.xlsx", record["SiteUrl"], record["UserAgent"])
+    assert json.loads(row.raw) == record
+
+
+def test_entra_signin_takes_user_agent_from_extended_properties_and_ip_from_actor():
+    record = {"Id": "x", "CreationTime": "2025-03-04T09:15:42.123Z", "Operation": "UserLoginFailed",
+              "RecordType": 15, "ActorIpAddress": "2001:DB8::1", "ApplicationId": "d3590ed6",
+              "ExtendedProperties": [{"Name": "UserAgent", "Value": "python-requests/2.31"}]}
+    row = normalize(record, "Audit.AzureActiveDirectory", FALLBACK)
+    assert (row.client_ip, row.user_agent, row.application) == ("2001:db8::1", "python-requests/2.31", "d3590ed6")
+    assert row.time == "2025-03-04T09:15:42Z"
+
+
+def test_exchange_client_ip_address_with_bracketed_ipv6_port():
+    row = normalize({"Id": "y", "ClientIPAddress": "[2001:db8::7]:443", "Item": {"Subject": "Q1"}},
+                    "Audit.Exchange", FALLBACK)
+    assert row.client_ip == "2001:db8::7"
+    assert row.object_id == "Q1"
+
+
+def test_unknown_record_type_and_missing_fields_are_normal():
+    row = normalize({"Id": "z", "RecordType": "NotANumber", "Workload": "FutureService"}, "Audit.General", FALLBACK)
+    assert row.record_type is None
+    assert row.time == FALLBACK  # no CreationTime: the blob's time stands in
+    assert row.user_id == row.client_ip == row.operation == ""
+
+
+def test_record_without_id_gets_a_stable_id_so_it_still_dedupes():
+    record = {"Operation": "Odd", "CreationTime": "2025-01-01T00:00:00"}
+    assert normalize(record, "Audit.General", FALLBACK).id == normalize(dict(record), "Audit.General", FALLBACK).id
+
+
+@given(st.ip_addresses(), st.integers(min_value=1, max_value=65535))
+def test_every_ip_form_normalizes_to_the_address(address, port):
+    expected = str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+    forms = [str(address), f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"]
+    if address.version == 6:
+        forms.append(str(address).upper())
+    for form in forms:
+        assert normalize_ip(form) == expected
+
+
+@given(st.text(max_size=40))
+def test_text_that_is_not_an_address_is_kept_not_lost(text):
+    result = normalize_ip(text)
+    try:
+        ipaddress.ip_address(result)
+    except ValueError:
+        assert result == text.strip()

@@ -1,0 +1,227 @@
+"""The sync against the HTTPS simulator, through the real msal and requests: every rule of the API contract,
+every error path, and the promise: no event lost, none stored twice."""
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+
+from eventstore.sqlite import SqliteStore
+from ingest.api import FatalApiError
+from ingest.auth import AuthError
+from ingest.simulator import Faults, SimulatedTenant
+from ingest.simulator.tls import make_client_certificate
+from ingest.sync import SyncAlreadyRunning, connect, sync_once
+
+from .conftest import ground_truth, stored_ids, week_start
+
+
+def sync(settings, store, **kwargs):
+    api = connect(settings, store, backoff_base=0.01)
+    return sync_once(api, store, settings.content_types, retention_days=settings.retention_days, **kwargs), api
+
+
+def assert_matches_ground_truth(service, store):
+    expected_ids, expected_lost = ground_truth(service)
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids)), "an event was stored twice"
+    assert set(ids) == expected_ids, f"missing {len(expected_ids - set(ids))}, unexpected {len(set(ids) - expected_ids)}"
+    assert {b.content_id for b in store.lost_blobs()} == expected_lost
+
+
+def test_full_sync_matches_the_tenant_and_follows_the_contract(simulator, make_settings, store):
+    service, env = simulator(page_size=2)
+    report, _ = sync(make_settings(env), store)
+    assert report.ok, report.summary()
+    assert_matches_ground_truth(service, store)
+    requests = service.api_requests()
+    assert all(r.publisher == env["O365_TENANT_ID"] for r in requests), "PublisherIdentifier missing somewhere"
+    assert any("nextPage" in r.query for r in requests), "the simulator paged, so the client must have followed"
+    assert any("/audit/" in r.path for r in requests)
+    assert service.window_violations == 0
+    assert set(service.subscriptions.values()) == {"enabled"}  # AF20022 → subscription started
+    # the tenant really does duplicate records across blobs: dedupe was exercised
+    tenant = service.tenant
+    total = sum(len(tenant.records(ct, b.index)) for ct in service.subscriptions
+                for b in tenant.blobs_created(ct, tenant.start - timedelta(hours=2), service.now(), service.now())
+                if b.expiration > service.now())
+    assert total > len(stored_ids(store))
+
+
+def test_second_pass_adds_nothing_and_fetches_no_blob_again(simulator, make_settings, store):
+    service, env = simulator()
+    sync(make_settings(env), store)
+    before = len(service.api_requests())
+    report, _ = sync(make_settings(env), store)
+    assert report.events_new == 0
+    again = service.api_requests()[before:]
+    assert not [r for r in again if "/audit/" in r.path], "stored blobs must be skipped by content id"
+
+
+def test_next_page_url_header_of_older_docs_is_followed_too(simulator, make_settings, store):
+    service, env = simulator(page_size=2, next_page_header="NextPageUrl")
+    report, _ = sync(make_settings(env), store)
+    assert report.ok
+    assert_matches_ground_truth(service, store)
+
+
+@pytest.mark.parametrize("faults", [
+    Faults(throttle_every=3, retry_after=0),  # AF429 as HTTP 403 and 429, with Retry-After
+    Faults(throttle_every=4),  # AF429 without Retry-After: exponential backoff
+    Faults(error_every=5, unavailable_every=7),  # AF50000 as 500, and 503
+], ids=["throttled-retry-after", "throttled-backoff", "server-errors"])
+def test_transient_trouble_costs_time_not_events(simulator, make_settings, store, faults):
+    service, env = simulator(faults=faults)
+    report, _ = sync(make_settings(env), store)
+    assert report.ok, report.summary()
+    assert_matches_ground_truth(service, store)
+    assert any(r.code in ("AF429", "AF50000") or r.status == 503 for r in service.api_requests())
+
+
+@pytest.mark.parametrize("pace, throttled", [(480, False), (60000, True)], ids=["paced", "unpaced"])
+def test_pacing_keeps_requests_under_the_quota(simulator, make_settings, store, pace, throttled):
+    # a quota of 10 requests per second stands in for 2,000 per minute, to keep the test short
+    tenant = SimulatedTenant(week_start(), seed=3, events_per_week=500, blob_minutes=720)
+    service, env = simulator(tenant, quota_requests=10, quota_seconds=1.0, faults=Faults(retry_after=1))
+    report, _ = sync(make_settings(env, O365_MAX_REQUESTS_PER_MINUTE=pace, O365_CONTENT_TYPES="DLP.All"), store)
+    assert report.ok
+    assert any(r.code == "AF429" for r in service.api_requests()) is throttled
+    ids, _ = tenant.expected_ids("DLP.All", service.now() - timedelta(days=7), service.now(), service.now())
+    assert set(stored_ids(store)) == ids
+
+
+def test_expired_token_is_refreshed_once(simulator, make_settings, store):
+    service, env = simulator()
+    service.inject("/audit/", 401, "", times=1)  # a 401 with no AF code: the token expired
+    report, _ = sync(make_settings(env), store)
+    assert report.ok
+    assert_matches_ground_truth(service, store)
+    service.revoke_tokens()  # every cached token is now unknown to the service
+    report, _ = sync(make_settings(env), store)
+    assert report.ok
+
+
+def test_missing_permission_stops_with_a_clear_message(simulator, make_settings, store):
+    _, env = simulator(roles=())
+    with pytest.raises(FatalApiError, match="ActivityFeed.Read"):
+        sync(make_settings(env), store)
+    assert "ActivityFeed.Read" in store.get_checkpoint("Audit.AzureActiveDirectory").last_error
+
+
+def test_wrong_secret_is_an_auth_error_that_does_not_echo_it(simulator, make_settings, store):
+    _, env = simulator()
+    wrong = "Wr0ng-S3cret-value-123"
+    with pytest.raises(AuthError) as raised:
+        sync(make_settings({**env, "O365_CLIENT_SECRET": wrong}), store)
+    assert "O365_CLIENT_SECRET" in str(raised.value)
+    assert wrong not in str(raised.value)
+
+
+def test_certificate_credential(simulator, make_settings, store, tmp_path):
+    pem = str(tmp_path / "app.pem")
+    thumbprint = make_client_certificate(pem)
+    service, env = simulator(client_cert_pem=pem, client_cert_thumbprint=thumbprint)
+    settings = make_settings({k: v for k, v in env.items() if k != "O365_CLIENT_SECRET"}, O365_CLIENT_CERT=pem)
+    report, _ = sync(settings, store)
+    assert report.ok
+    assert_matches_ground_truth(service, store)
+
+
+def test_extra_ca_is_trusted_even_with_requests_ca_bundle_set(simulator, make_settings, store, monkeypatch):
+    import certifi
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())  # as this machine (and many proxies' users) do
+    service, env = simulator()
+    report, _ = sync(make_settings(env), store)
+    assert report.ok
+    without_ca = {k: v for k, v in env.items() if k != "O365_CA_BUNDLE"}
+    with pytest.raises(AuthError, match="Cannot"):
+        sync(make_settings(without_ca), store)
+
+
+def test_broken_page_chain_restarts_the_window(simulator, make_settings, store):
+    service, env = simulator(page_size=4)
+    service.inject("subscriptions/content", 400, "AF20031", times=1)
+    report, _ = sync(make_settings(env), store)
+    assert report.ok
+    assert_matches_ground_truth(service, store)
+
+
+def test_service_clock_ahead_is_detected_from_the_date_header(simulator, make_settings, store):
+    service, env = simulator(clock_skew=2 * 3600)  # our start would look > 7 days old to the service
+    report, api = sync(make_settings(env), store)
+    assert report.ok
+    assert api.clock_skew == pytest.approx(2 * 3600, abs=30)
+    assert_matches_ground_truth(service, store)
+
+
+def test_late_announced_content_is_caught_by_the_overlap(simulator, make_settings, store):
+    tenant = SimulatedTenant(week_start(), seed=5, events_per_week=2_000, blob_minutes=15, late_listing_rate=0.5)
+    service, env = simulator(tenant, quota_requests=100_000)
+    settings = make_settings(env, O365_CONTENT_TYPES="Audit.SharePoint")
+    sync(settings, store)
+    service.config.clock_skew += 45 * 60  # 45 minutes pass: blobs created before the last pass turn up now
+    report, _ = sync(settings, store)
+    assert report.ok
+    expected, _ = ground_truth(service, ["Audit.SharePoint"])
+    assert set(stored_ids(store)) == expected
+
+
+def test_expired_and_unknown_blobs_are_recorded_lost_and_the_sync_goes_on(simulator, make_settings, store):
+    service, env = simulator()
+    service.inject("/audit/", 404, "AF20050", times=1)
+    report, _ = sync(make_settings(env), store)
+    lost = store.lost_blobs()
+    assert {b.error_code for b in lost} >= {"AF20050", "AF20051"}
+    assert sum(r.blobs_lost for r in report.results) == len(lost)
+    assert report.ok  # a lost blob is reported, not a failure of the pass
+
+
+def test_already_enabled_subscription_is_success(simulator, make_settings, store):
+    service, env = simulator()
+    api = connect(make_settings(env), store)
+    api.start_subscription("Audit.Exchange")
+    api.start_subscription("Audit.Exchange")  # AF20024
+    assert service.subscriptions["Audit.Exchange"] == "enabled"
+
+
+def test_retention_prunes_old_events(simulator, make_settings, store):
+    service, env = simulator()
+    sync(make_settings(env, AUDIT_RETENTION_DAYS=3), store)
+    oldest = store.stats().first_time
+    assert oldest >= (service.now() - timedelta(days=3, minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_one_sync_at_a_time(simulator, make_settings, store):
+    _, env = simulator()
+    assert store.try_lease("sync", "someone-else", 60)
+    with pytest.raises(SyncAlreadyRunning):
+        sync(make_settings(env), store)
+
+
+def test_reader_in_another_connection_sees_consistent_growing_counts(simulator, make_settings, store_path):
+    service, env = simulator(faults=Faults(throttle_every=5, retry_after=0))
+    counts, errors = [], []
+    done = threading.Event()
+
+    def read():
+        with SqliteStore(store_path) as reader:
+            while not done.is_set():
+                try:
+                    counts.append(reader.stats().events)
+                except Exception as exc:  # noqa: BLE001 - any error here is the failure we look for
+                    errors.append(exc)
+
+    with SqliteStore(store_path) as writer:
+        thread = threading.Thread(target=read)
+        thread.start()
+        try:
+            sync(make_settings(env), writer)
+        finally:
+            done.set()
+            thread.join()
+        assert not errors
+        assert counts == sorted(counts), "a reader saw the count go backwards"
+        assert len(set(counts)) > 1, "the reader should have seen the sync progress"
+        assert_matches_ground_truth(service, writer)
