@@ -18,9 +18,10 @@ class EventStore(ABC):
 
     # --- ingest side -------------------------------------------------------------------------
     @abstractmethod
-    def store_blob(self, blob: BlobRecord, rows: Sequence[EventRow]) -> int:
-        """Store a blob's events and mark the blob stored, atomically. Events already stored (same
-        Id) are left as they are. Returns how many events were new."""
+    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
+        """Store each blob's events and mark the blob stored; a blob is never marked stored without its
+        events. Events already stored (same Id) are left as they are. Returns how many events were new.
+        Several blobs per call let a backend group its writes (SQLite: one transaction)."""
 
     @abstractmethod
     def record_lost_blob(self, blob: BlobRecord) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from functools import lru_cache
 from typing import Any
 
 from .model import EventRow, normalize_ip, parse_utc, utc_text
@@ -28,9 +30,33 @@ def _name_value(items: Any, name: str) -> str:
     return ""
 
 
+_decoder = json.JSONDecoder()
+_SEPARATOR = re.compile(r"[ \t\n\r]*,?[ \t\n\r]*")
+_cached_ip = lru_cache(maxsize=65536)(normalize_ip)  # a tenant's addresses repeat endlessly
+
+
+def split_records(body: str) -> list[tuple[Any, str]]:
+    """Parse a blob (a JSON array of records) into (record, its exact original JSON text) pairs, so the
+    original is kept byte for byte without serializing it again. Raises ValueError if it is not an array."""
+    index = _SEPARATOR.match(body, 0).end()
+    if body[index:index + 1] != "[":
+        raise ValueError("a content blob must be a JSON array")
+    index += 1
+    pairs = []
+    while True:
+        index = _SEPARATOR.match(body, index).end()
+        if body[index:index + 1] == "]":
+            return pairs
+        record, end = _decoder.raw_decode(body, index)
+        pairs.append((record, body[index:end]))
+        index = end
+
+
 def _time(record: dict, fallback: str) -> str:
     value = record.get("CreationTime")
     if isinstance(value, str) and value:
+        if len(value) == 19 and value[10] == "T":  # the API's usual zone-less form: already UTC
+            return value + "Z"
         try:
             return utc_text(parse_utc(value))
         except ValueError:
@@ -58,7 +84,7 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
     for name in _IP_FIELDS:
         value = record.get(name)
         if value:
-            client_ip = normalize_ip(_text(value))
+            client_ip = _cached_ip(_text(value))
             break
 
     user_agent = _text(record.get("UserAgent")) or _name_value(record.get("ExtendedProperties"), "UserAgent")
@@ -76,20 +102,9 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
         if isinstance(item, dict):
             object_id = _text(item.get("Subject"))
 
-    return EventRow(
-        id=record_id,
-        time=_time(record, fallback_time),
-        content_type=content_type,
-        workload=_text(record.get("Workload")),
-        record_type=_record_type(record.get("RecordType")),
-        operation=_text(record.get("Operation")),
-        result_status=_text(record.get("ResultStatus")),
-        user_id=_text(record.get("UserId")),
-        client_ip=client_ip,
-        user_agent=user_agent,
-        application=application,
-        object_id=object_id,
-        site_url=_text(record.get("SiteUrl")),
-        file_name=file_name,
-        raw=raw,
-    )
+    # positional, in EventRow's field order (id, time, content_type, workload, record_type, operation,
+    # result_status, user_id, client_ip, user_agent, application, object_id, site_url, file_name, raw)
+    return EventRow(record_id, _time(record, fallback_time), content_type, _text(record.get("Workload")),
+                    _record_type(record.get("RecordType")), _text(record.get("Operation")),
+                    _text(record.get("ResultStatus")), _text(record.get("UserId")), client_ip, user_agent,
+                    application, object_id, _text(record.get("SiteUrl")), file_name, raw)

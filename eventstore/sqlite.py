@@ -28,7 +28,7 @@ _NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,  -- arrival order, assigned by store_blob; never reused
     id TEXT NOT NULL UNIQUE,
     time TEXT NOT NULL, content_type TEXT NOT NULL, workload TEXT NOT NULL, record_type INTEGER,
     operation TEXT NOT NULL, result_status TEXT NOT NULL, user_id TEXT NOT NULL, client_ip TEXT NOT NULL,
@@ -36,9 +36,7 @@ CREATE TABLE IF NOT EXISTS events (
     file_name TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_time ON events(time);
-CREATE INDEX IF NOT EXISTS events_user ON events(user_id, time);
-CREATE INDEX IF NOT EXISTS events_ip ON events(client_ip, time);
-CREATE TABLE IF NOT EXISTS raw_events (id TEXT PRIMARY KEY, json TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS raw_events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (
     content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
     content_expiration TEXT NOT NULL, events INTEGER NOT NULL, status TEXT NOT NULL,
@@ -50,9 +48,10 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1');
 """
 
-_INSERT_EVENT = f"INSERT OR IGNORE INTO events({', '.join(_NARROW)}) VALUES ({', '.join('?' * len(_NARROW))})"
+_INSERT_EVENT = f"INSERT INTO events(seq, {', '.join(_NARROW)}) VALUES (?, {', '.join('?' * len(_NARROW))})"
 
 
 @lru_cache(maxsize=4096)
@@ -69,6 +68,16 @@ def _ip_in(address: str, cidr: str) -> int:
 
 def _fold(value):
     return value.casefold() if isinstance(value, str) else value
+
+
+def _present(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> set[str]:
+    """Which of `values` are in table.column (an indexed column), in chunks under SQLite's variable limit."""
+    found: set[str] = set()
+    for i in range(0, len(values), 500):
+        chunk = values[i:i + 500]
+        found.update(r[0] for r in conn.execute(
+            f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join('?' * len(chunk))})", chunk))
+    return found
 
 
 def filter_sql(flt: Filter) -> tuple[str, list]:
@@ -142,6 +151,7 @@ class SqliteStore(EventStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
             conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MB: the id index of a busy tenant stays in memory
             conn.create_function("ip_in", 2, _ip_in, deterministic=True)
             conn.create_function("fold", 1, _fold, deterministic=True)
             self._local.conn = conn
@@ -154,16 +164,27 @@ class SqliteStore(EventStore):
         return _Transaction(self._conn())
 
     # --- ingest side -------------------------------------------------------------------------
-    def store_blob(self, blob: BlobRecord, rows: Sequence[EventRow]) -> int:
+    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
         with self._write() as conn:
-            before = conn.total_changes
-            conn.executemany(_INSERT_EVENT, (row[:-1] for row in rows))
-            added = conn.total_changes - before
-            if added:
-                conn.executemany("INSERT OR IGNORE INTO raw_events(id, json) VALUES (?, ?)",
-                                 ((row.id, row.raw) for row in rows))
-            self._upsert_blob(conn, blob, len(rows), "stored")
-        return added
+            # Dedupe here rather than with INSERT OR IGNORE, so both tables are appended to in seq order
+            # (cheap B-tree appends) and the raw JSON needs no index of its own.
+            ids = [row.id for _, rows in batch for row in rows]
+            seen = _present(conn, "events", "id", ids)
+            fresh = []
+            for _, rows in batch:
+                for row in rows:
+                    if row.id not in seen:
+                        seen.add(row.id)
+                        fresh.append(row)
+            if fresh:
+                first = int(conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+                conn.executemany(_INSERT_EVENT, ((first + n, *row[:-1]) for n, row in enumerate(fresh)))
+                conn.executemany("INSERT INTO raw_events(seq, json) VALUES (?, ?)",
+                                 ((first + n, row.raw) for n, row in enumerate(fresh)))
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(first + len(fresh)),))
+            for blob, rows in batch:
+                self._upsert_blob(conn, blob, len(rows), "stored")
+        return len(fresh)
 
     def record_lost_blob(self, blob: BlobRecord) -> None:
         with self._write() as conn:
@@ -179,15 +200,7 @@ class SqliteStore(EventStore):
         )
 
     def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
-        ids = list(content_ids)
-        known: set[str] = set()
-        conn = self._conn()
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ", ".join("?" * len(chunk))
-            known.update(r[0] for r in conn.execute(
-                f"SELECT content_id FROM blobs WHERE content_id IN ({marks})", chunk))
-        return known
+        return _present(self._conn(), "blobs", "content_id", list(content_ids))
 
     def get_checkpoint(self, content_type: str) -> Checkpoint:
         row = self._conn().execute(
@@ -220,7 +233,7 @@ class SqliteStore(EventStore):
         cutoff = utc_text(before)
         now = utc_text(datetime.now(timezone.utc))
         with self._write() as conn:
-            conn.execute("DELETE FROM raw_events WHERE id IN (SELECT id FROM events WHERE time < ?)", (cutoff,))
+            conn.execute("DELETE FROM raw_events WHERE seq IN (SELECT seq FROM events WHERE time < ?)", (cutoff,))
             removed = conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
             # a stored blob's id is only needed while the API can still list it
             conn.execute("DELETE FROM blobs WHERE status = 'stored' AND content_expiration < ?", (now,))
@@ -257,7 +270,7 @@ class SqliteStore(EventStore):
         where, params = filter_sql(flt)
         sql = (f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM "
                f"(SELECT * FROM events{where} ORDER BY time DESC, seq DESC LIMIT ? OFFSET ?) e "
-               f"JOIN raw_events r ON r.id = e.id ORDER BY e.time DESC, e.seq DESC")
+               f"JOIN raw_events r ON r.seq = e.seq ORDER BY e.time DESC, e.seq DESC")
         return [EventRow(*row) for row in self._conn().execute(sql, params + [limit, offset])]
 
     def count(self, flt: Filter) -> int:
@@ -273,7 +286,7 @@ class SqliteStore(EventStore):
         try:
             cursor = conn.execute(
                 f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM events e "
-                f"JOIN raw_events r ON r.id = e.id{where}", params)
+                f"JOIN raw_events r ON r.seq = e.seq{where}", params)
             for row in cursor:
                 yield EventRow(*row)
         finally:

@@ -170,6 +170,9 @@ def cmd_simulate(settings: Settings, args, stop: threading.Event) -> int:
     if start.tzinfo is None:
         start = start.replace(tzinfo=timezone.utc)
     tenant = SimulatedTenant(start, seed=args.seed, events_per_week=args.events, blob_minutes=args.blob_minutes)
+    if args.warm:
+        held = tenant.warm(datetime.now(timezone.utc))
+        log.info("pre-generated %.0f MB of content blobs", held / 1e6)
     config = SimulatorConfig(page_size=args.page_size, quota_requests=args.rate_limit,
                              faults=Faults(throttle_every=args.throttle_every, retry_after=1))
     server, env = start_simulator(tenant, config, port=args.port)
@@ -194,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (("sync", "one catch-up pass over every content type; exit 0 when done"),
                             ("run", "sync every O365_SYNC_INTERVAL seconds until SIGTERM or Ctrl-C")):
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--workers", type=int, default=8, help="blobs fetched in parallel (default 8)")
+        p.add_argument("--workers", type=int, default=4, help="blobs fetched and parsed in parallel (default 4)")
     p = sub.add_parser("status", help="checkpoints, last success, events stored and lost blobs per content type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("export", help="every stored event: the original record per line (jsonl) or a CSV table")
@@ -211,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate-limit", type=int, default=2000, help="requests per minute before AF429")
     p.add_argument("--throttle-every", type=int, default=0, help="answer every Nth request with AF429")
     p.add_argument("--env-file", help="also write the client settings to this file")
+    p.add_argument("--warm", action="store_true", help="generate every blob before serving (benchmarks)")
     return parser
 
 

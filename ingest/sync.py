@@ -5,7 +5,6 @@ same events: blobs are stored atomically with their events, events dedupe on the
 unfinished window is simply listed again."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 import socket
@@ -19,7 +18,7 @@ from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore, open_store
 from eventstore.model import BlobRecord, utc_text
-from eventstore.normalize import normalize
+from eventstore.normalize import normalize, split_records
 
 from .api import (
     ActivityApi,
@@ -38,6 +37,7 @@ from .windows import plan_windows
 log = logging.getLogger("ingest.sync")
 LEASE = "sync"
 LEASE_SECONDS = 120.0
+BATCH_ROWS = 5000  # events per write transaction
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -92,13 +92,11 @@ class SyncReport:
 
 def _decode_blob(blob: ContentBlob, body: bytes) -> list:
     try:
-        records = json.loads(body)
-    except ValueError:
-        raise BlobUnavailable(f"content {blob.content_id} is not valid JSON", "MALFORMED") from None
-    if not isinstance(records, list):
-        raise BlobUnavailable(f"content {blob.content_id} is not a JSON array", "MALFORMED")
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-    return [normalize(r, blob.content_type, blob.created, dumps(r)) for r in records if isinstance(r, dict)]
+        pairs = split_records(body.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
+        raise BlobUnavailable(f"content {blob.content_id} is not a JSON array of records", "MALFORMED") from None
+    return [normalize(record, blob.content_type, blob.created, raw) for record, raw in pairs
+            if isinstance(record, dict)]
 
 
 class _Syncer:
@@ -126,7 +124,9 @@ class _Syncer:
                 log.warning("%s: the page chain broke; listing the window again from its start", content_type)
         raise ApiError(f"{content_type}: could not list {utc_text(start)}–{utc_text(end)} after 3 tries")
 
-    def fetch(self, blob: ContentBlob):
+    def fetch(self, blob: ContentBlob) -> list:
+        """Runs in a worker thread: fetch and parse, while the writing thread is inside SQLite (which
+        releases the GIL), so the two overlap."""
         if blob.expiration <= utc_text(self.api.server_now()):
             raise BlobUnavailable(f"content {blob.content_id} expired at {blob.expiration} before it was fetched",
                                   "AF20051")
@@ -174,6 +174,19 @@ class _Syncer:
         result.blobs_skipped += len(blobs) - len(todo)
         done = 0
         self.progress(Progress(content_type, number, total, done, len(todo), result.events_new))
+        batch: list[tuple[BlobRecord, list]] = []
+        batched_rows = 0
+
+        def flush() -> None:
+            nonlocal batch, batched_rows, done
+            if batch:
+                result.events_new += self.store.store_blobs(batch)
+                result.blobs_stored += len(batch)
+                done += len(batch)
+                batch, batched_rows = [], 0
+                self.renew_lease()
+                self.progress(Progress(content_type, number, total, done, len(todo), result.events_new))
+
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
         try:
             queue = iter(todo)
@@ -190,7 +203,6 @@ class _Syncer:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
                     blob = pending.pop(future)
-                    record = BlobRecord(blob.content_id, content_type, blob.created, blob.expiration)
                     try:
                         rows = future.result()
                     except BlobUnavailable as lost:
@@ -198,16 +210,18 @@ class _Syncer:
                         self.store.record_lost_blob(BlobRecord(blob.content_id, content_type, blob.created,
                                                                blob.expiration, 0, "lost", lost.code, str(lost)))
                         result.blobs_lost += 1
+                        done += 1
                     else:
-                        result.events_new += self.store.store_blob(record, rows)
+                        batch.append((BlobRecord(blob.content_id, content_type, blob.created, blob.expiration), rows))
+                        batched_rows += len(rows)
                         result.events_seen += len(rows)
-                        result.blobs_stored += 1
-                    done += 1
-                    self.renew_lease()
-                    self.progress(Progress(content_type, number, total, done, len(todo), result.events_new))
                     submit_next()
+                # one transaction for several blobs: a random-key index costs a page write per row per commit
+                if batched_rows >= BATCH_ROWS or not pending:
+                    flush()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        flush()
         if self.stop.is_set() and done < len(todo):
             raise _Stopped()
 
@@ -217,12 +231,16 @@ class _Stopped(Exception):
 
 
 def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...], *, retention_days: int,
-              demo: bool = False, workers: int = 8, progress: Callable[[Progress], None] | None = None,
+              demo: bool = False, workers: int = 4, progress: Callable[[Progress], None] | None = None,
               stop: threading.Event | None = None) -> SyncReport:
     """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds
     the store's sync lease, FatalApiError when retrying cannot help (the message says what to fix)."""
     stop = stop or threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    holder = store.lease_holder(LEASE)
+    if holder and _died_on_this_host(holder):  # a killed sync must not block the next one for minutes
+        log.warning("taking over the sync lease of %s, which is no longer running", holder)
+        store.release_lease(LEASE, holder)
     if not store.try_lease(LEASE, owner, LEASE_SECONDS):
         raise SyncAlreadyRunning(f"A sync is already running ({store.lease_holder(LEASE) or 'another process'}); "
                                  "wait for it to finish.")
@@ -251,6 +269,20 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
     return report
 
 
+def _died_on_this_host(holder: str) -> bool:
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def _record_error(store: EventStore, content_type: str, message: str) -> None:
     checkpoint = store.get_checkpoint(content_type)
     checkpoint.last_error = message
@@ -270,7 +302,7 @@ def connect(settings: Settings, store: EventStore, stop: threading.Event | None 
 
 
 def run_sync(settings: Settings, store: EventStore | None = None, *, progress: Callable[[Progress], None] | None = None,
-             stop: threading.Event | None = None, workers: int = 8) -> SyncReport:
+             stop: threading.Event | None = None, workers: int = 4) -> SyncReport:
     """What `python -m ingest sync` and the dashboard's Sync now button both call."""
     own_store = store is None
     store = store or open_store(settings.store_url, cosmos=settings.cosmos_options(),

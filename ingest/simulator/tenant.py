@@ -116,6 +116,7 @@ class SimulatedTenant:
         self.duplicate_rate = duplicate_rate
         self.late_listing_rate = late_listing_rate
         self.hostile = hostile
+        self._warm: dict[tuple[str, int], bytes] = {}
         slots = int(timedelta(days=7) / self.interval)
         self._slots_per_week = slots
         self._weight_sum = sum(_weekly_weight(self.start + i * self.interval) for i in range(slots))
@@ -202,7 +203,16 @@ class SimulatedTenant:
         return records
 
     def blob_json(self, content_type: str, index: int) -> bytes:
-        return _blob_json(self, content_type, index)
+        warm = self._warm.get((content_type, index))
+        return warm if warm is not None else _blob_json(self, content_type, index)
+
+    def warm(self, now: datetime) -> int:
+        """Generate every blob announced by `now` up front and keep it (benchmarks: so that the fake
+        service's own generating does not compete with the client being measured). Returns bytes held."""
+        for content_type in CONTENT_TYPES:
+            for blob in self.blobs_created(content_type, self.start - self.interval, now, now):
+                self._warm[(content_type, blob.index)] = _blob_json(self, content_type, blob.index)
+        return sum(len(v) for v in self._warm.values())
 
     def _own_records(self, blob: Blob) -> list[dict]:
         rng = random.Random(f"{self.seed}:{blob.content_type}:{blob.index}")

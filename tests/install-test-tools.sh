@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Tools the tests drive for real: Debian's Chromium (for Playwright) and the Cosmos DB REST server (npm).
+# Idempotent and quiet when everything is already there.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "installing Debian's chromium for the browser tests..."
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+
+if [ -f servers/package.json ] && [ ! -d servers/node_modules ]; then
+  echo "installing the Cosmos DB test server (npm)..."
+  (cd servers && npm ci --silent --no-audit --no-fund)
+fi
