@@ -75,6 +75,32 @@ class EventStore(ABC):
     @abstractmethod
     def stats(self) -> StoreStats: ...
 
+    # --- what an in-memory analytic index needs to keep in step incrementally ------------------
+    @abstractmethod
+    def data_version(self) -> tuple[int, int]:
+        """(position after the last stored event, removal generation). The first grows with every
+        stored event; the second changes whenever events are removed (retention)."""
+
+    @abstractmethod
+    def rows_since(self, position: int, limit: int = 50_000) -> list[tuple]:
+        """Up to `limit` events stored after `position`, in storage order, as (position, *narrow columns)
+        tuples: every EventRow field except raw."""
+
+    @abstractmethod
+    def events_at(self, positions: Sequence[int]) -> list[EventRow]:
+        """The full events (with raw JSON) at these positions, in the order given."""
+
+    # --- watch-lists, shared by everyone who uses this store ----------------------------------
+    @abstractmethod
+    def save_watchlist(self, name: str, payload: str) -> None: ...
+
+    @abstractmethod
+    def watchlists(self) -> dict[str, str]:
+        """name → payload (JSON text written by the dashboard)."""
+
+    @abstractmethod
+    def delete_watchlist(self, name: str) -> None: ...
+
     @abstractmethod
     def close(self) -> None: ...
 

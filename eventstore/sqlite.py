@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1');
+INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0');
+CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
 """
 
 _INSERT_EVENT = f"INSERT INTO events(seq, {', '.join(_NARROW)}) VALUES (?, {', '.join('?' * len(_NARROW))})"
@@ -151,7 +153,7 @@ class SqliteStore(EventStore):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
             conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA cache_size=-65536")  # 64 MB: the id index of a busy tenant stays in memory
+            conn.execute("PRAGMA cache_size=-32768")  # 32 MB: the id index of a busy tenant stays in memory
             conn.create_function("ip_in", 2, _ip_in, deterministic=True)
             conn.create_function("fold", 1, _fold, deterministic=True)
             self._local.conn = conn
@@ -235,6 +237,8 @@ class SqliteStore(EventStore):
         with self._write() as conn:
             conn.execute("DELETE FROM raw_events WHERE seq IN (SELECT seq FROM events WHERE time < ?)", (cutoff,))
             removed = conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
+            if removed:
+                conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
             # a stored blob's id is only needed while the API can still list it
             conn.execute("DELETE FROM blobs WHERE status = 'stored' AND content_expiration < ?", (now,))
         return removed
@@ -297,6 +301,39 @@ class SqliteStore(EventStore):
         total, first, last = conn.execute("SELECT count(*), min(time), max(time) FROM events").fetchone()
         per_type = dict(conn.execute("SELECT content_type, count(*) FROM events GROUP BY content_type"))
         return StoreStats(total, first, last, per_type)
+
+    def data_version(self) -> tuple[int, int]:
+        values = dict(self._conn().execute("SELECT key, value FROM meta WHERE key IN ('next_seq', 'generation')"))
+        return int(values["next_seq"]) - 1, int(values["generation"])
+
+    def rows_since(self, position: int, limit: int = 50_000) -> list[tuple]:
+        return self._conn().execute(
+            f"SELECT seq, {', '.join(_NARROW)} FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+            (position, limit)).fetchall()
+
+    def events_at(self, positions: Sequence[int]) -> list[EventRow]:
+        found = {}
+        conn = self._conn()
+        positions = list(positions)
+        for i in range(0, len(positions), 500):
+            chunk = positions[i:i + 500]
+            for row in conn.execute(
+                    f"SELECT e.seq, {', '.join('e.' + c for c in _NARROW)}, r.json FROM events e "
+                    f"JOIN raw_events r ON r.seq = e.seq WHERE e.seq IN ({', '.join('?' * len(chunk))})", chunk):
+                found[row[0]] = EventRow(*row[1:])
+        return [found[p] for p in positions if p in found]
+
+    def save_watchlist(self, name: str, payload: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT OR REPLACE INTO watchlists(name, payload, saved_at) VALUES (?, ?, ?)",
+                         (name, payload, utc_text(datetime.now(timezone.utc))))
+
+    def watchlists(self) -> dict[str, str]:
+        return dict(self._conn().execute("SELECT name, payload FROM watchlists ORDER BY name"))
+
+    def delete_watchlist(self, name: str) -> None:
+        with self._write() as conn:
+            conn.execute("DELETE FROM watchlists WHERE name = ?", (name,))
 
     def close(self) -> None:
         with self._lock:

@@ -4,7 +4,6 @@ Log lines go to stderr; `export` and `status --json` write only data to stdout."
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
 import signal
@@ -14,7 +13,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from eventstore import StoreUnavailable, open_store
-from eventstore.model import EVENT_COLUMNS
+from eventstore.export import write_csv, write_jsonl
 
 from .api import ApiError, FatalApiError
 from .auth import AuthError
@@ -123,28 +122,12 @@ def cmd_status(settings: Settings, args, stop) -> int:
     return EXIT_OK
 
 
-def safe_cell(value) -> str:
-    """Neutralize spreadsheet formulas: audit text is attacker-controlled."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def cmd_export(settings: Settings, args, stop) -> int:
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
-    count = 0
     try:
         with _open(settings) as store:
-            if args.format == "jsonl":
-                for row in store.iter_events():
-                    out.write(row.raw)
-                    out.write("\n")
-                    count += 1
-            else:
-                writer = csv.writer(out)
-                writer.writerow(EVENT_COLUMNS)
-                for row in store.iter_events():
-                    writer.writerow([safe_cell(v) for v in row])
-                    count += 1
+            write = write_jsonl if args.format == "jsonl" else write_csv
+            count = write(store.iter_events(), out)
     finally:
         if args.output:
             out.close()

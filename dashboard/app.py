@@ -1,0 +1,38 @@
+"""Entry point: `streamlit run dashboard/app.py`. Opens the store once per process, draws the shared
+sidebar, then runs the chosen page."""
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+import streamlit as st  # noqa: E402
+
+from dashboard import services, ui  # noqa: E402
+from eventstore import StoreUnavailable  # noqa: E402
+from ingest.settings import SettingsError  # noqa: E402
+
+st.set_page_config(page_title="O365 Activity Graph", page_icon="🕸️", layout="wide")
+
+try:
+    settings = services.settings()
+    index = services.index()
+except SettingsError as error:
+    st.error(f"The configuration has a problem: {error}")
+    st.caption("Fix the environment variable (or the .env file) and restart the dashboard. The README lists every "
+               "setting.")
+    st.stop()
+except StoreUnavailable as error:
+    st.error(f"The event store cannot be reached. {error}")
+    st.caption("Check AUDIT_STORE (and for Cosmos DB: COSMOS_ENDPOINT, COSMOS_KEY, the network), then reload.")
+    st.stop()
+
+st.session_state["current"] = ui.sidebar(settings, index)
+pages = st.navigation([
+    st.Page("app_pages/explore.py", title="Explore", icon="🕸️", default=True),
+    st.Page("app_pages/events.py", title="Events", icon="📋"),
+    st.Page("app_pages/watchlists.py", title="Watch-lists", icon="👁️"),
+    st.Page("app_pages/sync.py", title="Sync", icon="🔄"),
+])
+pages.run()

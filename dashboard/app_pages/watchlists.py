@@ -1,0 +1,61 @@
+"""Watch-lists: upload (adminlist.csv and the like), preview what matched, rename, delete, choose one."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import services, ui
+from dashboard.index import Watch
+from dashboard.watchlist import WatchListError, parse_watchlist
+
+cur = ui.current()
+index = services.index()
+st.header("Watch-lists")
+st.caption("A CSV with one column of accounts or IPs (with or without a header), or columns named UserId, UPN, "
+           "Email, IP or ClientIP. IPv4/IPv6 addresses and CIDR ranges. UTF-8 (with or without BOM), `,` or `;`. "
+           "Saved in the event store, so everyone using it sees them.")
+
+with st.form("upload", clear_on_submit=False):
+    upload = st.file_uploader("Watch-list file", type=["csv", "txt"], key="wl_upload")
+    name = st.text_input("Name", key="wl_name", placeholder="admins")
+    submitted = st.form_submit_button("Save watch-list")
+if submitted:
+    if upload is None:
+        st.error("Choose a file first.")
+    else:
+        try:
+            parsed = parse_watchlist(name or upload.name.rsplit(".", 1)[0], upload.getvalue())
+        except WatchListError as error:
+            st.error(f"{error} Nothing was changed.")
+        else:
+            services.save_watchlist(parsed)
+            st.session_state["wl_last_saved"] = parsed.name
+            st.success(f"Saved **{len(parsed.accounts):,} accounts and {len(parsed.networks):,} IP entries** "
+                       f"as the watch-list shown below.")
+
+saved = services.watchlists()
+if not saved:
+    st.info("No watch-lists yet. Upload one above.")
+    st.stop()
+
+for wl in saved.values():
+    with st.expander(f"{wl.size:,} entries", expanded=wl.name == st.session_state.get("wl_last_saved")):
+        st.code(wl.name, language=None)
+        if cur.filter is not None:
+            matched, unmatched = index.watch_matches(Watch(wl.accounts, wl.networks), cur.filter)
+            st.markdown(f"**{len(wl.accounts):,}** accounts and **{len(wl.networks):,}** IP entries read · "
+                        f"**{matched:,}** events in the current filters involve them · "
+                        f"**{len(unmatched):,}** entries matched nothing")
+            if unmatched:
+                st.dataframe(pd.DataFrame({"matched nothing": sorted(unmatched)}), hide_index=True, height=150)
+        a, b, c = st.columns([2, 1, 1])
+        new_name = a.text_input("Rename to", key=f"rename_{wl.name}", label_visibility="collapsed",
+                                placeholder="new name")
+        if b.button("Rename", key=f"do_rename_{wl.name}") and new_name.strip():
+            services.rename_watchlist(wl.name, new_name.strip())
+            st.rerun()
+        if c.button("Delete", key=f"delete_{wl.name}"):
+            services.delete_watchlist(wl.name)
+            st.rerun()
+        st.button("Use in the filters", key=f"use_{wl.name}", on_click=ui.apply_view,
+                  args=(cur.view.__class__(**{**cur.view.__dict__, "watchlist": wl.name}),))

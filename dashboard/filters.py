@@ -1,0 +1,129 @@
+"""The analyst's view (filters, watch-list, relationship) ↔ URL query parameters ↔ an eventstore Filter.
+Pure, so a shared URL always means the same view."""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import date, datetime, time, timedelta, timezone
+
+from eventstore import Filter
+
+from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
+
+PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
+LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status")
+WATCH_MODES = ("highlight", "restrict")
+
+
+class FilterInputError(ValueError):
+    """A filter value the analyst typed cannot be used (e.g. an IP that is not one)."""
+
+
+@dataclass(frozen=True)
+class View:
+    period: str = "last 7 days"
+    start: date | None = None  # with period "custom"
+    end: date | None = None  # inclusive day
+    workload: tuple[str, ...] = ()
+    content_type: tuple[str, ...] = ()
+    operation: tuple[str, ...] = ()
+    record_type: tuple[str, ...] = ()
+    result_status: tuple[str, ...] = ()
+    user: str = ""  # one or more accounts, comma separated
+    ip: str = ""  # addresses or CIDR ranges, comma separated
+    text: str = ""  # in user agent, object, site or file name
+    case_sensitive: bool = True
+    watchlist: str = ""
+    watch_mode: str = "highlight"
+    relationship: str = "user → IP"
+    cap: int = DEFAULT_CAP
+
+    def to_params(self) -> dict[str, str | list[str]]:
+        """Only what differs from the default view, so a URL stays short."""
+        default = View()
+        params: dict[str, str | list[str]] = {}
+        for name, value in asdict(self).items():
+            if value == getattr(default, name):
+                continue
+            if isinstance(value, tuple):
+                params[name] = [str(v) for v in value]
+            elif isinstance(value, bool):
+                params[name] = "1" if value else "0"
+            elif isinstance(value, date):
+                params[name] = value.isoformat()
+            else:
+                params[name] = str(value)
+        return params
+
+    @classmethod
+    def from_params(cls, params: dict[str, list[str]]) -> "View":
+        """Tolerant: a hand-edited URL with a bad value falls back to the default for that value."""
+        values: dict = {}
+        for f in fields(cls):
+            raw = params.get(f.name)
+            if not raw:
+                continue
+            if f.name in LIST_FIELDS:
+                values[f.name] = tuple(v for v in raw if v)
+                continue
+            text = raw[-1]
+            try:
+                if f.name in ("start", "end"):
+                    values[f.name] = date.fromisoformat(text)
+                elif f.name == "case_sensitive":
+                    values[f.name] = text not in ("0", "false", "False")
+                elif f.name == "cap":
+                    values[f.name] = max(1, min(MAX_CAP, int(text)))
+                else:
+                    values[f.name] = text
+            except ValueError:
+                continue
+        view = cls(**values)
+        if view.period not in PERIODS:
+            view = replace(view, period="last 7 days")
+        if view.relationship not in RELATIONSHIPS:
+            view = replace(view, relationship="user → IP")
+        if view.watch_mode not in WATCH_MODES:
+            view = replace(view, watch_mode="highlight")
+        return view
+
+    def users(self) -> tuple[str, ...]:
+        return tuple(u.strip() for u in self.user.split(",") if u.strip())
+
+    def ips(self) -> tuple[str, ...]:
+        entries = tuple(v.strip() for v in self.ip.split(",") if v.strip())
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise FilterInputError(f"{entry!r} is not an IP address or CIDR range "
+                                       "(e.g. 198.51.100.9 or 198.51.100.0/24).") from None
+        return entries
+
+    def to_filter(self, now: datetime | None = None) -> Filter:
+        now = now or datetime.now(timezone.utc)
+        if self.period == "custom" and self.start:
+            start = datetime.combine(self.start, time.min, tzinfo=timezone.utc)
+            end = datetime.combine(self.end or now.date(), time.min, tzinfo=timezone.utc) + timedelta(days=1)
+        else:
+            start, end = now - timedelta(days=PERIODS.get(self.period) or 7), None
+        record_types = []
+        for value in self.record_type:
+            try:
+                record_types.append(int(value))
+            except ValueError:
+                raise FilterInputError(f"Record type {value!r} is not a number.") from None
+        return Filter(start=start, end=end, workload=self.workload, content_type=self.content_type,
+                      operation=self.operation, record_type=tuple(record_types), result_status=self.result_status,
+                      user_id=self.users(), client_ip=self.ips(), text=self.text.strip(),
+                      case_sensitive=self.case_sensitive)
+
+    def pivot(self, kind: str, value: str) -> "View":
+        """This view narrowed to one entity (the graph's Pivot button)."""
+        if kind == "user":
+            return replace(self, user=value)
+        if kind == "ip":
+            return replace(self, ip=value)
+        if kind in ("operation", "workload"):
+            return replace(self, **{kind: (value,)})
+        return replace(self, text=value)

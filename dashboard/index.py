@@ -1,0 +1,258 @@
+"""ActivityIndex: the dashboard's analytic engine. An in-memory DuckDB table of the narrow columns, kept in
+step with the event store incrementally (only events stored since the last look are copied), so that a
+filter change is a columnar query over memory, not a scan of the store. The store stays the durable record:
+full events (raw JSON) are read from it by position, a page at a time.
+
+Every query is built here with bound parameters; no user text is ever part of SQL."""
+from __future__ import annotations
+
+import ipaddress
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import lru_cache
+
+import duckdb
+import pandas as pd
+
+from eventstore import EventStore, Filter
+from eventstore.model import EVENT_COLUMNS
+
+NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
+# Entity kinds the graph can draw, and the column each comes from.
+ENTITY_COLUMNS = {"user": "user_id", "ip": "client_ip", "operation": "operation", "file": "file_name",
+                  "site": "site_url", "workload": "workload", "application": "application", "agent": "user_agent"}
+
+_SCHEMA = """
+CREATE TABLE ev (
+    seq BIGINT, id VARCHAR, ts TIMESTAMP, content_type VARCHAR, workload VARCHAR, record_type INTEGER,
+    operation VARCHAR, result_status VARCHAR, user_id VARCHAR, client_ip VARCHAR, user_agent VARCHAR,
+    application VARCHAR, object_id VARCHAR, site_url VARCHAR, file_name VARCHAR,
+    ip_v6 BOOLEAN, ip_num UHUGEINT  -- the address as a number, for CIDR ranges (DuckDB's inet is not offline)
+)"""
+
+
+@lru_cache(maxsize=200_000)
+def _ip_number(text: str) -> tuple[bool | None, int | None]:
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None, None
+    return address.version == 6, int(address)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A watch-list as the index applies it: accounts and addresses/ranges, restrict or highlight."""
+
+    accounts: tuple[str, ...] = ()
+    networks: tuple[str, ...] = ()  # addresses and CIDR ranges, as text
+    restrict: bool = False
+
+
+class ActivityIndex:
+    def __init__(self, store: EventStore):
+        self.store = store
+        self._con = duckdb.connect(":memory:")
+        self._con.execute(_SCHEMA)
+        self._lock = threading.Lock()
+        self._position = 0
+        self._generation = None
+        self.version = (0, 0)
+
+    # --- keeping in step with the store ---------------------------------------------------------
+    def refresh(self) -> tuple[int, int]:
+        """Copy what the store gained since last time (all of it after a retention prune). Cheap when
+        nothing changed: one small read of the store's version."""
+        with self._lock:
+            position, generation = self.store.data_version()
+            if generation != self._generation:
+                self._con.execute("DELETE FROM ev")
+                self._position, self._generation = 0, generation
+            while self._position < position:
+                rows = self.store.rows_since(self._position)
+                if not rows:
+                    break
+                self._append(rows)
+                self._position = rows[-1][0]
+            self.version = (self._position, self._generation)
+            return self.version
+
+    def _append(self, rows: list[tuple]) -> None:
+        frame = pd.DataFrame(rows, columns=["seq", *NARROW])
+        frame["ts"] = pd.to_datetime(frame.pop("time"), format="%Y-%m-%dT%H:%M:%SZ", errors="coerce")
+        numbers = [_ip_number(ip) for ip in frame["client_ip"]]
+        frame["ip_v6"] = [n[0] for n in numbers]
+        frame["ip_num"] = [str(n[1]) if n[1] is not None else None for n in numbers]
+        self._con.register("incoming", frame)
+        self._con.execute(
+            "INSERT INTO ev SELECT seq, id, ts, content_type, workload, record_type, operation, result_status, "
+            "user_id, client_ip, user_agent, application, object_id, site_url, file_name, ip_v6, "
+            "CAST(ip_num AS UHUGEINT) FROM incoming")
+        self._con.unregister("incoming")
+
+    def _query(self, sql: str, params: list) -> pd.DataFrame:
+        cursor = self._con.cursor()  # one cursor per call: safe across Streamlit's threads
+        try:
+            return cursor.execute(sql, params).df()
+        finally:
+            cursor.close()
+
+    # --- the WHERE clause -----------------------------------------------------------------------
+    @staticmethod
+    def where(flt: Filter, watch: Watch | None = None) -> tuple[str, list]:
+        clauses, params = ["TRUE"], []
+        if flt.start is not None:
+            clauses.append("ts >= ?")
+            params.append(_naive(flt.start))
+        if flt.end is not None:
+            clauses.append("ts < ?")
+            params.append(_naive(flt.end))
+        for column in ("workload", "content_type", "operation", "record_type", "result_status", "user_id"):
+            values = list(getattr(flt, column))
+            if values:
+                clause, values = _in(column, values, flt.case_sensitive and column != "record_type")
+                clauses.append(clause)
+                params.extend(values)
+        if flt.client_ip:
+            clause, values = _ip_match(flt.client_ip)
+            clauses.append(clause)
+            params.extend(values)
+        if flt.text:
+            columns = ("user_agent", "object_id", "site_url", "file_name")
+            if flt.case_sensitive:
+                clauses.append("(" + " OR ".join(f"contains({c}, ?)" for c in columns) + ")")
+                params.extend([flt.text] * len(columns))
+            else:
+                clauses.append("(" + " OR ".join(f"contains(lower({c}), ?)" for c in columns) + ")")
+                params.extend([flt.text.lower()] * len(columns))
+        if watch is not None and watch.restrict:
+            clause, values = _watch_clause(watch, flt.case_sensitive)
+            clauses.append(clause)
+            params.extend(values)
+        return " AND ".join(clauses), params
+
+    # --- questions the pages ask --------------------------------------------------------------
+    def count(self, flt: Filter, watch: Watch | None = None) -> int:
+        where, params = self.where(flt, watch)
+        return int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where}", params)["n"][0])
+
+    def edges(self, flt: Filter, chain: tuple[str, ...], watch: Watch | None = None) -> pd.DataFrame:
+        """Counted pairs along a chain of entity kinds, e.g. ("user", "ip") or ("user", "ip", "operation"):
+        columns src_kind, src, dst_kind, dst, n. Empty values are left out (no entity to draw)."""
+        where, params = self.where(flt, watch)
+        parts, all_params = [], []
+        for src_kind, dst_kind in zip(chain, chain[1:]):
+            src, dst = ENTITY_COLUMNS[src_kind], ENTITY_COLUMNS[dst_kind]
+            parts.append(f"SELECT '{src_kind}' AS src_kind, {src} AS src, '{dst_kind}' AS dst_kind, {dst} AS dst, "
+                         f"count(*) AS n FROM ev WHERE {where} AND {src} <> '' AND {dst} <> '' GROUP BY {src}, {dst}")
+            all_params.extend(params)
+        return self._query(" UNION ALL ".join(parts), all_params)
+
+    def timeline(self, flt: Filter, stack_by: str, watch: Watch | None = None, top: int = 8) -> pd.DataFrame:
+        """Events per time bucket (an hour, or a day over long ranges), stacked by the top values of a column."""
+        where, params = self.where(flt, watch)
+        column = {"workload": "workload", "operation": "operation", "content type": "content_type"}[stack_by]
+        span = self._query(f"SELECT min(ts) AS a, max(ts) AS b FROM ev WHERE {where}", params)
+        if span["a"].isna().all():
+            return pd.DataFrame(columns=["bucket", "series", "n"])
+        bucket = "hour" if (span["b"][0] - span["a"][0]).total_seconds() <= 8 * 86400 else "day"
+        return self._query(
+            f"WITH f AS (SELECT date_trunc('{bucket}', ts) AS bucket, {column} AS series FROM ev WHERE {where}), "
+            f"top AS (SELECT series FROM f GROUP BY series ORDER BY count(*) DESC LIMIT {int(top)}) "
+            f"SELECT bucket, CASE WHEN series IN (SELECT series FROM top) THEN series ELSE 'other' END AS series, "
+            f"count(*) AS n FROM f GROUP BY ALL ORDER BY bucket", params)
+
+    def values(self, column: str, limit: int = 500) -> list:
+        """Distinct values of a column, most frequent first (filter choices)."""
+        assert column in NARROW
+        frame = self._query(f"SELECT {column} AS v FROM ev WHERE {column} IS NOT NULL AND CAST({column} AS VARCHAR) "
+                            f"<> '' GROUP BY {column} ORDER BY count(*) DESC LIMIT {int(limit)}", [])
+        return frame["v"].tolist()
+
+    def case_variants(self, column: str, wanted: tuple[str, ...], limit: int = 10) -> pd.DataFrame:
+        """Values that equal one of `wanted` except for case (and are not it): the hint for a case-sensitive
+        filter that matches little."""
+        assert column in NARROW
+        if not wanted:
+            return pd.DataFrame(columns=["value", "n"])
+        marks = ", ".join("?" * len(wanted))
+        return self._query(
+            f"SELECT {column} AS value, count(*) AS n FROM ev WHERE lower({column}) IN ({marks}) "
+            f"AND {column} NOT IN ({marks}) GROUP BY {column} ORDER BY n DESC LIMIT {int(limit)}",
+            [w.lower() for w in wanted] + list(wanted))
+
+    def page(self, flt: Filter, watch: Watch | None = None, limit: int = 50, offset: int = 0) -> list[int]:
+        """Positions of the matching events, newest first, one page."""
+        where, params = self.where(flt, watch)
+        frame = self._query(f"SELECT seq FROM ev WHERE {where} ORDER BY ts DESC, seq DESC LIMIT ? OFFSET ?",
+                            params + [int(limit), int(offset)])
+        return [int(s) for s in frame["seq"]]
+
+    def entity_summary(self, flt: Filter, kind: str, value: str, watch: Watch | None = None) -> dict:
+        """Counts, first/last seen and top related entities for one node of the graph."""
+        column = ENTITY_COLUMNS[kind]
+        where, params = self.where(flt, watch)
+        where += f" AND {column} = ?"
+        params = params + [value]
+        head = self._query(f"SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM ev WHERE {where}", params)
+        related = {}
+        for other, other_column in (("user", "user_id"), ("ip", "client_ip"), ("operation", "operation")):
+            if other == kind:
+                continue
+            related[other] = self._query(
+                f"SELECT {other_column} AS value, count(*) AS n FROM ev WHERE {where} AND {other_column} <> '' "
+                f"GROUP BY {other_column} ORDER BY n DESC LIMIT 5", params)
+        return {"events": int(head["n"][0]), "first": head["first"][0], "last": head["last"][0], "related": related}
+
+    def watch_matches(self, watch: Watch, flt: Filter) -> tuple[int, set[str]]:
+        """(events in the filter that involve a listed entity, listed entries that matched nothing)."""
+        where, params = self.where(flt)
+        clause, values = _watch_clause(watch, flt.case_sensitive)
+        total = int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where} AND {clause}", params + values)["n"][0])
+        unmatched = set()
+        for account in watch.accounts:
+            one, vals = _in("user_id", [account], flt.case_sensitive)
+            if not int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where} AND {one}", params + vals)["n"][0]):
+                unmatched.add(account)
+        for network in watch.networks:
+            one, vals = _ip_match((network,))
+            if not int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where} AND {one}", params + vals)["n"][0]):
+                unmatched.add(network)
+        return total, unmatched
+
+
+def _naive(moment: datetime) -> datetime:
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment
+
+
+def _in(column: str, values: list, case_sensitive: bool) -> tuple[str, list]:
+    marks = ", ".join("?" * len(values))
+    if case_sensitive:
+        return f"{column} IN ({marks})", list(values)
+    return f"lower({column}) IN ({marks})", [str(v).lower() for v in values]
+
+
+def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:
+    """Exact addresses and CIDR ranges, as number ranges over (ip_v6, ip_num)."""
+    parts, params = [], []
+    for entry in entries:
+        network = ipaddress.ip_network(entry, strict=False)
+        parts.append("(ip_v6 = ? AND ip_num BETWEEN CAST(? AS UHUGEINT) AND CAST(? AS UHUGEINT))")
+        params.extend([network.version == 6, str(int(network.network_address)), str(int(network.broadcast_address))])
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def _watch_clause(watch: Watch, case_sensitive: bool) -> tuple[str, list]:
+    parts, params = [], []
+    if watch.accounts:
+        clause, values = _in("user_id", list(watch.accounts), case_sensitive)
+        parts.append(clause)
+        params.extend(values)
+    if watch.networks:
+        clause, values = _ip_match(watch.networks)
+        parts.append(clause)
+        params.extend(values)
+    return ("(" + " OR ".join(parts) + ")") if parts else "FALSE", params

@@ -1,0 +1,83 @@
+"""Pieces more than one page draws: the empty state, an events table with its JSON, CSV/JSONL exports."""
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+import streamlit as st
+
+from eventstore import Filter
+from eventstore.export import write_csv, write_jsonl
+
+from . import services
+from .index import ActivityIndex, Watch
+
+TABLE_COLUMNS = ["time", "operation", "user_id", "client_ip", "workload", "result_status", "file_name", "object_id",
+                 "user_agent"]
+EXPORT_LIMIT = 100_000
+
+
+def empty_state() -> None:
+    settings = services.settings()
+    st.info("No events are stored yet.")
+    st.markdown(
+        "- Click **Sync now** in the sidebar"
+        + (" to load the simulated **DEMO** tenant (about 30,000 events of one week)." if settings.demo else
+           " to fetch your tenant's audit events.")
+        + "\n- Or run `python -m ingest sync` (one pass) or `python -m ingest run` (keeps syncing).\n"
+        "- A new subscription can take up to 12 hours before Microsoft 365 delivers its first events.")
+    _wait_for_data()
+
+
+@st.fragment(run_every=3)
+def _wait_for_data() -> None:
+    """Reload the page by itself as soon as the first events arrive."""
+    if services.index().version[0] > 0:
+        st.rerun(scope="app")
+    state = services.background_sync().state
+    if state.running and state.progress:
+        p = state.progress
+        st.caption(f"Syncing {p.content_type}: window {p.window}/{p.windows}, {p.blobs_done}/{p.blobs_total} blobs, "
+                   f"{p.events_new:,} new events…")
+
+
+def related_table(title: str, frame: pd.DataFrame) -> None:
+    if not frame.empty:
+        st.caption(title)
+        st.dataframe(frame.rename(columns={"value": title.split()[-1], "n": "events"}), hide_index=True,
+                     use_container_width=True, height=min(35 * (len(frame) + 1) + 3, 215))
+
+
+def show_events(index: ActivityIndex, flt: Filter, watch: Watch | None, key: str, limit: int = 50,
+                offset: int = 0) -> None:
+    """A page of matching events, newest first; selecting a row shows its full JSON (as text, never markup)."""
+    rows = services.store().events_at(index.page(flt, watch, limit=limit, offset=offset))
+    if not rows:
+        st.caption("No events.")
+        return
+    frame = pd.DataFrame([r._asdict() for r in rows])
+    event = st.dataframe(frame[TABLE_COLUMNS], hide_index=True, use_container_width=True, key=key,
+                         on_select="rerun", selection_mode="single-row", height=320)
+    chosen = event.selection.rows if event is not None else []
+    if chosen:
+        st.caption("The original record, as the API sent it")
+        st.json(json.loads(rows[chosen[0]].raw), expanded=True)
+
+
+def _rows(index: ActivityIndex, flt: Filter, watch: Watch | None):
+    positions = index.page(flt, watch, limit=EXPORT_LIMIT)
+    for i in range(0, len(positions), 5000):
+        yield from services.store().events_at(positions[i:i + 5000])
+
+
+def events_csv(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
+    out = io.StringIO()
+    write_csv(_rows(index, flt, watch), out)
+    return out.getvalue()
+
+
+def events_jsonl(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
+    out = io.StringIO()
+    write_jsonl(_rows(index, flt, watch), out)
+    return out.getvalue()

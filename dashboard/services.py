@@ -1,0 +1,137 @@
+"""What the pages use instead of touching the store: settings, the store and its in-memory index (opened
+once per process), watch-lists, and the background Sync now runner."""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from eventstore import EventStore, StoreUnavailable, open_store
+from ingest.api import ApiError
+from ingest.auth import AuthError
+from ingest.settings import Settings, load_settings
+from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
+
+from .index import ActivityIndex, Watch
+from .watchlist import WatchList
+
+log = logging.getLogger("dashboard")
+
+
+@st.cache_resource(show_spinner=False)
+def settings() -> Settings:
+    return load_settings()
+
+
+@st.cache_resource(show_spinner=False)
+def store() -> EventStore:
+    s = settings()
+    return open_store(s.store_url, cosmos=s.cosmos_options(), retention_days=s.retention_days)
+
+
+@st.cache_resource(show_spinner=False)
+def _index() -> ActivityIndex:
+    return ActivityIndex(store())
+
+
+def index() -> ActivityIndex:
+    """The index, brought up to date with the store (cheap when nothing changed): a finished sync shows
+    up on the next interaction, no restart needed."""
+    ix = _index()
+    ix.refresh()
+    return ix
+
+
+# --- watch-lists ---------------------------------------------------------------------------------
+def watchlists() -> dict[str, WatchList]:
+    return {name: WatchList.from_json(name, payload) for name, payload in store().watchlists().items()}
+
+
+def save_watchlist(watchlist: WatchList) -> None:
+    store().save_watchlist(watchlist.name, watchlist.to_json())
+
+
+def rename_watchlist(old: str, new: str) -> None:
+    current = watchlists()[old]
+    save_watchlist(WatchList(new, current.accounts, current.networks))
+    store().delete_watchlist(old)
+
+
+def delete_watchlist(name: str) -> None:
+    store().delete_watchlist(name)
+
+
+def add_to_watchlist(name: str, kind: str, value: str) -> str:
+    """Add a graph node (a user or an IP) to a watch-list, creating it if needed; returns what happened."""
+    name = (name or "").strip()
+    if not name:
+        return "Give the watch-list a name."
+    if kind not in ("user", "ip"):
+        return "Only users and IP addresses can go on a watch-list."
+    current = watchlists().get(name, WatchList(name, (), ()))
+    if kind == "user":
+        updated = WatchList(name, tuple(dict.fromkeys(current.accounts + (value,))), current.networks)
+    else:
+        updated = WatchList(name, current.accounts, tuple(dict.fromkeys(current.networks + (value,))))
+    save_watchlist(updated)
+    return f"Added to {name} ({updated.size} entries)."
+
+
+def watch_for(name: str, mode: str) -> Watch | None:
+    wl = watchlists().get(name) if name else None
+    return Watch(wl.accounts, wl.networks, restrict=mode == "restrict") if wl else None
+
+
+# --- Sync now -----------------------------------------------------------------------------------
+@dataclass
+class SyncState:
+    running: bool = False
+    started: datetime | None = None
+    finished: datetime | None = None
+    progress: Progress | None = None
+    report: SyncReport | None = None
+    error: str = ""
+
+
+class BackgroundSync:
+    """Runs ingest's own sync in a thread, so the page stays usable; one at a time per process, and the
+    store's lease keeps it to one at a time across processes (e.g. with `python -m ingest run`)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.state = SyncState()
+
+    def start(self) -> str | None:
+        """Start a sync; returns why not if one is already running."""
+        with self._lock:
+            if self.state.running:
+                return f"A sync is already running (started {self.state.started:%H:%M:%S} UTC)."
+            self.state = SyncState(running=True, started=datetime.now(timezone.utc))
+        threading.Thread(target=self._run, name="sync-now", daemon=True).start()
+        return None
+
+    def _progress(self, progress: Progress) -> None:
+        self.state.progress = progress
+
+    def _run(self) -> None:
+        try:
+            self.state.report = run_sync(settings(), store(), progress=self._progress)
+        except SyncAlreadyRunning as error:
+            self.state.error = f"{error} The background sync (python -m ingest run) may be running it."
+        except (ApiError, AuthError, StoreUnavailable) as error:
+            self.state.error = str(error)
+        except Exception as error:  # noqa: BLE001 - shown in plain words; details go to the log only
+            log.error("Sync now failed: %s", "".join(traceback.format_exception(error)))
+            self.state.error = f"The sync stopped unexpectedly ({type(error).__name__}). See the dashboard's log."
+        finally:
+            self.state.finished = datetime.now(timezone.utc)
+            self.state.running = False
+
+
+@st.cache_resource(show_spinner=False)
+def background_sync() -> BackgroundSync:
+    return BackgroundSync()

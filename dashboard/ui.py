@@ -1,0 +1,155 @@
+"""The sidebar every page shares: tenant and freshness, Sync now, the filters (mirrored in the URL) and the
+watch-list. Pages read the result with `current()`."""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from eventstore import Filter
+from ingest.settings import Settings
+
+from . import services
+from .filters import LIST_FIELDS, PERIODS, WATCH_MODES, FilterInputError, View
+from .graph import RELATIONSHIPS
+from .index import ActivityIndex, Watch
+
+_KEY = "f_"  # widget keys are f_<View field>
+
+
+@dataclass
+class Current:
+    view: View
+    filter: Filter | None  # None when a filter value is unusable (the sidebar says why)
+    watch: Watch | None
+
+
+def apply_view(view: View) -> None:
+    """Set every filter widget from a view. Safe in a button's on_click callback (before widgets exist)."""
+    for f in fields(View):
+        st.session_state[_KEY + f.name] = getattr(view, f.name) if f.name not in LIST_FIELDS \
+            else list(getattr(view, f.name))
+
+
+def _view_from_widgets() -> View:
+    values = {}
+    for f in fields(View):
+        key = _KEY + f.name
+        if key in st.session_state:
+            value = st.session_state[key]
+            values[f.name] = tuple(value) if f.name in LIST_FIELDS else value
+    return View(**values)
+
+
+def ago(moment: datetime | None) -> str:
+    if moment is None:
+        return "never"
+    seconds = (datetime.now(timezone.utc) - moment).total_seconds()
+    if seconds < 90:
+        return "just now"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h ago"
+    return f"{seconds / 86400:.0f} days ago"
+
+
+def tenant_banner(settings: Settings) -> None:
+    if settings.demo:
+        st.sidebar.warning("**DEMO tenant** — simulated data, not your Microsoft 365 tenant. "
+                           "Set O365_TENANT_ID and the app credentials to use yours.", icon="🧪")
+    else:
+        st.sidebar.caption(f"Tenant `{settings.tenant_id}`")
+
+
+def _sync_box(settings: Settings) -> None:
+    checkpoints = services.store().checkpoints(settings.content_types)
+    last = max((cp.last_success for cp in checkpoints if cp.last_success), default=None)
+    runner = services.background_sync()
+    state = runner.state
+    line = f"{'DEMO · ' if settings.demo else ''}synced {ago(last)}"
+    if state.running:
+        p = state.progress
+        line += f" · syncing {p.content_type} {p.blobs_done}/{p.blobs_total}" if p else " · syncing…"
+    left, right = st.sidebar.columns([3, 2])
+    left.caption(line)
+    if right.button("Sync now", key="sidebar_sync", disabled=state.running, use_container_width=True):
+        refused = runner.start()
+        if refused:
+            st.sidebar.info(refused)
+        else:
+            st.toast("Sync started — see the Sync page for progress.")
+
+
+def sidebar(settings: Settings, index: ActivityIndex) -> Current:
+    if "view_loaded" not in st.session_state:  # a shared URL sets the view once, at the start of a session
+        params = {key: st.query_params.get_all(key) for key in st.query_params}
+        apply_view(View.from_params(params))
+        st.session_state.view_loaded = True
+
+    st.sidebar.title("O365 Activity Graph")
+    tenant_banner(settings)
+    _sync_box(settings)
+
+    sb = st.sidebar
+    sb.selectbox("Time", list(PERIODS), key=_KEY + "period")
+    if st.session_state.get(_KEY + "period") == "custom":
+        a, b = sb.columns(2)
+        a.date_input("From (UTC)", key=_KEY + "start")
+        b.date_input("To (UTC)", key=_KEY + "end")
+    sb.text_input("User (UPN; several: comma separated)", key=_KEY + "user", placeholder="megan.b@contoso.com")
+    sb.toggle("Aa  case-sensitive", key=_KEY + "case_sensitive",
+              help="On (the default), values match exactly as a Cosmos DB query does: megan.b@contoso.com does not "
+                   "match Megan.B@contoso.com. Off: case is ignored.")
+    sb.text_input("IP address or CIDR range", key=_KEY + "ip", placeholder="198.51.100.0/24")
+    sb.text_input("Text in user agent, object, site or file", key=_KEY + "text")
+    with sb.expander("More filters"):
+        for name, column, label in (("workload", "workload", "Workload"), ("operation", "operation", "Operation"),
+                                    ("result_status", "result_status", "Result status"),
+                                    ("content_type", "content_type", "Content type"),
+                                    ("record_type", "record_type", "Record type")):
+            chosen = list(st.session_state.get(_KEY + name, []))
+            options = [str(v) for v in index.values(column)]
+            st.multiselect(label, sorted(set(options) | set(chosen)), key=_KEY + name)
+
+    names = sorted(services.watchlists())
+    chosen = st.session_state.get(_KEY + "watchlist", "")
+    sb.selectbox("Watch-list", [""] + sorted(set(names) | ({chosen} - {""})), key=_KEY + "watchlist",
+                 format_func=lambda n: n or "(none)")
+    sb.radio("Watch-list mode", WATCH_MODES, key=_KEY + "watch_mode", horizontal=True,
+             help="restrict: only events that involve a listed account or IP. highlight: listed ones are ringed "
+                  "in the graph and listed first.")
+    # Explore's own controls live in the view too, so the URL carries them
+    st.session_state.setdefault(_KEY + "relationship", "user → IP")
+    if st.session_state[_KEY + "relationship"] not in RELATIONSHIPS:
+        st.session_state[_KEY + "relationship"] = "user → IP"
+
+    view = _view_from_widgets()
+    st.query_params.from_dict(view.to_params())
+    try:
+        flt = view.to_filter()
+    except FilterInputError as error:
+        sb.error(str(error))
+        flt = None
+    watch = services.watch_for(view.watchlist, view.watch_mode)
+    if flt is not None:
+        _case_hint(index, view, flt, watch)
+    return Current(view, flt, watch)
+
+
+def _case_hint(index: ActivityIndex, view: View, flt: Filter, watch: Watch | None) -> None:
+    """When a case-sensitive user filter matches little, name the values that differ only by case."""
+    if not flt.case_sensitive or not flt.user_id:
+        return
+    matched = index.count(flt, watch)
+    variants = index.case_variants("user_id", flt.user_id)
+    if variants.empty or matched > 20:
+        return
+    listed = ", ".join(f"`{v}` ({n:,})" for v, n in zip(variants["value"], variants["n"]))
+    st.sidebar.info(f"{'No events match' if matched == 0 else f'Only {matched:,} events match'} this user exactly. "
+                    f"Values that differ only by case: {listed}. Turn off **Aa case-sensitive** to include them.")
+
+
+def current() -> Current:
+    return st.session_state["current"]

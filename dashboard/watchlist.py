@@ -1,0 +1,125 @@
+"""Watch-list files (adminlist.csv and the like) → a validated list of accounts and IP addresses/ranges.
+Pure: bytes in, a WatchList or one clear WatchListError out; a bad file changes nothing."""
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import ipaddress
+import json
+from dataclasses import dataclass
+
+MAX_BYTES = 1_000_000
+MAX_COLUMNS = 50
+MAX_ENTRIES = 10_000
+MAX_ENTRY_LENGTH = 320  # the longest an e-mail address can be
+ACCOUNT_HEADERS = {"userid", "user", "upn", "userprincipalname", "email", "mail", "account", "accounts", "username"}
+IP_HEADERS = {"ip", "clientip", "ipaddress", "address", "cidr", "network", "clientipaddress", "actoripaddress"}
+
+
+class WatchListError(ValueError):
+    """Why a file was refused, in words an analyst can act on."""
+
+
+@dataclass(frozen=True)
+class WatchList:
+    name: str
+    accounts: tuple[str, ...]
+    networks: tuple[str, ...]  # single addresses and CIDR ranges, normalized
+
+    @property
+    def size(self) -> int:
+        return len(self.accounts) + len(self.networks)
+
+    def to_json(self) -> str:
+        return json.dumps({"accounts": list(self.accounts), "networks": list(self.networks)})
+
+    @classmethod
+    def from_json(cls, name: str, payload: str) -> "WatchList":
+        data = json.loads(payload)
+        return cls(name, tuple(data.get("accounts", ())), tuple(data.get("networks", ())))
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
+        return data.decode("utf-16")  # Excel's "Unicode text"
+    if b"\x00" in data:
+        raise WatchListError("This file looks binary (it has NUL bytes). Upload a CSV text file.")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise WatchListError("This file is not UTF-8 text. In Excel, save it as 'CSV UTF-8 (comma delimited)'.") \
+            from None
+
+
+def _network(value: str) -> str | None:
+    try:
+        if "/" in value:
+            return str(ipaddress.ip_network(value, strict=False))
+        return str(ipaddress.ip_address(value.strip("[]")))
+    except ValueError:
+        return None
+
+
+def _pick_columns(header: list[str]) -> tuple[list[int], list[int]] | None:
+    names = [h.strip().lower().replace(" ", "").replace("_", "") for h in header]
+    accounts = [i for i, n in enumerate(names) if n in ACCOUNT_HEADERS]
+    ips = [i for i, n in enumerate(names) if n in IP_HEADERS]
+    return (accounts, ips) if accounts or ips else None
+
+
+def parse_watchlist(name: str, data: bytes) -> WatchList:
+    name = name.strip()
+    if not name:
+        raise WatchListError("Give the watch-list a name.")
+    if len(data) > MAX_BYTES:
+        raise WatchListError(f"This file is {len(data):,} bytes; a watch-list may be at most {MAX_BYTES:,}.")
+    text = _decode(data)
+    if not text.strip():
+        raise WatchListError("This file is empty.")
+    first_line = text.lstrip().splitlines()[0]
+    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
+    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in row)]
+    if max(len(row) for row in rows) > MAX_COLUMNS:
+        raise WatchListError(f"This file has more than {MAX_COLUMNS} columns. A watch-list needs one column of "
+                             "accounts or IPs (or columns named UserId/UPN/Email and IP/ClientIP).")
+    picked = _pick_columns(rows[0])
+    if picked:
+        account_columns, ip_columns = picked
+        body, first_row = rows[1:], 2
+    elif max(len(row) for row in rows) == 1 or all(len([c for c in row if c.strip()]) <= 1 for row in rows):
+        account_columns, ip_columns = [], []  # one column: each value speaks for itself
+        body, first_row = rows, 1
+    else:
+        raise WatchListError("Could not tell which column holds the accounts or IPs: name the column UserId, UPN, "
+                             "Email, IP or ClientIP, or upload a file with a single column.")
+
+    accounts, networks = [], []
+    for number, row in enumerate(body, first_row):
+        columns = (account_columns + ip_columns) or range(len(row))
+        for index in columns:
+            if index >= len(row) or not row[index].strip():
+                continue
+            value = row[index].strip()
+            if value[0] in "=+-@":
+                raise WatchListError(f"Row {number} holds a spreadsheet formula ({value[:40]!r}). Watch-lists take "
+                                     "plain values only; remove formulas and upload again.")
+            if len(value) > MAX_ENTRY_LENGTH:
+                raise WatchListError(f"Row {number} has a value of {len(value)} characters; the longest account "
+                                     f"or address is {MAX_ENTRY_LENGTH}.")
+            network = _network(value)
+            if network is not None and index not in account_columns:
+                networks.append(network)
+            elif index in ip_columns:
+                raise WatchListError(f"Row {number}: {value[:60]!r} is not an IP address or CIDR range.")
+            else:
+                accounts.append(value)
+    if picked is None and body and not _network(body[0][0].strip()) and "@" not in body[0][0] and \
+            any("@" in a for a in accounts[1:]):
+        accounts = accounts[1:]  # a one-column file with a header such as "admins"
+    accounts, networks = list(dict.fromkeys(accounts)), list(dict.fromkeys(networks))
+    if not accounts and not networks:
+        raise WatchListError("No accounts or IP addresses were found in this file.")
+    if len(accounts) + len(networks) > MAX_ENTRIES:
+        raise WatchListError(f"This file lists {len(accounts) + len(networks):,} entries; the limit is {MAX_ENTRIES:,}.")
+    return WatchList(name, tuple(accounts), tuple(networks))
