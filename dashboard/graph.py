@@ -67,11 +67,11 @@ class Graph:
 
 
 def node_id(kind: str, value: str) -> str:
-    return f"{kind}\x1f{value}"
+    return f"{kind}:{value}"  # kinds hold no colon, so the first one splits it back
 
 
 def split_node_id(identifier: str) -> tuple[str, str]:
-    kind, _, value = identifier.partition("\x1f")
+    kind, _, value = identifier.partition(":")
     return kind, value
 
 
@@ -178,13 +178,19 @@ def vis_edges(graph: Graph) -> list[dict]:
              "color": "#7f8c8d", "arrows": "to", "smooth": False} for link in graph.links]
 
 
+def _xml_safe(text: str) -> str:
+    """XML 1.0 cannot hold most control characters, which audit text may contain: write them as \\uXXXX."""
+    return "".join(ch if ch in "\t\n\r" or (" " <= ch <= "\ud7ff") or ("\ue000" <= ch <= "\ufffd")
+                   or ch > "\uffff" else f"\\u{ord(ch):04x}" for ch in text)
+
+
 def to_networkx(graph: Graph) -> nx.DiGraph:
     g = nx.DiGraph()
     for node in graph.nodes:
-        g.add_node(node.id, kind=node.kind, value=node.value, events=node.count, watchlisted=node.highlighted,
-                   x=node.x, y=node.y)
+        g.add_node(_xml_safe(node.id), kind=node.kind, value=_xml_safe(node.value), events=node.count,
+                   watchlisted=node.highlighted, x=node.x, y=node.y)
     for link in graph.links:
-        g.add_edge(link.source, link.target, events=link.count)
+        g.add_edge(_xml_safe(link.source), _xml_safe(link.target), events=link.count)
     return g
 
 

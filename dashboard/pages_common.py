@@ -46,7 +46,7 @@ def related_table(title: str, frame: pd.DataFrame) -> None:
     if not frame.empty:
         st.caption(title)
         st.dataframe(frame.rename(columns={"value": title.split()[-1], "n": "events"}), hide_index=True,
-                     use_container_width=True, height=min(35 * (len(frame) + 1) + 3, 215))
+                     width="stretch", height=min(35 * (len(frame) + 1) + 3, 215))
 
 
 def show_events(index: ActivityIndex, flt: Filter, watch: Watch | None, key: str, limit: int = 50,
@@ -57,7 +57,7 @@ def show_events(index: ActivityIndex, flt: Filter, watch: Watch | None, key: str
         st.caption("No events.")
         return
     frame = pd.DataFrame([r._asdict() for r in rows])
-    event = st.dataframe(frame[TABLE_COLUMNS], hide_index=True, use_container_width=True, key=key,
+    event = st.dataframe(frame[TABLE_COLUMNS], hide_index=True, width="stretch", key=key,
                          on_select="rerun", selection_mode="single-row", height=320)
     chosen = event.selection.rows if event is not None else []
     if chosen:

@@ -74,7 +74,7 @@ def _sync_box(settings: Settings) -> None:
         line += f" · syncing {p.content_type} {p.blobs_done}/{p.blobs_total}" if p else " · syncing…"
     left, right = st.sidebar.columns([3, 2])
     left.caption(line)
-    if right.button("Sync now", key="sidebar_sync", disabled=state.running, use_container_width=True):
+    if right.button("Sync now", key="sidebar_sync", disabled=state.running, width="stretch"):
         refused = runner.start()
         if refused:
             st.sidebar.info(refused)
@@ -139,16 +139,21 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
 
 
 def _case_hint(index: ActivityIndex, view: View, flt: Filter, watch: Watch | None) -> None:
-    """When a case-sensitive user filter matches little, name the values that differ only by case."""
+    """When a case-sensitive user filter misses much (values that differ only by case), say so."""
     if not flt.case_sensitive or not flt.user_id:
         return
-    matched = index.count(flt, watch)
     variants = index.case_variants("user_id", flt.user_id)
-    if variants.empty or matched > 20:
+    if variants.empty:
         return
-    listed = ", ".join(f"`{v}` ({n:,})" for v, n in zip(variants["value"], variants["n"]))
-    st.sidebar.info(f"{'No events match' if matched == 0 else f'Only {matched:,} events match'} this user exactly. "
-                    f"Values that differ only by case: {listed}. Turn off **Aa case-sensitive** to include them.")
+    matched, missed = index.count(flt, watch), int(variants["n"].sum())
+    if matched > 20 and missed < matched:
+        return
+    st.sidebar.info(f"{'No events match' if matched == 0 else f'{matched:,} events match'} this user exactly; "
+                    f"{missed:,} more have a value that differs only by case (below). Turn off "
+                    "**Aa case-sensitive** to include them.")
+    # audit values go in a table, never into markdown
+    st.sidebar.dataframe(variants.rename(columns={"value": "differs only by case", "n": "events"}),
+                         hide_index=True, width="stretch")
 
 
 def current() -> Current:

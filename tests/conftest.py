@@ -71,3 +71,28 @@ def ground_truth(service, content_types=None, since=None):
 
 def stored_ids(store) -> list[str]:
     return [row.id for row in store.iter_events()]
+
+
+def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> int:
+    """Store every record the tenant has announced by `now`, through the real normalization and store
+    (no HTTP): for tests of what reads the store."""
+    from eventstore.model import BlobRecord
+    from eventstore.normalize import normalize, split_records
+    from eventstore.model import utc_text
+
+    now = now or datetime.now(timezone.utc)
+    added = 0
+    for content_type in CONTENT_TYPES:
+        batch = []
+        for blob in tenant.blobs_created(content_type, tenant.start - timedelta(days=1), now, now):
+            created = utc_text(blob.created)
+            rows = [normalize(r, content_type, created, raw)
+                    for r, raw in split_records(tenant.blob_json(content_type, blob.index).decode())]
+            batch.append((BlobRecord(blob.content_id, content_type, created, utc_text(blob.expiration)), rows))
+        added += store.store_blobs(batch)
+    return added
+
+
+@pytest.fixture(scope="session")
+def demo_like_tenant():
+    return SimulatedTenant(week_start(), seed=7, events_per_week=8_000, blob_minutes=240)

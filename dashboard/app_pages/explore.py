@@ -67,8 +67,8 @@ else:
                 related_table(f"Top {KIND_LABELS[other]}s", frame)
             b1, b2 = st.columns(2)
             b1.button("Pivot on this", on_click=ui.apply_view, args=(view.pivot(kind, value),),
-                      help="Narrow the filters to this entity", use_container_width=True)
-            with b2.popover("+ watch-list", use_container_width=True):
+                      help="Narrow the filters to this entity", width="stretch")
+            with b2.popover("+ watch-list", width="stretch"):
                 names = sorted(services.watchlists())
                 target = st.selectbox("Watch-list", names + ["(new)"], key="add_target")
                 new_name = st.text_input("New watch-list name", key="add_new_name") if target == "(new)" else target

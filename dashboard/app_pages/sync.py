@@ -47,7 +47,7 @@ def status_panel() -> None:
                      "events stored": stats.per_content_type.get(cp.content_type, 0),
                      "blobs lost": sum(1 for b in lost if b.content_type == cp.content_type),
                      "last error": cp.last_error})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     st.caption(f"{stats.events:,} events in {store.description} · from {stats.first_time or '-'} to "
                f"{stats.last_time or '-'}")
     if lost:
@@ -56,7 +56,7 @@ def status_panel() -> None:
                    "unknown to the API.")
         st.dataframe(pd.DataFrame([{"content type": b.content_type, "created": b.content_created,
                                     "code": b.error_code, "content id": b.content_id, "message": b.error_message}
-                                   for b in lost]), hide_index=True, use_container_width=True)
+                                   for b in lost]), hide_index=True, width="stretch")
 
 
 status_panel()

@@ -1,0 +1,221 @@
+"""Every page through Streamlit's AppTest: filters change the query, watch-lists upload (and bad files are
+refused), the graph is given count-weighted and escaped JSON, Sync now runs the real sync."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from eventstore.sqlite import SqliteStore
+from ingest.simulator.tenant import ATTACKER_IP, HOSTILE
+
+from .conftest import fill_store
+
+APP = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dashboard", "app.py")
+
+
+@pytest.fixture(scope="module")
+def filled_db(tmp_path_factory, demo_like_tenant):
+    path = str(tmp_path_factory.mktemp("dash") / "filled.db")
+    with SqliteStore(path) as store:
+        fill_store(store, demo_like_tenant)
+    return path
+
+
+@pytest.fixture
+def app(filled_db, tmp_path, monkeypatch):
+    """A fresh copy of the filled store per test (watch-lists are saved in it), fresh caches, no tenant."""
+    path = str(tmp_path / "audit.db")
+    shutil.copy(filled_db, path)
+    for key in list(os.environ):
+        if key.startswith(("O365_", "AUDIT_", "COSMOS_")):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("AUDIT_STORE", f"sqlite:///{path}")
+    monkeypatch.chdir(tmp_path)  # no .env from the repo
+    st.cache_resource.clear()
+
+    def make(page: str | None = None, **params) -> AppTest:
+        at = AppTest.from_file(APP, default_timeout=60)
+        for key, value in params.items():
+            at.query_params[key] = value
+        at.run()
+        if page:
+            at.switch_page(f"app_pages/{page}.py").run()
+        assert not at.exception, at.exception
+        return at
+
+    yield make
+    st.cache_resource.clear()
+
+
+def graph_json(at: AppTest) -> dict:
+    components = [c for c in at.get("component_instance") if c.proto.component_name == "streamlit_agraph.agraph"]
+    assert len(components) == 1, "the Explore page must draw exactly one graph"
+    args = json.loads(components[0].proto.json_args)
+    return json.loads(args["data"])
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "warning", "error", "success")
+                     for e in getattr(at, kind))
+
+
+def test_explore_draws_a_count_weighted_capped_graph_and_says_so(app):
+    at = app()
+    data = graph_json(at)
+    nodes = data["nodes"]
+    assert 0 < len(nodes) <= 150
+    assert "showing" in texts(at) and "of" in texts(at)
+    counts = [int(n["title"].split(" events")[0].replace(",", "")) for n in nodes]
+    sizes = [n["size"] for n in nodes]
+    ranked = sorted(zip(counts, sizes))
+    assert ranked[-1][1] > ranked[0][1], "the busiest entity must be drawn larger than the quietest"
+    assert all(n["physics"] is False for n in nodes) and all("x" in n and "y" in n for n in nodes)
+    assert "DEMO" in texts(at)
+
+
+def test_cap_and_relationship_come_from_the_url(app):
+    at = app(cap="20", relationship="IP → user")
+    nodes = graph_json(at)["nodes"]
+    assert len(nodes) == 20
+    assert at.selectbox(key="f_relationship").value == "IP → user"
+
+
+def test_case_sensitive_user_filter_with_hint_then_switch(app):
+    at = app(user="megan.bowen@contoso.com")
+    assert "differs only by case" in texts(at)
+    hint = [d.value for d in at.sidebar.dataframe if "differs only by case" in d.value.columns]
+    assert hint and "Megan.Bowen@contoso.com" in set(hint[0]["differs only by case"])
+    at.toggle(key="f_case_sensitive").set_value(False).run()
+    nodes = graph_json(at)["nodes"]
+    assert any(n["id"] == "user:Megan.Bowen@contoso.com" for n in nodes)
+    assert at.query_params["case_sensitive"] == "0", "the URL carries the view"
+
+
+def test_ip_filter_takes_a_cidr_and_refuses_garbage(app):
+    at = app(ip="198.51.100.0/24", operation="UserLoginFailed")
+    ids = {n["id"] for n in graph_json(at)["nodes"]}
+    assert f"ip:{ATTACKER_IP}" in ids
+    at.text_input(key="f_ip").set_value("198.51.100.999").run()
+    assert "not an IP address" in texts(at)
+    assert not at.exception
+
+
+def test_hostile_strings_reach_the_graph_escaped(app):
+    at = app(relationship="user → file", text="onerror")
+    nodes = graph_json(at)["nodes"]
+    hostile = [n for n in nodes if n["id"].startswith("file:") and "onerror" in n["id"]]
+    assert hostile, "the simulated tenant plants a hostile file name"
+    for node in hostile:
+        assert "<img" not in node["label"] and "<img" not in node["title"] and "&lt;img" in node["title"]
+        assert node["title"][0].isdigit()
+
+
+def upload(at: AppTest, name: str, data: bytes, list_name: str = "admins") -> AppTest:
+    at.file_uploader(key="wl_upload").upload(name, data, "text/csv")
+    at.text_input(key="wl_name").set_value(list_name)
+    at.button[[b.label for b in at.button].index("Save watch-list")].click()
+    return at.run()
+
+
+def test_watchlist_upload_restrict_and_highlight(app):
+    at = app("watchlists")
+    at = upload(at, "adminlist.csv", b"UserId\nBen.Lauer@contoso.com\nnobody@contoso.com\n")
+    assert "Saved" in texts(at) and "2 accounts" in texts(at).replace("**", "")
+    assert "1** entries matched nothing" in texts(at) or "1 entries matched nothing" in texts(at).replace("**", "")
+
+    at = app(watchlist="admins", watch_mode="restrict")
+    ids = {n["id"] for n in graph_json(at)["nodes"]}
+    users = {i for i in ids if i.startswith("user:")}
+    assert users == {"user:Ben.Lauer@contoso.com"}, "restrict keeps only events of listed entities"
+    assert f"ip:{ATTACKER_IP}" in ids  # the compromised admin signed in from the spraying IP
+
+    at = app(watchlist="admins", watch_mode="highlight")
+    nodes = graph_json(at)["nodes"]
+    assert nodes[0]["id"] == "user:Ben.Lauer@contoso.com" and nodes[0]["borderWidth"] > 1
+    assert len({n["id"] for n in nodes if n["id"].startswith("user:")}) > 1
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00\x01binary", b"UserId\n=HYPERLINK(\"http://x\",\"y\")\n",
+                                  ",".join(["c"] * 3000).encode(), "Jos\xe9".encode("latin-1")],
+                         ids=["empty", "binary", "formula", "columns", "latin1"])
+def test_bad_watchlist_files_change_nothing(app, data):
+    at = upload(app("watchlists"), "bad.csv", data, "bad")
+    assert at.error and "Nothing was changed" in at.error[0].value
+    assert "No watch-lists yet" in texts(at)
+
+
+def test_events_page_lists_newest_first_and_shows_json(app):
+    at = app("events", operation="New-InboxRule")
+    assert "events match" in texts(at)
+    frame = at.dataframe[0].value
+    assert list(frame["time"]) == sorted(frame["time"], reverse=True)
+    assert set(frame["operation"]) == {"New-InboxRule"}
+
+
+def test_store_that_cannot_be_opened_is_explained_without_a_traceback(app, monkeypatch, tmp_path):
+    blocker = tmp_path / "file-not-folder"
+    blocker.write_text("x")
+    monkeypatch.setenv("AUDIT_STORE", f"sqlite:///{blocker}/audit.db")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception
+    assert "cannot be reached" in at.error[0].value
+
+
+def test_bad_setting_is_explained(app, monkeypatch):
+    monkeypatch.setenv("O365_TENANT_ID", "not-a-guid")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert not at.exception and "O365_TENANT_ID" in at.error[0].value
+
+
+def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkeypatch, tmp_path):
+    _, env = simulator()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("O365_MAX_REQUESTS_PER_MINUTE", "60000")
+    monkeypatch.setenv("AUDIT_STORE", f"sqlite:///{tmp_path / 'fresh.db'}")
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    assert "No events are stored yet" in texts(at)
+    at.switch_page("app_pages/sync.py").run()
+    at.button(key="sync_page_button").click().run()
+    from dashboard import services
+
+    runner = services.background_sync()
+    assert runner.start() is not None or not runner.state.running, "a second concurrent run must be refused"
+    deadline = time.monotonic() + 60
+    while runner.state.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert runner.state.report is not None and runner.state.report.ok, runner.state.error
+    assert "sync done" in texts(at)
+    assert services.index().count(__import__("eventstore").Filter()) == runner.state.report.events_new > 0
+
+
+def test_sync_now_error_is_shown_in_plain_words(app, simulator, monkeypatch, tmp_path):
+    _, env = simulator(roles=())  # the app lacks ActivityFeed.Read
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("app_pages/sync.py").run()
+    at.button(key="sync_page_button").click().run()
+    from dashboard import services
+
+    runner = services.background_sync()
+    deadline = time.monotonic() + 30
+    while runner.state.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert "ActivityFeed.Read" in texts(at) and "Traceback" not in texts(at)
+
+
+def test_hostile_values_in_the_planted_set_exist():
+    assert any("onerror" in h for h in HOSTILE) and "javascript:alert(1)" in HOSTILE

@@ -1,0 +1,46 @@
+"""filters.py: a view survives the URL, and becomes the Filter the analyst meant."""
+from datetime import date, datetime, timezone
+
+import pytest
+
+from dashboard.filters import FilterInputError, View
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=timezone.utc)
+
+
+def params_of(view):
+    return {k: v if isinstance(v, list) else [v] for k, v in view.to_params().items()}
+
+
+def test_default_view_has_an_empty_url_and_means_last_7_days_case_sensitive():
+    assert View().to_params() == {}
+    flt = View().to_filter(NOW)
+    assert flt.start == datetime(2026, 11, 21, 12, 0, tzinfo=timezone.utc) and flt.case_sensitive
+
+
+def test_every_field_survives_the_url():
+    view = View(period="custom", start=date(2026, 11, 20), end=date(2026, 11, 22), workload=("Exchange",),
+                operation=("UserLoginFailed", "Add member to role."), record_type=("15",), user="a@c.com, B@c.com",
+                ip="198.51.100.0/24", text="python", case_sensitive=False, watchlist="admins", watch_mode="restrict",
+                relationship="IP → user", cap=60)
+    assert View.from_params(params_of(view)) == view
+    flt = view.to_filter(NOW)
+    assert flt.user_id == ("a@c.com", "B@c.com") and flt.record_type == (15,)
+    assert flt.end == datetime(2026, 11, 23, tzinfo=timezone.utc)  # the "to" day is included
+
+
+def test_a_hand_edited_url_falls_back_instead_of_failing():
+    view = View.from_params({"period": ["fortnight"], "cap": ["lots"], "relationship": ["<script>"],
+                             "start": ["yesterday"], "watch_mode": ["delete"]})
+    assert view == View()
+
+
+def test_bad_ip_is_a_clear_input_error():
+    with pytest.raises(FilterInputError, match="not an IP address"):
+        View(ip="198.51.100.300").to_filter(NOW)
+
+
+def test_pivot_narrows_to_the_entity():
+    assert View().pivot("user", "Megan@c.com").user == "Megan@c.com"
+    assert View().pivot("ip", "198.51.100.9").ip == "198.51.100.9"
+    assert View().pivot("operation", "FileDownloaded").operation == ("FileDownloaded",)

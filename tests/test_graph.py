@@ -1,0 +1,95 @@
+"""graph.py: counts become sizes and widths, the cap is said out loud, every label is safe."""
+import json
+
+import networkx as nx
+import pandas as pd
+
+from dashboard.graph import MAX_CAP, build_graph, split_node_id, to_graphml, to_json, vis_edges, vis_nodes, \
+    watched_entities
+from dashboard.index import Watch
+
+
+def edges(rows):
+    return pd.DataFrame(rows, columns=["src_kind", "src", "dst_kind", "dst", "n"])
+
+
+def star(users: int, per_user=lambda i: i + 1, ip="198.51.100.9"):
+    return edges([("user", f"u{i}@contoso.com", "ip", ip, per_user(i)) for i in range(users)])
+
+
+def test_node_size_and_edge_width_grow_with_event_count_and_stay_readable():
+    graph = build_graph(edges([("user", "small@c.com", "ip", "192.0.2.1", 5),
+                               ("user", "big@c.com", "ip", "192.0.2.2", 50_000)]))
+    by_value = {n.value: n for n in graph.nodes}
+    assert by_value["big@c.com"].size > by_value["small@c.com"].size >= 10
+    assert by_value["big@c.com"].size <= 50
+    assert by_value["small@c.com"].size >= 15, "a 5-event node must still be visible next to a 50,000-event one"
+    widths = {link.count: link.width for link in graph.links}
+    assert widths[50_000] > widths[5] >= 1
+
+
+def test_cap_keeps_the_busiest_entities_and_says_how_many_there_were():
+    graph = build_graph(star(400), cap=50)
+    assert len(graph.nodes) == 50 and graph.total_entities == 401 and graph.capped
+    kept = {n.value for n in graph.nodes}
+    assert "198.51.100.9" in kept and "u399@contoso.com" in kept and "u0@contoso.com" not in kept
+    assert all(split_node_id(link.source)[1] in kept and split_node_id(link.target)[1] in kept for link in graph.links)
+    assert len(build_graph(star(400), cap=10_000).nodes) == MAX_CAP
+
+
+def test_a_middle_node_of_a_chain_is_counted_once():
+    graph = build_graph(edges([("user", "a@c.com", "ip", "192.0.2.1", 10),
+                               ("ip", "192.0.2.1", "operation", "FileDownloaded", 10)]))
+    assert {n.value: n.count for n in graph.nodes}["192.0.2.1"] == 10
+
+
+def test_watchlisted_entities_are_kept_first_and_ringed():
+    frame = star(100)
+    watched = frozenset({("user", "u0@contoso.com")})
+    graph = build_graph(frame, cap=5, highlight=watched)
+    assert graph.nodes[0].value == "u0@contoso.com" and graph.nodes[0].highlighted
+    drawn = vis_nodes(graph)[0]
+    assert drawn["borderWidth"] > 1 and drawn["color"]["border"] != drawn["color"]["background"]
+
+
+def test_watched_entities_match_accounts_and_ranges():
+    frame = edges([("user", "Admin@c.com", "ip", "198.51.100.9", 3), ("user", "x@c.com", "ip", "2001:db8::5", 1)])
+    watch = Watch(accounts=("admin@c.com",), networks=("198.51.100.0/24", "2001:db8::/32"))
+    assert watched_entities(frame, watch, case_sensitive=True) == {("ip", "198.51.100.9"), ("ip", "2001:db8::5")}
+    assert ("user", "Admin@c.com") in watched_entities(frame, watch, case_sensitive=False)
+
+
+def test_hostile_labels_and_tooltips_are_escaped_and_never_a_url():
+    hostile = ["<img src=x onerror=alert(1)>.docx", "javascript:alert(1)", '"><script>alert(1)</script>']
+    graph = build_graph(edges([("user", h, "file", h + "2", 3) for h in hostile]))
+    for node in vis_nodes(graph):
+        for text in (node["label"], node["title"]):
+            assert "<" not in text and ">" not in text
+        assert node["title"][0].isdigit(), "a title opened on double-click must not be a javascript: URL"
+        assert not node["label"].lower().startswith("javascript:") or node["title"][0].isdigit()
+    for edge in vis_edges(graph):
+        assert edge["title"][0].isdigit()
+
+
+def test_layout_is_deterministic_and_spreads_nodes():
+    a, b = build_graph(star(30)), build_graph(star(30))
+    assert [(n.x, n.y) for n in a.nodes] == [(n.x, n.y) for n in b.nodes]
+    assert len({(n.x, n.y) for n in a.nodes}) == len(a.nodes)
+
+
+def test_exports_carry_counts():
+    graph = build_graph(star(3))
+    g = nx.read_graphml(__import__("io").BytesIO(to_graphml(graph)))
+    assert sorted(d["events"] for _, d in g.nodes(data=True)) == [1, 2, 3, 6]
+    data = json.loads(to_json(graph))
+    assert data["total_entities"] == 4 and sum(e["events"] for e in data["edges"]) == 6
+
+
+def test_graphml_holds_control_characters_from_audit_text():
+    graph = build_graph(edges([("user", "evil\x00\x1b[31m@c.com", "ip", "192.0.2.1", 2)]))
+    g = nx.read_graphml(__import__("io").BytesIO(to_graphml(graph)))
+    assert any("\\u0000" in d["value"] for _, d in g.nodes(data=True))
+
+
+def test_empty_edges_make_an_empty_graph():
+    assert build_graph(edges([])).nodes == []
