@@ -39,6 +39,8 @@ if graph.total_entities:
     summary += f" · showing {len(graph.nodes):,} of {graph.total_entities:,} entities"
     if graph.capped:
         summary += " — narrow the filters to see the rest"
+    if graph.links_capped:
+        summary += f" · the {len(graph.links):,} strongest of {graph.total_links:,} links drawn"
 st.markdown(summary)
 
 if not graph.nodes:

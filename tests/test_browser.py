@@ -1,0 +1,183 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against `streamlit run` on a store
+synced from the simulator: the graph canvas, a click on a node, a watch-list upload, Sync now, and hostile
+audit text that must execute nothing. Screenshots go to a folder this test prints: look at them."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from eventstore import Filter
+from eventstore.sqlite import SqliteStore
+from ingest.simulator import SimulatedTenant
+from ingest.simulator.tenant import ATTACKER_IP
+
+from .conftest import week_start
+from .test_cli import cli_env
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    folder = os.path.join(ROOT, "artifacts", "screenshots")
+    os.makedirs(folder, exist_ok=True)
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory):
+    """A tenant on the HTTPS simulator, a store synced from it by the CLI, and `streamlit run` on that store."""
+    from ingest.simulator import SimulatorConfig, start_simulator
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail("Chromium is missing: run `bash tests/install-test-tools.sh` (or `make test`), which installs "
+                    "Debian's chromium package.")
+    workdir = tmp_path_factory.mktemp("browser")
+    shutil.copytree(os.path.join(ROOT, ".streamlit"), workdir / ".streamlit")  # the settings users get
+    tenant = SimulatedTenant(week_start(), seed=7, events_per_week=8_000, blob_minutes=240)
+    server, env = start_simulator(tenant, SimulatorConfig(), tls_dir=str(workdir / "tls"))
+    environment = cli_env(workdir, env)
+    subprocess.run([sys.executable, "-m", "ingest", "sync"], cwd=workdir, env=environment, check=True,
+                   capture_output=True, timeout=300)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"), "--server.headless",
+         "true", "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=workdir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("streamlit did not become healthy: " + (process.stdout.read() or ""))
+    yield url, str(workdir / "audit.db")
+    process.terminate()
+    process.wait(timeout=20)
+    server.stop()
+
+
+@pytest.fixture
+def page(dashboard):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        context = browser.new_context(viewport={"width": 1500, "height": 1000})
+        page = context.new_page()
+        page.dialogs = []
+        page.popups = []
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+        context.on("page", lambda p: page.popups.append(p.url))
+        yield page
+        browser.close()
+
+
+def graph_canvas(page, timeout=30_000):
+    frame = page.frame_locator('iframe[title="streamlit_agraph.agraph"]')
+    canvas = frame.locator("canvas")
+    canvas.wait_for(state="visible", timeout=timeout)
+    return canvas
+
+
+def click_nodes_until(page, canvas, done, double=False, step=24) -> bool:
+    """Scan the canvas with clicks until `done()` says a node was hit (vis-network has no DOM per node)."""
+    box = canvas.bounding_box()
+    for y in range(int(box["y"]) + step // 2, int(box["y"] + box["height"]), step):
+        for x in range(int(box["x"]) + step // 2, int(box["x"] + box["width"]), step):
+            (page.mouse.dblclick if double else page.mouse.click)(x, y)
+            if done():
+                return True
+    return False
+
+
+def test_explore_draws_the_graph_and_a_click_opens_the_detail_panel(dashboard, page, shots):
+    url, _ = dashboard
+    for visit in ("first visit after the server started", "second visit"):
+        began = time.monotonic()
+        page.goto(url)
+        graph_canvas(page)
+        print(f"\ngraph drawn {time.monotonic() - began:.1f} s after page load ({visit})")
+    page.get_by_text("entities").first.wait_for()
+    page.wait_for_timeout(1500)
+    page.screenshot(path=os.path.join(shots, "explore.png"), full_page=True)
+
+    # a small graph (the spraying IP and the one account it got into) so the scan finds a node fast
+    page.goto(f"{url}/?ip={ATTACKER_IP}&operation=UserLoggedIn&relationship=IP+%E2%86%92+user")
+    canvas = graph_canvas(page)
+    page.wait_for_timeout(1500)
+    hit = click_nodes_until(page, canvas, lambda: page.get_by_text("Selected").count() > 0, step=20)
+    assert hit, "clicking a node must open its detail panel"
+    page.get_by_role("button", name="Pivot on this").first.wait_for()
+    page.wait_for_timeout(2000)
+    page.screenshot(path=os.path.join(shots, "explore-selected.png"), full_page=True)
+    assert page.get_by_text("events ·").count() > 0
+
+
+def test_watchlist_upload_restricts_the_graph(dashboard, page, shots, tmp_path):
+    url, db = dashboard
+    csv_path = tmp_path / "adminlist.csv"
+    csv_path.write_text("UserId\nBen.Lauer@contoso.com\n")
+    page.goto(f"{url}/watchlists")
+    page.locator('input[type="file"]').set_input_files(str(csv_path))
+    page.get_by_text("adminlist.csv").wait_for(timeout=15_000)  # the upload has reached the server
+    page.get_by_label("Name").fill("admins")
+    page.get_by_role("button", name="Save watch-list").click()
+    page.get_by_text("as the watch-list shown below").wait_for(timeout=15_000)
+    page.screenshot(path=os.path.join(shots, "watchlists.png"), full_page=True)
+
+    today = datetime.now(timezone.utc).date()
+    whole_history = f"period=custom&start={today - timedelta(days=10)}&end={today + timedelta(days=1)}"
+    page.goto(f"{url}/?watchlist=admins&watch_mode=restrict&{whole_history}")
+    graph_canvas(page)
+    with SqliteStore(db) as store:
+        expected = store.count(Filter(user_id=("Ben.Lauer@contoso.com",)))
+    page.get_by_text(f"{expected:,} events ·").wait_for(timeout=15_000)
+    page.screenshot(path=os.path.join(shots, "explore-restricted.png"), full_page=True)
+
+
+def test_sync_now_completes(dashboard, page, shots):
+    url, _ = dashboard
+    page.goto(f"{url}/sync")
+    page.get_by_role("button", name="Sync now").last.click()
+    page.get_by_text("sync done").wait_for(timeout=60_000)
+    page.screenshot(path=os.path.join(shots, "sync.png"), full_page=True)
+
+
+def test_hostile_audit_text_executes_nothing(dashboard, page, shots):
+    url, _ = dashboard
+    page.goto(f"{url}/?relationship=user+%E2%86%92+file&text=alert")
+    canvas = graph_canvas(page)
+    page.wait_for_timeout(2000)
+    page.screenshot(path=os.path.join(shots, "hostile.png"), full_page=True)
+    # every node's tooltip was parsed as HTML by the component when it rendered; now double-click them all,
+    # which makes the component window.open() the node's title
+    click_nodes_until(page, canvas, lambda: False, double=True, step=40)
+    page.wait_for_timeout(1000)
+    page.goto(f"{url}/events?text=alert")
+    page.wait_for_timeout(3000)
+    page.screenshot(path=os.path.join(shots, "events-hostile.png"), full_page=True)
+    assert page.dialogs == [], f"a hostile string ran script: {page.dialogs}"
+    assert not [u for u in page.popups if u.startswith("javascript:")]
