@@ -1,0 +1,179 @@
+"""One suite every EventStore backend must pass (SQLite, and Cosmos DB against a real Cosmos DB REST server
+on loopback): the promises ingest and the dashboard rely on."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from dashboard.index import ActivityIndex
+from eventstore import Filter
+from eventstore.model import BlobRecord, Checkpoint
+from eventstore.normalize import normalize
+from eventstore.sqlite import SqliteStore
+
+SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+@pytest.fixture(scope="session")
+def cosmos_server():
+    if not os.path.isdir(os.path.join(SERVERS, "node_modules", "@vercel", "cosmosdb-server")):
+        pytest.fail("The Cosmos DB test server is not installed: run `bash tests/install-test-tools.sh` "
+                    "(or `make test`), which runs npm ci in tests/servers.")
+    node = shutil.which("node")
+    assert node, "Node.js is needed for the Cosmos DB test server"
+    process = subprocess.Popen([node, "cosmos.js", "0"], cwd=SERVERS, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    assert line.startswith("listening"), line
+    yield f"https://127.0.0.1:{int(line.split()[1])}"
+    process.terminate()
+    process.wait(timeout=10)
+
+
+_counter = iter(range(10**6))
+
+
+@pytest.fixture(params=["sqlite", "cosmos"])
+def backend(request, tmp_path):
+    if request.param == "sqlite":
+        store = SqliteStore(str(tmp_path / "contract.db"))
+    else:
+        from eventstore.cosmos import CosmosStore
+
+        endpoint = request.getfixturevalue("cosmos_server")
+        store = CosmosStore(endpoint, "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==",
+                            database=f"db{next(_counter)}", retention_days=30, verify=False)
+    yield store
+    store.close()
+
+
+def record(i: int, user: str = "Megan.B@contoso.com", ip: str = "203.0.113.9", operation: str = "FileAccessed",
+           age_hours: float = 1.0, **extra) -> dict:
+    when = (NOW - timedelta(hours=age_hours)).strftime("%Y-%m-%dT%H:%M:%S")
+    return {"Id": f"00000000-0000-4000-8000-{i:012d}", "CreationTime": when, "Operation": operation,
+            "UserId": user, "ClientIP": ip, "Workload": "SharePoint", "RecordType": 6, **extra}
+
+
+def blob(name: str, records: list[dict], content_type: str = "Audit.SharePoint"):
+    created = NOW.strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [normalize(r, content_type, created) for r in records]
+    return BlobRecord(name, content_type, created, "2099-01-01T00:00:00Z"), rows
+
+
+def test_store_dedupes_on_record_id_across_blobs(backend):
+    assert backend.store_blobs([blob("b1", [record(1), record(2)])]) == 2
+    assert backend.store_blobs([blob("b2", [record(2), record(3), record(3)])]) == 1
+    ids = sorted(r.id for r in backend.iter_events())
+    assert len(ids) == 3 == len(set(ids))
+    assert backend.known_blob_ids("Audit.SharePoint", ["b1", "b2", "b3"]) == {"b1", "b2"}
+
+
+def test_original_record_is_kept_whole(backend):
+    original = record(7, Subject="<script>alert(1)</script>", Nested={"a": [1, 2]})
+    backend.store_blobs([blob("b", [original])])
+    (row,) = list(backend.iter_events())
+    import json
+
+    assert json.loads(row.raw) == original
+
+
+def test_filters_are_case_sensitive_by_default_and_can_ignore_case(backend):
+    backend.store_blobs([blob("b", [record(1, user="Megan.B@contoso.com"), record(2, user="megan.b@contoso.com"),
+                                    record(3, user="other@contoso.com")])])
+    assert backend.count(Filter(user_id=("megan.b@contoso.com",))) == 1
+    assert backend.count(Filter(user_id=("megan.b@contoso.com",), case_sensitive=False)) == 2
+    assert backend.count(Filter(text="contoso", case_sensitive=True)) == 0  # text looks at agent/object/site/file
+
+
+def test_ip_exact_and_cidr_and_time_filters(backend):
+    backend.store_blobs([blob("b", [record(1, ip="198.51.100.9:5555"), record(2, ip="198.51.100.77"),
+                                    record(3, ip="[2001:db8::1]:443"), record(4, ip="203.0.113.5", age_hours=50)])])
+    assert backend.count(Filter(client_ip=("198.51.100.9",))) == 1
+    assert backend.count(Filter(client_ip=("198.51.100.0/24",))) == 2
+    assert backend.count(Filter(client_ip=("2001:db8::/32",))) == 1
+    assert backend.count(Filter(start=NOW - timedelta(hours=24))) == 3
+
+
+def test_query_is_newest_first_and_pages(backend):
+    backend.store_blobs([blob("b", [record(i, age_hours=i) for i in range(1, 8)])])
+    first = backend.query(Filter(), limit=3)
+    second = backend.query(Filter(), limit=3, offset=3)
+    times = [r.time for r in first + second]
+    assert times == sorted(times, reverse=True) and len(set(r.id for r in first + second)) == 6
+
+
+def test_checkpoints_and_lost_blobs_round_trip(backend):
+    assert backend.get_checkpoint("DLP.All").listed_until is None
+    backend.save_checkpoint(Checkpoint("DLP.All", NOW, NOW, "", 12))
+    assert backend.get_checkpoint("DLP.All") == Checkpoint("DLP.All", NOW, NOW, "", 12)
+    lost = BlobRecord("gone$1", "DLP.All", "2026-01-01T00:00:00Z", "2026-01-08T00:00:00Z", 0, "lost", "AF20051", "x")
+    backend.record_lost_blob(lost)
+    assert backend.lost_blobs() == [lost]
+    assert "gone$1" in backend.known_blob_ids("DLP.All", ["gone$1"])
+
+
+def test_one_lease_holder_at_a_time(backend):
+    assert backend.try_lease("sync", "a", 60)
+    assert not backend.try_lease("sync", "b", 60)
+    assert backend.try_lease("sync", "a", 60)  # renew
+    assert backend.lease_holder("sync") == "a"
+    backend.release_lease("sync", "a")
+    assert backend.try_lease("sync", "b", 60)
+
+
+def test_racing_writers_never_share_a_position(backend):
+    def write(k):
+        backend.store_blobs([blob(f"w{k}", [record(1000 * k + i) for i in range(20)])])
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    positions = [row[0] for row in backend.rows_since(0)]
+    assert len(positions) == 80 == len(set(positions))
+
+
+def test_index_keeps_in_step_and_follows_retention(backend):
+    index = ActivityIndex(backend)
+    backend.store_blobs([blob("b1", [record(1), record(2, age_hours=100)])])
+    index.refresh()
+    assert index.count(Filter()) == 2
+    backend.store_blobs([blob("b2", [record(3, age_hours=0.5)])])
+    index.refresh()
+    assert index.count(Filter()) == 3 == backend.count(Filter())
+    assert backend.prune(NOW - timedelta(hours=48)) == 1
+    index.refresh()
+    assert index.count(Filter()) == 2 == backend.count(Filter())
+    rows = backend.events_at(index.page(Filter(), limit=5))
+    assert [r.id for r in rows] == [r.id for r in backend.query(Filter(), limit=5)]
+
+
+def test_watchlists_are_shared_through_the_store(backend):
+    backend.save_watchlist("admins", '{"accounts": ["a@c.com"], "networks": []}')
+    backend.save_watchlist("ips", '{"accounts": [], "networks": ["198.51.100.0/24"]}')
+    assert list(backend.watchlists()) == ["admins", "ips"]
+    backend.delete_watchlist("admins")
+    assert list(backend.watchlists()) == ["ips"]
+
+
+def test_meta_values(backend):
+    assert backend.get_meta("demo.tenant_start") is None
+    backend.set_meta("demo.tenant_start", "2026-11-21T01:00:00+00:00")
+    assert backend.get_meta("demo.tenant_start") == "2026-11-21T01:00:00+00:00"
+
+
+def test_cosmos_container_is_partitioned_by_day_with_retention_as_ttl(cosmos_server):
+    from eventstore.cosmos import CosmosStore
+
+    store = CosmosStore(cosmos_server, "a2V5", database="ttlcheck", retention_days=30, verify=False)
+    assert store.retention_seconds() == 30 * 86400
+    store.store_blobs([blob("b", [record(1)])])
+    (doc,) = list(store._events.query_items("SELECT * FROM c", enable_cross_partition_query=True))
+    assert doc["day"] == doc["time"][:10] and doc["id"] == "00000000-0000-4000-8000-000000000001"
+    store.close()
