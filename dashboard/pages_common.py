@@ -18,6 +18,22 @@ TABLE_COLUMNS = ["time", "operation", "user_id", "client_ip", "workload", "resul
 EXPORT_LIMIT = 100_000
 
 
+def page_start(title: str, what: str):
+    """A page's header, then (current view, index) — or a stop with the reason when there is nothing to show."""
+    from . import ui
+
+    cur = ui.current()
+    index = services.index()
+    st.header(title)
+    if cur.filter is None:
+        st.warning(f"Fix the filter in the sidebar to see {what}.")
+        st.stop()
+    if index.version[0] == 0:
+        empty_state()
+        st.stop()
+    return cur, index
+
+
 def empty_state() -> None:
     settings = services.settings()
     st.info("No events are stored yet.")

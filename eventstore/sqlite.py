@@ -35,7 +35,6 @@ CREATE TABLE IF NOT EXISTS events (
     user_agent TEXT NOT NULL, application TEXT NOT NULL, object_id TEXT NOT NULL, site_url TEXT NOT NULL,
     file_name TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS events_time ON events(time);
 CREATE TABLE IF NOT EXISTS raw_events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (
     content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
@@ -53,7 +52,7 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0');
 CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
 """
 
-_INSERT_EVENT = f"INSERT INTO events(seq, {', '.join(_NARROW)}) VALUES (?, {', '.join('?' * len(_NARROW))})"
+_INSERT_EVENT = f"INSERT OR IGNORE INTO events(seq, {', '.join(_NARROW)}) VALUES (?, {', '.join('?' * len(_NARROW))})"
 
 
 @lru_cache(maxsize=4096)
@@ -167,26 +166,24 @@ class SqliteStore(EventStore):
 
     # --- ingest side -------------------------------------------------------------------------
     def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
+        rows = [row for _, blob_rows in batch for row in blob_rows]
         with self._write() as conn:
-            # Dedupe here rather than with INSERT OR IGNORE, so both tables are appended to in seq order
-            # (cheap B-tree appends) and the raw JSON needs no index of its own.
-            ids = [row.id for _, rows in batch for row in rows]
-            seen = _present(conn, "events", "id", ids)
-            fresh = []
-            for _, rows in batch:
-                for row in rows:
-                    if row.id not in seen:
-                        seen.add(row.id)
-                        fresh.append(row)
-            if fresh:
-                first = int(conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
-                conn.executemany(_INSERT_EVENT, ((first + n, *row[:-1]) for n, row in enumerate(fresh)))
-                conn.executemany("INSERT INTO raw_events(seq, json) VALUES (?, ?)",
-                                 ((first + n, row.raw) for n, row in enumerate(fresh)))
-                conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(first + len(fresh)),))
-            for blob, rows in batch:
-                self._upsert_blob(conn, blob, len(rows), "stored")
-        return len(fresh)
+            # Every row gets the next position; the UNIQUE id index drops the ones already stored, and
+            # their raw JSON is removed again with one range delete. Both tables are appended to in
+            # position order, which is what makes this fast (no lookup per row before inserting).
+            first = int(conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+            before = conn.total_changes
+            conn.executemany(_INSERT_EVENT, ((first + n, *row[:-1]) for n, row in enumerate(rows)))
+            added = conn.total_changes - before
+            conn.executemany("INSERT INTO raw_events(seq, json) VALUES (?, ?)",
+                             ((first + n, row.raw) for n, row in enumerate(rows)))
+            if added < len(rows):
+                conn.execute("DELETE FROM raw_events WHERE seq >= ? AND seq NOT IN "
+                             "(SELECT seq FROM events WHERE seq >= ?)", (first, first))
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(first + len(rows)),))
+            for blob, blob_rows in batch:
+                self._upsert_blob(conn, blob, len(blob_rows), "stored")
+        return added
 
     def record_lost_blob(self, blob: BlobRecord) -> None:
         with self._write() as conn:

@@ -26,8 +26,8 @@ def demo_tenant_start(store: EventStore) -> datetime:
     value = store.get_meta(TENANT_START_KEY)
     if value is None:
         now = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
-        value = (now - timedelta(days=7) + timedelta(hours=1)).isoformat()
-        store.set_meta(TENANT_START_KEY, value)
+        store.set_meta(TENANT_START_KEY, (now - timedelta(days=7) + timedelta(hours=1)).isoformat())
+        value = store.get_meta(TENANT_START_KEY)  # the dashboard and the ingest may both be starting up
     return datetime.fromisoformat(value)
 
 

@@ -197,7 +197,7 @@ class _Syncer:
                 if blob is not None and not self.stop.is_set():
                     pending[pool.submit(self.fetch, blob)] = blob
 
-            for _ in range(self.workers + 2):  # bounded: at most this many blobs in memory
+            for _ in range(self.workers * 2):  # bounded: at most this many blobs in memory
                 submit_next()
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)

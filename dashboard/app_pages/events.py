@@ -3,18 +3,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import services, ui
-from dashboard.pages_common import EXPORT_LIMIT, empty_state, events_csv, events_jsonl, show_events
+from dashboard.pages_common import EXPORT_LIMIT, events_csv, events_jsonl, page_start, show_events
 
-cur = ui.current()
-index = services.index()
-st.header("Events")
-if cur.filter is None:
-    st.warning("Fix the filter in the sidebar to see events.")
-    st.stop()
-if index.version[0] == 0:
-    empty_state()
-    st.stop()
+cur, index = page_start("Events", "events")
 
 total = index.count(cur.filter, cur.watch)
 a, b = st.columns([1, 3])

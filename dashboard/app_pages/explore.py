@@ -8,17 +8,9 @@ from dashboard.filters import View
 from dashboard.graph import KIND_COLORS, KIND_LABELS, MAX_CAP, RELATIONSHIPS, build_graph, split_node_id, \
     to_graphml, to_json, watched_entities
 from dashboard.graph_view import draw
-from dashboard.pages_common import empty_state, events_csv, related_table, show_events
+from dashboard.pages_common import events_csv, page_start, related_table, show_events
 
-cur = ui.current()
-index = services.index()
-st.header("Explore")
-if cur.filter is None:
-    st.warning("Fix the filter in the sidebar to see the graph.")
-    st.stop()
-if index.version[0] == 0:
-    empty_state()
-    st.stop()
+cur, index = page_start("Explore", "the graph")
 
 left, middle, right = st.columns([2, 1, 1])
 left.selectbox("Relationship", list(RELATIONSHIPS), key="f_relationship")
@@ -76,7 +68,10 @@ else:
                 new_name = st.text_input("New watch-list name", key="add_new_name") if target == "(new)" else target
                 if st.button("Add", key="add_to_watchlist"):
                     message = services.add_to_watchlist(new_name, kind, value)
-                    st.success(message) if message.startswith("Added") else st.error(message)
+                    if message.startswith("Added"):
+                        st.success(message)
+                    else:
+                        st.error(message)
             node_filter = View.pivot(view, kind, value).to_filter()
             show_events(index, node_filter, cur.watch, key="node_events", limit=200)
         else:
