@@ -135,74 +135,84 @@ class _Syncer:
     def sync_content_type(self, content_type: str) -> ContentTypeResult:
         result = ContentTypeResult(content_type)
         checkpoint = self.store.get_checkpoint(content_type)
-        replanned = False
-        while True:
+        for attempt in range(2):
             plan = plan_windows(checkpoint.listed_until, self.api.server_now())
             if plan.gap:
                 log.warning("%s: content announced %s–%s is older than the API keeps (7 days) and was not synced",
                             content_type, utc_text(plan.gap[0]), utc_text(plan.gap[1]))
             try:
-                for number, (start, end) in enumerate(plan.windows, 1):
-                    if self.stop.is_set():
-                        return result
-                    self.renew_lease(force=True)
-                    before = result.events_new
-                    self.sync_window(content_type, start, end, number, len(plan.windows), result)
-                    checkpoint.listed_until = end
-                    checkpoint.events_stored += result.events_new - before
-                    self.store.save_checkpoint(checkpoint)
-                    result.windows += 1
+                listed = [(end, self.list_window(content_type, start, end)) for start, end in plan.windows]
                 break
             except WindowRejected as rejected:
                 # The service's clock is now known from its Date header: plan once more with it.
-                if replanned:
+                if attempt:
                     raise
                 log.warning("%s: window refused (%s); clock skew %.0f s, planning again", content_type,
                             rejected.code, self.api.clock_skew)
-                replanned = True
+        self.fetch_windows(content_type, listed, checkpoint, result)
         checkpoint.last_success = datetime.now(timezone.utc)
         checkpoint.last_error = ""
         self.store.save_checkpoint(checkpoint)
         return result
 
-    def sync_window(self, content_type: str, start: datetime, end: datetime, number: int, total: int,
-                    result: ContentTypeResult) -> None:
-        blobs = self.list_window(content_type, start, end)
-        known = self.store.known_blob_ids(content_type, (b.content_id for b in blobs))
-        todo = [b for b in blobs if b.content_id not in known]
-        result.blobs_listed += len(blobs)
-        result.blobs_skipped += len(blobs) - len(todo)
-        done = 0
-        self.progress(Progress(content_type, number, total, done, len(todo), result.events_new))
-        batch: list[tuple[BlobRecord, list]] = []
+    def fetch_windows(self, content_type: str, listed: list[tuple[datetime, list[ContentBlob]]],
+                      checkpoint, result: ContentTypeResult) -> None:
+        """Fetch the new blobs of every listed window in one stream (no pause between windows). The
+        checkpoint moves past a window only once each of its blobs is stored or recorded lost, and never
+        past an earlier window that is still unfinished."""
+        remaining, todo = [], []
+        for number, (_, blobs) in enumerate(listed):
+            known = self.store.known_blob_ids(content_type, (b.content_id for b in blobs))
+            fresh = [b for b in blobs if b.content_id not in known]
+            result.blobs_listed += len(blobs)
+            result.blobs_skipped += len(blobs) - len(fresh)
+            remaining.append(len(fresh))
+            todo.extend((number, blob) for blob in fresh)
+        complete = done = 0  # windows [0, complete) are checkpointed; blobs settled so far
+        batch: list[tuple[int, BlobRecord, list]] = []
         batched_rows = 0
 
-        def flush() -> None:
-            nonlocal batch, batched_rows, done
-            if batch:
-                result.events_new += self.store.store_blobs(batch)
-                result.blobs_stored += len(batch)
-                done += len(batch)
-                batch, batched_rows = [], 0
-                self.renew_lease()
-                self.progress(Progress(content_type, number, total, done, len(todo), result.events_new))
+        def settle(numbers: list[int], added: int = 0) -> None:
+            nonlocal complete, done
+            for number in numbers:
+                remaining[number] -= 1
+            done += len(numbers)
+            checkpoint.events_stored += added
+            while complete < len(listed) and remaining[complete] == 0:
+                checkpoint.listed_until = listed[complete][0]
+                complete += 1
+                result.windows += 1
+            self.store.save_checkpoint(checkpoint)
+            self.renew_lease()
+            self.progress(Progress(content_type, min(complete + 1, len(listed)), len(listed), done, len(todo),
+                                   result.events_new))
 
+        def flush() -> None:
+            nonlocal batch, batched_rows
+            if batch:
+                added = self.store.store_blobs([(record, rows) for _, record, rows in batch])
+                result.events_new += added
+                result.blobs_stored += len(batch)
+                settle([number for number, _, _ in batch], added)
+                batch, batched_rows = [], 0
+
+        settle([])  # windows with nothing new are done already
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
         try:
             queue = iter(todo)
             pending: dict = {}
 
             def submit_next() -> None:
-                blob = next(queue, None)
-                if blob is not None and not self.stop.is_set():
-                    pending[pool.submit(self.fetch, blob)] = blob
+                item = next(queue, None)
+                if item is not None and not self.stop.is_set():
+                    pending[pool.submit(self.fetch, item[1])] = item
 
             for _ in range(self.workers * 2):  # bounded: at most this many blobs in memory
                 submit_next()
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
-                    blob = pending.pop(future)
+                    number, blob = pending.pop(future)
                     try:
                         rows = future.result()
                     except BlobUnavailable as lost:
@@ -210,9 +220,10 @@ class _Syncer:
                         self.store.record_lost_blob(BlobRecord(blob.content_id, content_type, blob.created,
                                                                blob.expiration, 0, "lost", lost.code, str(lost)))
                         result.blobs_lost += 1
-                        done += 1
+                        settle([number])
                     else:
-                        batch.append((BlobRecord(blob.content_id, content_type, blob.created, blob.expiration), rows))
+                        batch.append((number, BlobRecord(blob.content_id, content_type, blob.created,
+                                                         blob.expiration), rows))
                         batched_rows += len(rows)
                         result.events_seen += len(rows)
                     submit_next()
@@ -222,7 +233,7 @@ class _Syncer:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         flush()
-        if self.stop.is_set() and done < len(todo):
+        if done < len(todo):
             raise _Stopped()
 
 

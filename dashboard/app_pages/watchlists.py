@@ -1,6 +1,8 @@
 """Watch-lists: upload (adminlist.csv and the like), preview what matched, rename, delete, choose one."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import streamlit as st
 
@@ -58,4 +60,4 @@ for wl in saved.values():
             services.delete_watchlist(wl.name)
             st.rerun()
         st.button("Use in the filters", key=f"use_{wl.name}", on_click=ui.apply_view,
-                  args=(cur.view.__class__(**{**cur.view.__dict__, "watchlist": wl.name}),))
+                  args=(replace(cur.view, watchlist=wl.name),))
