@@ -108,3 +108,10 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
                     _record_type(record.get("RecordType")), _text(record.get("Operation")),
                     _text(record.get("ResultStatus")), _text(record.get("UserId")), client_ip, user_agent,
                     application, object_id, _text(record.get("SiteUrl")), file_name, raw)
+
+
+def decode_blob(body: bytes, content_type: str, created: str) -> list[EventRow]:
+    """A content blob's bytes → stored rows. Raises ValueError when it is not a JSON array of records
+    (UnicodeDecodeError and JSONDecodeError are ValueErrors). Light to import: it runs in a helper process."""
+    return [normalize(record, content_type, created, raw) for record, raw in split_records(body.decode("utf-8"))
+            if isinstance(record, dict)]

@@ -6,19 +6,19 @@ unfinished window is simply listed again."""
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore, open_store
 from eventstore.model import BlobRecord, utc_text
-from eventstore.normalize import normalize, split_records
 
 from .api import (
     ActivityApi,
@@ -32,6 +32,7 @@ from .api import (
 )
 from .auth import TokenProvider, build_session
 from .settings import Settings
+from .parse_worker import decode_blob, exit_with_parent
 from .windows import plan_windows
 
 log = logging.getLogger("ingest.sync")
@@ -90,19 +91,10 @@ class SyncReport:
                f"{self.seconds:.1f} s: " + "; ".join(parts)
 
 
-def _decode_blob(blob: ContentBlob, body: bytes) -> list:
-    try:
-        pairs = split_records(body.decode("utf-8"))
-    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors too
-        raise BlobUnavailable(f"content {blob.content_id} is not a JSON array of records", "MALFORMED") from None
-    return [normalize(record, blob.content_type, blob.created, raw) for record, raw in pairs
-            if isinstance(record, dict)]
-
-
 class _Syncer:
     def __init__(self, api: ActivityApi, store: EventStore, owner: str, workers: int,
-                 progress: Callable[[Progress], None] | None, stop: threading.Event):
-        self.api, self.store, self.owner, self.workers = api, store, owner, workers
+                 progress: Callable[[Progress], None] | None, stop: threading.Event, parser: Executor):
+        self.api, self.store, self.owner, self.workers, self.parser = api, store, owner, workers, parser
         self.progress = progress or (lambda p: None)
         self.stop = stop
         self._lease_renewed = time.monotonic()
@@ -125,12 +117,16 @@ class _Syncer:
         raise ApiError(f"{content_type}: could not list {utc_text(start)}–{utc_text(end)} after 3 tries")
 
     def fetch(self, blob: ContentBlob) -> list:
-        """Runs in a worker thread: fetch and parse, while the writing thread is inside SQLite (which
-        releases the GIL), so the two overlap."""
+        """Runs in a worker thread: fetch, then parse in the helper process (parsing is CPU-bound Python;
+        in this process it would compete with the writes for the interpreter lock)."""
         if blob.expiration <= utc_text(self.api.server_now()):
             raise BlobUnavailable(f"content {blob.content_id} expired at {blob.expiration} before it was fetched",
                                   "AF20051")
-        return _decode_blob(blob, self.api.fetch_blob(blob.content_uri))
+        body = self.api.fetch_blob(blob.content_uri)
+        try:
+            return self.parser.submit(decode_blob, body, blob.content_type, blob.created).result()
+        except ValueError:
+            raise BlobUnavailable(f"content {blob.content_id} is not a JSON array of records", "MALFORMED") from None
 
     def sync_content_type(self, content_type: str) -> ContentTypeResult:
         result = ContentTypeResult(content_type)
@@ -257,7 +253,10 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
                                  "wait for it to finish.")
     began = time.monotonic()
     report = SyncReport(demo)
-    syncer = _Syncer(api, store, owner, workers, progress, stop)
+    # "spawn": a fork of this threaded process could inherit a lock held by another thread
+    parser = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
+                                 initargs=(os.getpid(),))
+    syncer = _Syncer(api, store, owner, workers, progress, stop, parser)
     try:
         for content_type in content_types:
             if stop.is_set():
@@ -275,6 +274,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
                 report.results.append(ContentTypeResult(content_type, error=str(error)))
         report.pruned = store.prune(datetime.now(timezone.utc) - timedelta(days=retention_days))
     finally:
+        parser.shutdown(wait=True, cancel_futures=True)
         store.release_lease(LEASE, owner)
     report.seconds = time.monotonic() - began
     return report
