@@ -101,7 +101,8 @@ class View:
         return entries
 
     def to_filter(self, now: datetime | None = None) -> Filter:
-        now = now or datetime.now(timezone.utc)
+        # to the minute: the same view asked twice in a minute is the same question (and a cache hit)
+        now = now or datetime.now(timezone.utc).replace(second=0, microsecond=0)
         if self.period == "custom" and self.start:
             start = datetime.combine(self.start, time.min, tzinfo=timezone.utc)
             end = datetime.combine(self.end or now.date(), time.min, tzinfo=timezone.utc) + timedelta(days=1)

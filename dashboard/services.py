@@ -46,6 +46,35 @@ def index() -> ActivityIndex:
     return ix
 
 
+# Aggregates the pages ask for again and again (each click reruns the page): cached per filter and per
+# index version, so a finished sync (a new version) is never answered from an old result.
+@st.cache_data(max_entries=64, show_spinner=False)
+def _count(flt, watch, version) -> int:
+    return _index().count(flt, watch)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _edges(flt, chain, watch, version):
+    return _index().edges(flt, chain, watch)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _timeline(flt, stack_by, watch, version):
+    return _index().timeline(flt, stack_by, watch)
+
+
+def count(flt, watch=None) -> int:
+    return _count(flt, watch, index().version)
+
+
+def edges(flt, chain: tuple[str, ...], watch=None):
+    return _edges(flt, chain, watch, index().version)
+
+
+def timeline(flt, stack_by: str, watch=None):
+    return _timeline(flt, stack_by, watch, index().version)
+
+
 # --- watch-lists ---------------------------------------------------------------------------------
 def watchlists() -> dict[str, WatchList]:
     return {name: WatchList.from_json(name, payload) for name, payload in store().watchlists().items()}

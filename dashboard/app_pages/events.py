@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard import services
 from dashboard.pages_common import EXPORT_LIMIT, events_csv, events_jsonl, page_start, show_events
 
 cur, index = page_start("Events", "events")
 
-total = index.count(cur.filter, cur.watch)
+total = services.count(cur.filter, cur.watch)
 a, b = st.columns([1, 3])
 size = a.selectbox("Rows per page", [25, 50, 100, 250], index=1, key="events_page_size")
 pages = max(1, -(-total // size))

@@ -20,8 +20,8 @@ view: View = cur.view
 chain = RELATIONSHIPS[st.session_state["f_relationship"]]
 cap = int(st.session_state["f_cap"])
 
-total = index.count(cur.filter, cur.watch)
-edges = index.edges(cur.filter, chain, cur.watch)
+total = services.count(cur.filter, cur.watch)
+edges = services.edges(cur.filter, chain, cur.watch)
 highlight = watched_entities(edges, cur.watch, cur.filter.case_sensitive) if cur.watch and not cur.watch.restrict \
     else frozenset()
 graph = build_graph(edges, cap=cap, highlight=highlight)
@@ -77,7 +77,7 @@ else:
         else:
             st.caption("Click a node to see its counts, first and last seen, top related entities and its events.")
 
-    timeline = index.timeline(cur.filter, st.session_state["stack_by"], cur.watch)
+    timeline = services.timeline(cur.filter, st.session_state["stack_by"], cur.watch)
     if not timeline.empty:
         st.subheader("Timeline")
         chart = timeline.pivot_table(index="bucket", columns="series", values="n", aggfunc="sum", fill_value=0)
