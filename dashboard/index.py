@@ -80,16 +80,18 @@ class ActivityIndex:
 
     def _append(self, rows: list[tuple]) -> None:
         frame = pd.DataFrame(rows, columns=["seq", *NARROW])
-        frame["ts"] = pd.to_datetime(frame.pop("time"), format="%Y-%m-%dT%H:%M:%SZ", errors="coerce")
-        numbers = [_ip_number(ip) for ip in frame["client_ip"]]
-        frame["ip_v6"] = [n[0] for n in numbers]
-        frame["ip_num"] = [str(n[1]) if n[1] is not None else None for n in numbers]
+        # addresses as numbers, worked out once per distinct address (a tenant has few of them)
+        addresses = pd.DataFrame([(ip, *_ip_number(ip)) for ip in frame["client_ip"].unique()],
+                                 columns=["client_ip", "ip_v6", "ip_num"]).astype({"ip_num": "string"})
         self._con.register("incoming", frame)
+        self._con.register("addresses", addresses)
         self._con.execute(
-            "INSERT INTO ev SELECT seq, id, ts, content_type, workload, record_type, operation, result_status, "
-            "user_id, client_ip, user_agent, application, object_id, site_url, file_name, ip_v6, "
-            "CAST(ip_num AS UHUGEINT) FROM incoming")
+            "INSERT INTO ev SELECT i.seq, i.id, TRY_STRPTIME(i.time, '%Y-%m-%dT%H:%M:%SZ'), i.content_type, "
+            "i.workload, i.record_type, i.operation, i.result_status, i.user_id, i.client_ip, i.user_agent, "
+            "i.application, i.object_id, i.site_url, i.file_name, a.ip_v6, CAST(a.ip_num AS UHUGEINT) "
+            "FROM incoming i LEFT JOIN addresses a USING (client_ip) ORDER BY i.seq")
         self._con.unregister("incoming")
+        self._con.unregister("addresses")
 
     def _query(self, sql: str, params: list) -> pd.DataFrame:
         cursor = self._con.cursor()  # one cursor per call: safe across Streamlit's threads
