@@ -115,8 +115,8 @@ def main() -> None:
         print(f"{name:<18}: {ours:.3f} s to graph data ready ({len(graph.nodes)} of {graph.total_entities:,} "
               f"entities, layout included) · DuckDB limit {limit:.3f} s · ratio {ours / limit:.1f}×")
 
-    # A sync completes: the last hour arrives in the store; how long until the graph shows it?
-    tenant = SimulatedTenant(START, seed=7, events_per_week=args.events)
+    # A sync completes: an hour of events the store has not seen arrives; how long until the graph shows it?
+    tenant = SimulatedTenant(START, seed=int(time.time()), events_per_week=args.events)
     added = store_tenant(store, tenant, datetime.now(timezone.utc) - timedelta(hours=1, minutes=1),
                          datetime.now(timezone.utc))
     began = time.perf_counter()

@@ -132,8 +132,11 @@ def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozense
     smallest, largest = min(totals[key] for key in kept), max(totals[key] for key in kept)
     nodes = {key: Node(node_id(*key), key[0], key[1], totals[key], key in highlight,
                        size=scale(totals[key], smallest, largest, MIN_SIZE, MAX_SIZE)) for key in ranked[:cap]}
-    candidates = [Link(node_id(r.src_kind, r.src), node_id(r.dst_kind, r.dst), int(r.n))
-                  for r in edges.itertuples(index=False) if (r.src_kind, r.src) in kept and (r.dst_kind, r.dst) in kept]
+    sources, targets = edges["src_kind"] + ":" + edges["src"], edges["dst_kind"] + ":" + edges["dst"]  # node ids
+    kept_ids = {node.id for node in nodes.values()}
+    among_kept = sources.isin(kept_ids) & targets.isin(kept_ids)
+    candidates = [Link(source, target, int(n)) for source, target, n in
+                  zip(sources[among_kept], targets[among_kept], edges["n"][among_kept])]
     links = _strongest_links(candidates, max_links)
     thinnest, widest = min((k.count for k in links), default=1), max((k.count for k in links), default=1)
     for link in links:
@@ -162,7 +165,7 @@ def _layout(graph: Graph, seed: int) -> None:
     g = nx.Graph()
     g.add_nodes_from(n.id for n in graph.nodes)
     g.add_weighted_edges_from((link.source, link.target, math.log1p(link.count)) for link in graph.links)
-    positions = nx.spring_layout(g, seed=seed, iterations=60, k=3.0 / math.sqrt(max(1, len(graph.nodes))))
+    positions = nx.spring_layout(g, seed=seed, iterations=40, k=3.0 / math.sqrt(max(1, len(graph.nodes))))
     spread = 300 + 110 * math.sqrt(len(graph.nodes))  # px: room for labels as the graph grows
     for node in graph.nodes:
         x, y = positions[node.id]
