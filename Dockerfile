@@ -1,5 +1,5 @@
-# The same two commands as the README, in a container: `docker run -p 8501:8501 IMAGE` runs the dashboard
-# with the background sync; `docker run IMAGE make test` runs the tests.
+# The README's `make run` in a container: `docker run -p 8501:8501 -v audit:/app/data IMAGE` serves the
+# dashboard (on all interfaces inside the container) with the background sync. The tests run outside it.
 FROM python:3.11-slim
 RUN apt-get update && apt-get install -y --no-install-recommends make && rm -rf /var/lib/apt/lists/*
 RUN useradd --create-home --uid 10001 app
@@ -9,7 +9,8 @@ RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir -r requirements
 COPY . .
 RUN mkdir -p data && chown -R app:app /app
 USER app
-ENV AUDIT_STORE=sqlite:////app/data/audit.db
+ENV AUDIT_STORE=sqlite:////app/data/audit.db \
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0
 VOLUME ["/app/data"]
 EXPOSE 8501
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"
