@@ -17,7 +17,8 @@ from eventstore.model import CONTENT_TYPES
 ORG_ID = "5b1d3c2a-7e4f-4a8b-9c6d-2f0e1a3b4c5d"
 DOMAIN = "contoso.com"
 ATTACKER_IP = "198.51.100.9"
-OFFICE_IPS = [f"203.0.113.{n}" for n in range(10, 30)] + ["2001:db8:10::1", "2001:db8:10::2"]
+# a large office egress pool (NAT per floor and site), so no single office address dwarfs the rest
+OFFICE_IPS = [f"203.0.113.{n}" for n in range(10, 70)] + ["2001:db8:10::1", "2001:db8:10::2"]
 VPN_IPS = [f"203.0.113.{n}" for n in range(200, 210)]
 TRAVEL_IPS = ["198.51.100.77", "198.51.100.140", "2001:db8:77::15"]
 
