@@ -137,7 +137,7 @@ def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozense
     among_kept = sources.isin(kept_ids) & targets.isin(kept_ids)
     candidates = [Link(source, target, int(n)) for source, target, n in
                   zip(sources[among_kept], targets[among_kept], edges["n"][among_kept])]
-    links = _strongest_links(candidates, max_links)
+    links = _strongest_links(candidates, max_links, {node.id: node.count for node in nodes.values()})
     thinnest, widest = min((k.count for k in links), default=1), max((k.count for k in links), default=1)
     for link in links:
         link.width = scale(link.count, thinnest, widest, MIN_WIDTH, MAX_WIDTH)
@@ -146,8 +146,9 @@ def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozense
     return graph
 
 
-def _strongest_links(links: list[Link], limit: int) -> list[Link]:
-    """Every node keeps its strongest link (nothing floats unexplained), then the strongest of the rest."""
+def _strongest_links(links: list[Link], limit: int, weight: dict[str, int]) -> list[Link]:
+    """Every node keeps its strongest link (nothing floats unexplained); the rest of the budget goes to the
+    links of the busiest entities first, so a hub such as a spraying IP shows all its spokes."""
     ordered = sorted(links, key=lambda link: -link.count)
     chosen, seen_nodes, rest = [], set(), []
     for link in ordered:
@@ -156,6 +157,7 @@ def _strongest_links(links: list[Link], limit: int) -> list[Link]:
             seen_nodes.update((link.source, link.target))
         else:
             rest.append(link)
+    rest.sort(key=lambda link: (-max(weight[link.source], weight[link.target]), -link.count))
     chosen.extend(rest[: max(0, limit - len(chosen))])
     return chosen
 

@@ -47,6 +47,14 @@ def test_links_are_capped_strongest_first_and_no_node_is_left_without_one():
     assert max(link.count for link in graph.links) == 17 and dropped >= 1
 
 
+def test_the_link_budget_goes_to_the_busiest_entities_first():
+    hub = [("user", f"victim{i}", "ip", "198.51.100.9", 4) for i in range(40)]  # a spray: many small links
+    noise = [("user", f"u{i}", "ip", f"192.0.2.{j}", 20) for i in range(30) for j in range(1, 6)]
+    graph = build_graph(edges(hub + noise), cap=300, max_links=100)
+    spokes = [link for link in graph.links if link.target == "ip:198.51.100.9"]
+    assert len(spokes) == 40, "the busiest node keeps every link"
+
+
 def test_a_middle_node_of_a_chain_is_counted_once():
     graph = build_graph(edges([("user", "a@c.com", "ip", "192.0.2.1", 10),
                                ("ip", "192.0.2.1", "operation", "FileDownloaded", 10)]))
