@@ -74,12 +74,23 @@ def _sync_box(settings: Settings) -> None:
         line += f" · syncing {p.content_type} {p.blobs_done}/{p.blobs_total}" if p else " · syncing…"
     left, right = st.sidebar.columns([3, 2])
     left.caption(line)
+    with st.sidebar:
+        _new_events_notice(services.index().version)
     if right.button("Sync now", key="sidebar_sync", disabled=state.running, width="stretch"):
         refused = runner.start()
         if refused:
             st.sidebar.info(refused)
         else:
             st.toast("Sync started — see the Sync page for progress.")
+
+
+@st.fragment(run_every=15)
+def _new_events_notice(shown: tuple[int, int]) -> None:
+    """When a sync (Sync now, or `python -m ingest run` in the background) has stored events since this page
+    was drawn, offer to show them, rather than redrawing under the analyst's hands."""
+    if services.index().version != shown and st.button("New events synced — show them", type="primary",
+                                                              key="show_new_events", width="stretch"):
+        st.rerun(scope="app")
 
 
 def sidebar(settings: Settings, index: ActivityIndex) -> Current:

@@ -181,3 +181,24 @@ def test_hostile_audit_text_executes_nothing(dashboard, page, shots):
     page.screenshot(path=os.path.join(shots, "events-hostile.png"), full_page=True)
     assert page.dialogs == [], f"a hostile string ran script: {page.dialogs}"
     assert not [u for u in page.popups if u.startswith("javascript:")]
+
+
+def test_events_stored_by_another_process_are_offered_without_a_reload(dashboard, page):
+    url, db = dashboard
+    page.goto(url)
+    graph_canvas(page)
+    summary = page.get_by_text(" events · showing").first
+    summary.wait_for()
+    before = int(summary.inner_text().split(" events")[0].replace(",", ""))
+    from eventstore.model import BlobRecord
+    from eventstore.normalize import normalize
+
+    record = {"Id": "9d9d9d9d-0000-4000-8000-000000000001", "CreationTime": datetime.now(timezone.utc)
+              .strftime("%Y-%m-%dT%H:%M:%S"), "Operation": "UserLoggedIn", "UserId": "late.arrival@contoso.com",
+              "ClientIP": "192.0.2.250", "Workload": "AzureActiveDirectory", "RecordType": 15}
+    with SqliteStore(db) as store:  # as `python -m ingest run` would, from its own process
+        created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        store.store_blobs([(BlobRecord("late$1", "Audit.AzureActiveDirectory", created, "2099-01-01T00:00:00Z"),
+                            [normalize(record, "Audit.AzureActiveDirectory", created)])])
+    page.get_by_role("button", name="New events synced — show them").click(timeout=30_000)
+    page.get_by_text(f"{before + 1:,} events · showing").wait_for(timeout=15_000)
