@@ -108,9 +108,9 @@ def main() -> None:
                            "user_id <> '' GROUP BY ALL", [naive_start, ATTACKER_IP]),
     }
     for name, flt in cases.items():
-        ours = median_seconds(lambda: build_graph(index.edges(flt, ("user", "ip")), cap=150))
+        ours = median_seconds(lambda flt=flt: build_graph(index.edges(flt, ("user", "ip")), cap=150))
         sql, params = limits[name]
-        limit = median_seconds(lambda: limit_con.execute(sql, params).fetchall())
+        limit = median_seconds(lambda sql=sql, params=params: limit_con.execute(sql, params).fetchall())
         graph = build_graph(index.edges(flt, ("user", "ip")), cap=150)
         print(f"{name:<18}: {ours:.3f} s to graph data ready ({len(graph.nodes)} of {graph.total_entities:,} "
               f"entities, layout included) · DuckDB limit {limit:.3f} s · ratio {ours / limit:.1f}×")

@@ -26,7 +26,7 @@ from .model import (
 
 _NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 
-_SCHEMA = f"""
+_SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,  -- arrival order, assigned by store_blob; never reused
     id TEXT NOT NULL UNIQUE,
