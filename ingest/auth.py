@@ -3,6 +3,7 @@ and the one HTTPS session every request goes through."""
 from __future__ import annotations
 
 import atexit
+import functools
 import os
 import tempfile
 import threading
@@ -29,8 +30,10 @@ class _Session(requests.Session):
         return merged
 
 
+@functools.lru_cache(maxsize=8)
 def _combined_bundle(extra_ca: str) -> str:
-    """The CAs requests would trust anyway, plus the extra ones, in one file."""
+    """The CAs requests would trust anyway, plus the extra ones, in one file (one per process: `run` builds a
+    session every pass)."""
     import certifi
 
     base = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
