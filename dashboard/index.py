@@ -17,6 +17,7 @@ import pandas as pd
 
 from eventstore import EventStore, Filter
 from eventstore.model import EVENT_COLUMNS
+from eventstore.sql import Dialect
 
 NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 # Entity kinds the graph can draw, and the column each comes from.
@@ -100,39 +101,13 @@ class ActivityIndex:
         finally:
             cursor.close()
 
-    # --- the WHERE clause -----------------------------------------------------------------------
     @staticmethod
     def where(flt: Filter, watch: Watch | None = None) -> tuple[str, list]:
-        clauses, params = ["TRUE"], []
-        if flt.start is not None:
-            clauses.append("ts >= ?")
-            params.append(_naive(flt.start))
-        if flt.end is not None:
-            clauses.append("ts < ?")
-            params.append(_naive(flt.end))
-        for column in ("workload", "content_type", "operation", "record_type", "result_status", "user_id"):
-            values = list(getattr(flt, column))
-            if values:
-                clause, values = _in(column, values, flt.case_sensitive and column != "record_type")
-                clauses.append(clause)
-                params.extend(values)
-        if flt.client_ip:
-            clause, values = _ip_match(flt.client_ip)
-            clauses.append(clause)
-            params.extend(values)
-        if flt.text:
-            columns = ("user_agent", "object_id", "site_url", "file_name")
-            if flt.case_sensitive:
-                clauses.append("(" + " OR ".join(f"contains({c}, ?)" for c in columns) + ")")
-                params.extend([flt.text] * len(columns))
-            else:
-                clauses.append("(" + " OR ".join(f"contains(lower({c}), ?)" for c in columns) + ")")
-                params.extend([flt.text.lower()] * len(columns))
+        where, params = DUCKDB.where(flt)
         if watch is not None and watch.restrict:
             clause, values = _watch_clause(watch, flt.case_sensitive)
-            clauses.append(clause)
-            params.extend(values)
-        return " AND ".join(clauses), params
+            where, params = f"{where} AND {clause}", params + values
+        return where, params
 
     # --- questions the pages ask --------------------------------------------------------------
     def count(self, flt: Filter, watch: Watch | None = None) -> int:
@@ -214,7 +189,7 @@ class ActivityIndex:
         total = int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where} AND {clause}", params + values)["n"][0])
         unmatched = set()
         for account in watch.accounts:
-            one, vals = _in("user_id", [account], flt.case_sensitive)
+            one, vals = DUCKDB.values_in("user_id", [account], flt.case_sensitive)
             if not int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where} AND {one}", params + vals)["n"][0]):
                 unmatched.add(account)
         for network in watch.networks:
@@ -230,13 +205,6 @@ def _naive(moment: datetime) -> datetime:
     return moment
 
 
-def _in(column: str, values: list, case_sensitive: bool) -> tuple[str, list]:
-    marks = ", ".join("?" * len(values))
-    if case_sensitive:
-        return f"{column} IN ({marks})", list(values)
-    return f"lower({column}) IN ({marks})", [str(v).lower() for v in values]
-
-
 def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:
     """Exact addresses and CIDR ranges, as number ranges over (ip_v6, ip_num)."""
     parts, params = [], []
@@ -247,14 +215,17 @@ def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:
     return "(" + " OR ".join(parts) + ")", params
 
 
+DUCKDB = Dialect(time_column="ts", time_param=_naive, fold="lower", fold_value=str.lower,
+                 contains="contains({column}, ?)", ip_match=_ip_match)
+
+
 def _watch_clause(watch: Watch, case_sensitive: bool) -> tuple[str, list]:
-    parts, params = [], []
+    """Events that involve a listed account or address (OR of both parts)."""
+    pieces = []
     if watch.accounts:
-        clause, values = _in("user_id", list(watch.accounts), case_sensitive)
-        parts.append(clause)
-        params.extend(values)
+        pieces.append(DUCKDB.values_in("user_id", watch.accounts, case_sensitive))
     if watch.networks:
-        clause, values = _ip_match(watch.networks)
-        parts.append(clause)
-        params.extend(values)
-    return ("(" + " OR ".join(parts) + ")") if parts else "FALSE", params
+        pieces.append(_ip_match(watch.networks))
+    if not pieces:
+        return "FALSE", []
+    return "(" + " OR ".join(clause for clause, _ in pieces) + ")", [p for _, values in pieces for p in values]

@@ -23,6 +23,7 @@ from .model import (
     parse_utc,
     utc_text,
 )
+from .sql import Dialect
 
 _NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 
@@ -81,46 +82,21 @@ def _present(conn: sqlite3.Connection, table: str, column: str, values: list[str
     return found
 
 
-def filter_sql(flt: Filter) -> tuple[str, list]:
-    """WHERE clause and bound parameters for a filter. User text only ever travels as a parameter."""
-    clauses: list[str] = []
-    params: list = []
-    if flt.start is not None:
-        clauses.append("time >= ?")
-        params.append(utc_text(flt.start))
-    if flt.end is not None:
-        clauses.append("time < ?")
-        params.append(utc_text(flt.end))
-    for column in ("workload", "content_type", "operation", "record_type", "result_status", "user_id"):
-        values = list(getattr(flt, column))
-        if not values:
-            continue
-        marks = ", ".join("?" * len(values))
-        if flt.case_sensitive or column == "record_type":
-            clauses.append(f"{column} IN ({marks})")
-            params.extend(values)
-        else:
-            clauses.append(f"fold({column}) IN ({marks})")
-            params.extend(_fold(v) for v in values)
-    if flt.client_ip:
-        exact, networks = flt.ip_networks()
-        parts = []
-        if exact:
-            parts.append(f"client_ip IN ({', '.join('?' * len(exact))})")
-            params.extend(exact)
-        for network in networks:
-            parts.append("ip_in(client_ip, ?)")
-            params.append(str(network))
-        clauses.append("(" + " OR ".join(parts) + ")")
-    if flt.text:
-        columns = ("user_agent", "object_id", "site_url", "file_name")
-        if flt.case_sensitive:
-            clauses.append("(" + " OR ".join(f"instr({c}, ?) > 0" for c in columns) + ")")
-            params.extend([flt.text] * len(columns))
-        else:
-            clauses.append("(" + " OR ".join(f"instr(fold({c}), ?) > 0" for c in columns) + ")")
-            params.extend([_fold(flt.text)] * len(columns))
-    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:
+    exact, networks = Filter(client_ip=entries).ip_networks()
+    parts, params = [], []
+    if exact:
+        parts.append(f"client_ip IN ({', '.join('?' * len(exact))})")
+        params.extend(exact)
+    for network in networks:
+        parts.append("ip_in(client_ip, ?)")
+        params.append(str(network))
+    return "(" + " OR ".join(parts) + ")", params
+
+
+# `fold` is casefold(), registered on every connection (SQLite's own lower() knows ASCII only)
+SQLITE = Dialect(time_column="time", time_param=utc_text, fold="fold", fold_value=str.casefold,
+                 contains="instr({column}, ?) > 0", ip_match=_ip_match)
 
 
 def _dt(text: str | None) -> datetime | None:
@@ -268,18 +244,18 @@ class SqliteStore(EventStore):
 
     # --- reading side ------------------------------------------------------------------------
     def query(self, flt: Filter, limit: int = 100, offset: int = 0) -> list[EventRow]:
-        where, params = filter_sql(flt)
+        where, params = SQLITE.where(flt)
         sql = (f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM "
-               f"(SELECT * FROM events{where} ORDER BY time DESC, seq DESC LIMIT ? OFFSET ?) e "
+               f"(SELECT * FROM events WHERE {where} ORDER BY time DESC, seq DESC LIMIT ? OFFSET ?) e "
                f"JOIN raw_events r ON r.seq = e.seq ORDER BY e.time DESC, e.seq DESC")
         return [EventRow(*row) for row in self._conn().execute(sql, params + [limit, offset])]
 
     def count(self, flt: Filter) -> int:
-        where, params = filter_sql(flt)
-        return self._conn().execute(f"SELECT count(*) FROM events{where}", params).fetchone()[0]
+        where, params = SQLITE.where(flt)
+        return self._conn().execute(f"SELECT count(*) FROM events WHERE {where}", params).fetchone()[0]
 
     def iter_events(self, flt: Filter | None = None) -> Iterator[EventRow]:
-        where, params = filter_sql(flt or Filter())
+        where, params = SQLITE.where(flt or Filter())
         # a connection of its own, so a long export does not hold up this thread's other reads
         conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
         conn.create_function("ip_in", 2, _ip_in, deterministic=True)
@@ -287,7 +263,7 @@ class SqliteStore(EventStore):
         try:
             cursor = conn.execute(
                 f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM events e "
-                f"JOIN raw_events r ON r.seq = e.seq{where}", params)
+                f"JOIN raw_events r ON r.seq = e.seq WHERE {where}", params)
             for row in cursor:
                 yield EventRow(*row)
         finally:
