@@ -36,8 +36,6 @@ class EventRow(NamedTuple):
 
 
 EVENT_COLUMNS = EventRow._fields
-# Columns a filter may name with a list of exact values.
-VALUE_COLUMNS = ("workload", "content_type", "operation", "record_type", "result_status", "user_id", "client_ip")
 
 
 @dataclass(frozen=True)

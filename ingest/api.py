@@ -128,7 +128,6 @@ class ActivityApi:
         self._stop = stop or threading.Event()
         self._on_retry = on_retry or (lambda message: None)
         self.clock_skew = 0.0  # seconds the service's clock is ahead of ours, from its Date header
-        self.requests_made = 0
 
     def server_now(self) -> datetime:
         return datetime.now(timezone.utc) + timedelta(seconds=self.clock_skew)
@@ -173,7 +172,6 @@ class ActivityApi:
             if self._stop.is_set():
                 raise RetriesExhausted("Stopped while waiting to retry.")
             self._pacer.wait()
-            self.requests_made += 1
             try:
                 response = self._session.request(method, url, params=params, timeout=(15, 180),
                                                  headers={"Authorization": f"Bearer {self._tokens.token()}"})

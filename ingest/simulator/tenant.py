@@ -81,7 +81,6 @@ class Blob:
     created: datetime
     expiration: datetime
     slot_start: datetime  # the records' times fall in [slot_start, slot_start + interval)
-    late: bool
     listed_from: datetime  # some blobs are announced a while after their contentCreated
 
     @property
@@ -164,15 +163,15 @@ class SimulatedTenant:
     def blob(self, content_type: str, index: int) -> Blob:
         rng = random.Random(f"{self.seed}:{content_type}:{index}:meta")
         created = self.start + index * self.interval + timedelta(seconds=rng.randrange(int(self.interval.total_seconds() // 2)))
-        late = rng.random() < self.late_blob_rate
+        late = rng.random() < self.late_blob_rate  # content that turns up hours after its events
         listed_from = created + timedelta(minutes=40 if rng.random() < self.late_listing_rate else 0)
         slot_start = self.start + (index - 2) * self.interval
-        if late:  # content that turns up hours after its events
+        if late:
             slot_start -= rng.randint(3, 10) * self.interval
         expiration = created + timedelta(days=7, hours=12)
         if (content_type, index) in self.expired:
             expiration = created + timedelta(minutes=30)
-        return Blob(content_type, index, created, expiration, slot_start, late, listed_from)
+        return Blob(content_type, index, created, expiration, slot_start, listed_from)
 
     def blobs_created(self, content_type: str, start: datetime, end: datetime, now: datetime) -> list[Blob]:
         """Blobs with start <= contentCreated < end that are announced by `now`, in contentCreated order."""
