@@ -121,16 +121,21 @@ class SqliteStore(EventStore):
                 "or set AUDIT_STORE=sqlite:///another/path.db"
             ) from None
 
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-32768")  # 32 MB: the id index of a busy tenant stays in memory
+        conn.create_function("ip_in", 2, _ip_in, deterministic=True)
+        conn.create_function("fold", 1, _fold, deterministic=True)
+        return conn
+
     def _conn(self) -> sqlite3.Connection:
+        """This thread's connection (opened once)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA cache_size=-32768")  # 32 MB: the id index of a busy tenant stays in memory
-            conn.create_function("ip_in", 2, _ip_in, deterministic=True)
-            conn.create_function("fold", 1, _fold, deterministic=True)
+            conn = self._connect()
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
@@ -257,9 +262,7 @@ class SqliteStore(EventStore):
     def iter_events(self, flt: Filter | None = None) -> Iterator[EventRow]:
         where, params = SQLITE.where(flt or Filter())
         # a connection of its own, so a long export does not hold up this thread's other reads
-        conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
-        conn.create_function("ip_in", 2, _ip_in, deterministic=True)
-        conn.create_function("fold", 1, _fold, deterministic=True)
+        conn = self._connect()
         try:
             cursor = conn.execute(
                 f"SELECT {', '.join('e.' + c for c in _NARROW)}, r.json FROM events e "
