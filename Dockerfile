@@ -9,8 +9,11 @@ RUN python -m venv .venv && .venv/bin/pip install --no-cache-dir -r requirements
 COPY . .
 RUN mkdir -p data && chown -R app:app /app
 USER app
+# All interfaces inside the container; only the host names in STREAMLIT_SERVER_ALLOWED_HOSTS (space-separated) are
+# answered, so a page on another name that resolves here (DNS rebinding) is refused. Add yours with `-e`.
 ENV AUDIT_STORE=sqlite:////app/data/audit.db \
-    STREAMLIT_SERVER_ADDRESS=0.0.0.0
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
+    STREAMLIT_SERVER_ALLOWED_HOSTS="localhost 127.0.0.1 ::1"
 VOLUME ["/app/data"]
 EXPOSE 8501
 HEALTHCHECK CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health')"

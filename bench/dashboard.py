@@ -27,7 +27,7 @@ from dashboard.graph import build_graph  # noqa: E402
 from dashboard.index import ActivityIndex  # noqa: E402
 from eventstore import Filter  # noqa: E402
 from eventstore.model import CONTENT_TYPES, BlobRecord, utc_text  # noqa: E402
-from eventstore.normalize import normalize, split_records  # noqa: E402
+from eventstore.normalize import decode_blob  # noqa: E402
 from eventstore.sqlite import SqliteStore  # noqa: E402
 from ingest.simulator.tenant import ATTACKER_IP, SimulatedTenant  # noqa: E402
 
@@ -39,8 +39,7 @@ def store_tenant(store: SqliteStore, tenant: SimulatedTenant, start: datetime, e
     for content_type in CONTENT_TYPES:
         for blob in tenant.blobs_created(content_type, start, end, end):
             created = utc_text(blob.created)
-            rows = [normalize(r, content_type, created, raw)
-                    for r, raw in split_records(tenant.blob_json(content_type, blob.index).decode())]
+            rows = decode_blob(tenant.blob_json(content_type, blob.index), content_type, created).rows
             added += store.store_blobs([(BlobRecord(blob.content_id, content_type, created,
                                                     utc_text(blob.expiration)), rows)])
     return added

@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from eventstore.model import CONTENT_TYPES, EVENT_COLUMNS  # noqa: E402
-from eventstore.normalize import normalize, split_records  # noqa: E402
+from eventstore.normalize import decode_blob  # noqa: E402
 from eventstore.sqlite import SqliteStore  # noqa: E402
 
 
@@ -96,10 +96,7 @@ def raw_limit(blobs: list[tuple[str, str, bytes]], workdir: str) -> tuple[float,
     conn.execute("BEGIN")
     seq = 0
     for content_type, created, body in blobs:
-        rows = {}
-        for record, raw in split_records(body.decode()):
-            row = normalize(record, content_type, created, raw)
-            rows[row.id] = row
+        rows = {row.id: row for row in decode_blob(body, content_type, created).rows}
         conn.executemany(f"INSERT OR IGNORE INTO events(seq, {columns}) VALUES (?{', ?' * (len(EVENT_COLUMNS) - 1)})",
                          ((seq + n, *row[:-1]) for n, row in enumerate(rows.values())))
         conn.executemany("INSERT OR IGNORE INTO raw_events(seq, json) VALUES (?, ?)",

@@ -10,7 +10,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import streamlit as st  # noqa: E402
 
 from dashboard import services, ui  # noqa: E402
-from eventstore import StoreUnavailable  # noqa: E402
+from dashboard.untrusted import markdown  # noqa: E402
+from eventstore import StoreError  # noqa: E402
 from ingest.settings import SettingsError  # noqa: E402
 
 st.set_page_config(page_title="O365 Activity Graph", page_icon="🕸️", layout="wide")
@@ -19,12 +20,12 @@ try:
     settings = services.settings()
     index = services.index()
 except SettingsError as error:
-    st.error(f"The configuration has a problem: {error}")
+    st.error(f"The configuration has a problem: {markdown(error)}")
     st.caption("Fix the environment variable (or the .env file) and restart the dashboard. The README lists every "
                "setting.")
     st.stop()
-except StoreUnavailable as error:
-    st.error(f"The event store cannot be reached. {error}")
+except StoreError as error:
+    st.error(f"The event store cannot be used. {markdown(error)}")
     st.caption("Check AUDIT_STORE (and for Cosmos DB: COSMOS_ENDPOINT, COSMOS_KEY, the network), then reload.")
     st.stop()
 

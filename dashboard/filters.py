@@ -2,17 +2,17 @@
 Pure, so a shared URL always means the same view."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime, time, timedelta, timezone
 
-from eventstore import Filter
+from eventstore import Filter, ip
 
 from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
 LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status")
 WATCH_MODES = ("highlight", "restrict")
+EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # a custom range outside these is a typo
 
 
 class FilterInputError(ValueError):
@@ -93,19 +93,21 @@ class View:
     def ips(self) -> tuple[str, ...]:
         entries = tuple(v.strip() for v in self.ip.split(",") if v.strip())
         for entry in entries:
-            try:
-                ipaddress.ip_network(entry, strict=False)
-            except ValueError:
+            if ip.parse_entry(entry) is None:
                 raise FilterInputError(f"{entry!r} is not an IP address or CIDR range "
-                                       "(e.g. 198.51.100.9 or 198.51.100.0/24).") from None
+                                       "(e.g. 198.51.100.9 or 198.51.100.0/24).")
         return entries
 
     def to_filter(self, now: datetime | None = None) -> Filter:
         # to the minute: the same view asked twice in a minute is the same question (and a cache hit)
         now = now or datetime.now(timezone.utc).replace(second=0, microsecond=0)
         if self.period == "custom" and self.start:
+            last = self.end or now.date()
+            if not EARLIEST <= self.start <= last <= LATEST:
+                raise FilterInputError(f"The custom range must run forward, between {EARLIEST} and {LATEST}; it is "
+                                       f"{self.start} to {last}.")
             start = datetime.combine(self.start, time.min, tzinfo=timezone.utc)
-            end = datetime.combine(self.end or now.date(), time.min, tzinfo=timezone.utc) + timedelta(days=1)
+            end = datetime.combine(last, time.min, tzinfo=timezone.utc) + timedelta(days=1)
         else:
             start, end = now - timedelta(days=PERIODS.get(self.period) or 7), None
         record_types = []

@@ -3,15 +3,17 @@
 no I/O, so the drawing component can be swapped and this can be tested hard."""
 from __future__ import annotations
 
-import html
 import io
-import ipaddress
 import json
 import math
 from dataclasses import dataclass, field
 
 import networkx as nx
 import pandas as pd
+
+from eventstore.ip import IpSet
+
+from .untrusted import html_text
 
 KIND_COLORS = {"user": "#4f8df7", "ip": "#f2994a", "operation": "#27ae60", "file": "#bb6bd9", "site": "#9b51e0",
                "workload": "#56ccf2", "application": "#eb5757", "agent": "#828282"}
@@ -88,22 +90,14 @@ def watched_entities(edges: pd.DataFrame, watch, case_sensitive: bool = True) ->
     inside its addresses/ranges."""
     found = set()
     accounts = set(watch.accounts) if case_sensitive else {a.lower() for a in watch.accounts}
-    networks = [ipaddress.ip_network(n, strict=False) for n in watch.networks]
+    addresses = IpSet(watch.networks)
     for kind, column in (("src_kind", "src"), ("dst_kind", "dst")):
         for entity_kind, value in set(zip(edges[kind], edges[column])):
             if entity_kind == "user" and (value if case_sensitive else value.lower()) in accounts:
                 found.add((entity_kind, value))
-            elif entity_kind == "ip" and networks and _in_networks(value, networks):
+            elif entity_kind == "ip" and value in addresses:
                 found.add((entity_kind, value))
     return frozenset(found)
-
-
-def _in_networks(value: str, networks) -> bool:
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return any(address.version == n.version and address in n for n in networks)
 
 
 def scale(count: int, smallest: int, largest: int, low: float, high: float) -> float:
@@ -174,18 +168,10 @@ def _layout(graph: Graph, seed: int) -> None:
         node.x, node.y = round(float(x) * spread, 1), round(float(y) * spread, 1)
 
 
-def safe_text(text: str, limit: int | None = None) -> str:
-    """Audit text for a place that may parse HTML: escaped, control characters made visible, shortened."""
-    cleaned = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
-    if limit and len(cleaned) > limit:
-        cleaned = cleaned[: limit - 1] + "…"
-    return html.escape(cleaned, quote=True)
-
-
 def tooltip(count: int, kind: str, value: str) -> str:
     # Starts with a digit: the component opens a node's title on double-click, and a string that begins
     # with a digit can never be read as a URL scheme such as javascript:.
-    return f"{count:,} events · {KIND_LABELS[kind]}: {safe_text(value, 300)}"
+    return f"{count:,} events · {KIND_LABELS[kind]}: {html_text(value, 300)}"
 
 
 def vis_nodes(graph: Graph) -> list[dict]:
@@ -194,7 +180,7 @@ def vis_nodes(graph: Graph) -> list[dict]:
     for node in graph.nodes:
         color = KIND_COLORS[node.kind]
         out.append({
-            "id": node.id, "label": safe_text(node.value, 32), "title": tooltip(node.count, node.kind, node.value),
+            "id": node.id, "label": html_text(node.value, 32), "title": tooltip(node.count, node.kind, node.value),
             "size": node.size, "x": node.x, "y": node.y, "shape": "dot", "physics": False,
             "color": {"background": color, "border": HIGHLIGHT if node.highlighted else color},
             "borderWidth": 5 if node.highlighted else 1,

@@ -26,7 +26,7 @@ def page_start(title: str, what: str):
     index = services.index()
     st.header(title)
     if cur.filter is None:
-        st.warning(f"Fix the filter in the sidebar to see {what}.")
+        st.warning(f"Fix the filter in the sidebar to see {what}: {cur.problem}")
         st.stop()
     if index.version[0] == 0:
         empty_state()

@@ -10,27 +10,36 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from eventstore import EventStore, StoreUnavailable, open_store
-from ingest.api import ApiError
-from ingest.auth import AuthError
+from eventstore import EventStore, StoreError, open_store
+from ingest import redact
 from ingest.settings import Settings, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
+from .filters import FilterInputError
 from .index import ActivityIndex, Watch
-from .watchlist import WatchList
+from .watchlist import WatchList, WatchListError, check_name
 
 log = logging.getLogger("dashboard")
 
 
 @st.cache_resource(show_spinner=False)
 def settings() -> Settings:
+    redact.install_log_scrubber()  # Sync now runs the ingest in this process: what peers echo stays out of logs
+    logging.getLogger("msal").setLevel(logging.CRITICAL)
     return load_settings()
 
 
 @st.cache_resource(show_spinner=False)
 def store() -> EventStore:
+    """The store, opened once per process after a quick check of its state tables (StoreError says what to do
+    if it is damaged or cannot be reached)."""
     s = settings()
-    return open_store(s.store_url, cosmos=s.cosmos_options(), retention_days=s.retention_days)
+    opened = open_store(s.store_url, cosmos=s.cosmos_options(), retention_days=s.retention_days)
+    problem = opened.check()
+    if problem:
+        opened.close()
+        raise StoreError(problem)
+    return opened
 
 
 @st.cache_resource(show_spinner=False)
@@ -84,10 +93,16 @@ def save_watchlist(watchlist: WatchList) -> None:
     store().save_watchlist(watchlist.name, watchlist.to_json())
 
 
-def rename_watchlist(old: str, new: str) -> None:
+def rename_watchlist(old: str, new: str) -> str:
+    """Rename a watch-list; returns why not, if it cannot be."""
+    try:
+        new = check_name(new)
+    except WatchListError as error:
+        return str(error)
     current = watchlists()[old]
     save_watchlist(WatchList(new, current.accounts, current.networks))
     store().delete_watchlist(old)
+    return ""
 
 
 def delete_watchlist(name: str) -> None:
@@ -96,9 +111,10 @@ def delete_watchlist(name: str) -> None:
 
 def add_to_watchlist(name: str, kind: str, value: str) -> str:
     """Add a graph node (a user or an IP) to a watch-list, creating it if needed; returns what happened."""
-    name = (name or "").strip()
-    if not name:
-        return "Give the watch-list a name."
+    try:
+        name = check_name(name)
+    except WatchListError as error:
+        return str(error)
     if kind not in ("user", "ip"):
         return "Only users and IP addresses can go on a watch-list."
     current = watchlists().get(name, WatchList(name, (), ()))
@@ -111,8 +127,15 @@ def add_to_watchlist(name: str, kind: str, value: str) -> str:
 
 
 def watch_for(name: str, mode: str) -> Watch | None:
-    wl = watchlists().get(name) if name else None
-    return Watch(wl.accounts, wl.networks, restrict=mode == "restrict") if wl else None
+    """The watch-list a view names, as the index applies it; FilterInputError when it no longer exists (a view
+    that says "restrict" must not quietly show everything)."""
+    if not name:
+        return None
+    wl = watchlists().get(name)
+    if wl is None:
+        raise FilterInputError(f"The watch-list {name!r} in this view no longer exists (deleted or renamed). "
+                               "Choose another one, or none.")
+    return Watch(wl.accounts, wl.networks, restrict=mode == "restrict")
 
 
 # --- Sync now -----------------------------------------------------------------------------------
@@ -151,7 +174,7 @@ class BackgroundSync:
             self.state.report = run_sync(settings(), store(), progress=self._progress)
         except SyncAlreadyRunning as error:
             self.state.error = f"{error} The background sync (python -m ingest run) may be running it."
-        except (ApiError, AuthError, StoreUnavailable) as error:
+        except StoreError as error:
             self.state.error = str(error)
         except Exception as error:  # noqa: BLE001 - shown in plain words; details go to the log only
             log.error("Sync now failed: %s", "".join(traceback.format_exception(error)))

@@ -10,7 +10,7 @@ import streamlit as st
 from eventstore import Filter
 from ingest.settings import Settings
 
-from . import services
+from . import services, untrusted
 from .filters import LIST_FIELDS, PERIODS, WATCH_MODES, FilterInputError, View
 from .graph import RELATIONSHIPS
 from .index import ActivityIndex, Watch
@@ -21,8 +21,9 @@ _KEY = "f_"  # widget keys are f_<View field>
 @dataclass
 class Current:
     view: View
-    filter: Filter | None  # None when a filter value is unusable (the sidebar says why)
+    filter: Filter | None  # None when a filter value is unusable: `problem` says why
     watch: Watch | None
+    problem: str = ""  # Markdown-safe
 
 
 def apply_view(view: View) -> None:
@@ -79,7 +80,7 @@ def _sync_box(settings: Settings) -> None:
     if right.button("Sync now", key="sidebar_sync", disabled=state.running, width="stretch"):
         refused = runner.start()
         if refused:
-            st.sidebar.info(refused)
+            st.sidebar.info(untrusted.markdown(refused))
         else:
             st.toast("Sync started — see the Sync page for progress.")
 
@@ -140,12 +141,12 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
     st.query_params.from_dict(view.to_params())
     try:
         flt = view.to_filter()
+        watch = services.watch_for(view.watchlist, view.watch_mode)
     except FilterInputError as error:
-        sb.error(str(error))
-        flt = None
-    watch = services.watch_for(view.watchlist, view.watch_mode)
-    if flt is not None:
-        _case_hint(index, view, flt, watch)
+        problem = untrusted.markdown(error)  # it quotes what was typed, or what a crafted link put in the URL
+        sb.error(problem)
+        return Current(view, None, None, problem)
+    _case_hint(index, view, flt, watch)
     return Current(view, flt, watch)
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-import ipaddress
 import json
+import re
 from dataclasses import dataclass
+
+from eventstore import ip
 
 MAX_BYTES = 1_000_000
 MAX_COLUMNS = 50
@@ -42,7 +44,11 @@ class WatchList:
 
 def _decode(data: bytes) -> str:
     if data.startswith(codecs.BOM_UTF16_LE) or data.startswith(codecs.BOM_UTF16_BE):
-        return data.decode("utf-16")  # Excel's "Unicode text"
+        try:
+            return data.decode("utf-16")  # Excel's "Unicode text"
+        except UnicodeDecodeError:
+            raise WatchListError("This file starts like UTF-16 text (Excel's 'Unicode Text') but is not valid "
+                                 "UTF-16. Save it again, or as 'CSV UTF-8 (comma delimited)'.") from None
     if b"\x00" in data:
         raise WatchListError("This file looks binary (it has NUL bytes). Upload a CSV text file.")
     try:
@@ -52,13 +58,20 @@ def _decode(data: bytes) -> str:
             from None
 
 
-def _network(value: str) -> str | None:
-    try:
-        if "/" in value:
-            return str(ipaddress.ip_network(value, strict=False))
-        return str(ipaddress.ip_address(value.strip("[]")))
-    except ValueError:
-        return None
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_LOOKS_LIKE_AN_ADDRESS = re.compile(r"[0-9a-fA-F.:/\[\]%]+")
+_HEADER = re.compile(r"[A-Za-z][A-Za-z _()-]*")  # a column title such as "admins" or "Suspect IPs"
+
+
+def _account(value: str) -> str | None:
+    """An account as audit records name it: a UPN or e-mail address (user@domain, guests' #EXT# ones too), an
+    object or app GUID, a SID, or DOMAIN\\user. None for anything else."""
+    local, at, domain = value.rpartition("@")
+    if at and local and domain and not any(ch.isspace() for ch in value):
+        return value
+    if _GUID.fullmatch(value) or value.upper().startswith("S-1-") or ("\\" in value and not value.endswith("\\")):
+        return value
+    return None
 
 
 def _pick_columns(header: list[str]) -> tuple[list[int], list[int]] | None:
@@ -68,21 +81,38 @@ def _pick_columns(header: list[str]) -> tuple[list[int], list[int]] | None:
     return (accounts, ips) if accounts or ips else None
 
 
+def _rows(text: str) -> list[list[str]]:
+    first_line = text.lstrip().splitlines()[0]
+    delimiter = max("\t;,", key=lambda d: (first_line.count(d), d == ","))  # tab: Excel's "Unicode Text"
+    try:
+        rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in row)]
+    except csv.Error as error:  # e.g. a field of over 128 KiB
+        raise WatchListError(f"This file cannot be read as CSV ({error}). A watch-list holds short values: "
+                             "accounts and IP addresses.") from None
+    if not rows:
+        raise WatchListError("No accounts or IP addresses were found in this file (it holds only separators).")
+    if max(len(row) for row in rows) > MAX_COLUMNS:
+        raise WatchListError(f"This file has more than {MAX_COLUMNS} columns. A watch-list needs one column of "
+                             "accounts or IPs (or columns named UserId/UPN/Email and IP/ClientIP).")
+    return rows
+
+
+def check_name(name: str) -> str:
+    """A watch-list's name, stripped; WatchListError when it is empty or too long to show."""
+    name = (name or "").strip()
+    if not name or len(name) > 80:
+        raise WatchListError("Give the watch-list a name of 1 to 80 characters.")
+    return name
+
+
 def parse_watchlist(name: str, data: bytes) -> WatchList:
-    name = name.strip()
-    if not name:
-        raise WatchListError("Give the watch-list a name.")
+    name = check_name(name)
     if len(data) > MAX_BYTES:
         raise WatchListError(f"This file is {len(data):,} bytes; a watch-list may be at most {MAX_BYTES:,}.")
     text = _decode(data)
     if not text.strip():
         raise WatchListError("This file is empty.")
-    first_line = text.lstrip().splitlines()[0]
-    delimiter = ";" if first_line.count(";") > first_line.count(",") else ","
-    rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in row)]
-    if max(len(row) for row in rows) > MAX_COLUMNS:
-        raise WatchListError(f"This file has more than {MAX_COLUMNS} columns. A watch-list needs one column of "
-                             "accounts or IPs (or columns named UserId/UPN/Email and IP/ClientIP).")
+    rows = _rows(text)
     picked = _pick_columns(rows[0])
     if picked:
         account_columns, ip_columns = picked
@@ -90,6 +120,9 @@ def parse_watchlist(name: str, data: bytes) -> WatchList:
     elif max(len(row) for row in rows) == 1 or all(len([c for c in row if c.strip()]) <= 1 for row in rows):
         account_columns, ip_columns = [], []  # one column: each value speaks for itself
         body, first_row = rows, 1
+        first = next(c.strip() for c in rows[0] if c.strip())
+        if _HEADER.fullmatch(first) and _account(first) is None and len(rows) > 1:
+            body, first_row = rows[1:], 2  # a header such as "admins"
     else:
         raise WatchListError("Could not tell which column holds the accounts or IPs: name the column UserId, UPN, "
                              "Email, IP or ClientIP, or upload a file with a single column.")
@@ -107,19 +140,21 @@ def parse_watchlist(name: str, data: bytes) -> WatchList:
             if len(value) > MAX_ENTRY_LENGTH:
                 raise WatchListError(f"Row {number} has a value of {len(value)} characters; the longest account "
                                      f"or address is {MAX_ENTRY_LENGTH}.")
-            network = _network(value)
-            if network is not None and index not in account_columns:
+            network = ip.parse_entry(value) if index not in account_columns else None
+            if network is not None:
                 networks.append(network)
-            elif index in ip_columns:
-                raise WatchListError(f"Row {number}: {value[:60]!r} is not an IP address or CIDR range.")
-            else:
+            elif index in ip_columns or (not account_columns and _LOOKS_LIKE_AN_ADDRESS.fullmatch(value)):
+                raise WatchListError(f"Row {number}: {value[:60]!r} is not an IP address or CIDR range "
+                                     "(e.g. 198.51.100.9, 198.51.100.0/24, 2001:db8::/32).")
+            elif _account(value) is not None:
                 accounts.append(value)
-    if picked is None and body and not _network(body[0][0].strip()) and "@" not in body[0][0] and \
-            any("@" in a for a in accounts[1:]):
-        accounts = accounts[1:]  # a one-column file with a header such as "admins"
+            else:
+                raise WatchListError(f"Row {number}: {value[:60]!r} is neither an account (user@domain, an object "
+                                     "GUID, a SID or DOMAIN\\user) nor an IP address or CIDR range.")
     accounts, networks = list(dict.fromkeys(accounts)), list(dict.fromkeys(networks))
     if not accounts and not networks:
         raise WatchListError("No accounts or IP addresses were found in this file.")
     if len(accounts) + len(networks) > MAX_ENTRIES:
-        raise WatchListError(f"This file lists {len(accounts) + len(networks):,} entries; the limit is {MAX_ENTRIES:,}.")
+        raise WatchListError(f"This file lists {len(accounts) + len(networks):,} entries; the limit is "
+                             f"{MAX_ENTRIES:,}.")
     return WatchList(name, tuple(accounts), tuple(networks))

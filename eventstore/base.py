@@ -1,14 +1,21 @@
 """The EventStore contract every backend (SQLite, Cosmos DB) implements and one test suite checks."""
 from __future__ import annotations
 
+import functools
+import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
 from .model import BlobRecord, Checkpoint, EventRow, Filter, StoreStats
 
 
-class StoreUnavailable(RuntimeError):
+class StoreError(RuntimeError):
+    """The store failed an operation (a full disk, a damaged file, a service that is down); the message says
+    what to do and holds no secret."""
+
+
+class StoreUnavailable(StoreError):
     """The store cannot be reached or opened; the message says how to fix it and holds no secret."""
 
 
@@ -28,8 +35,15 @@ class EventStore(ABC):
         """Remember a blob the API could not deliver (expired, unknown), so status can show it."""
 
     @abstractmethod
+    def record_blob_failure(self, blob: BlobRecord, give_up_after: int) -> BlobRecord:
+        """Count one more pass in which this blob's answer was unusable (its error code and message say why).
+        It stays "retrying" (fetched again by the next pass) until it has failed `give_up_after` times, then it
+        is "lost". Returns the record as stored."""
+
+    @abstractmethod
     def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
-        """Of these content ids, the ones already stored or recorded lost (so a re-list skips them)."""
+        """Of these content ids, the ones already stored or recorded lost (so a re-list skips them); a
+        retrying blob is not known yet."""
 
     @abstractmethod
     def get_checkpoint(self, content_type: str) -> Checkpoint: ...
@@ -38,7 +52,14 @@ class EventStore(ABC):
     def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
 
     @abstractmethod
-    def lost_blobs(self) -> list[BlobRecord]: ...
+    def blob_issues(self) -> list[BlobRecord]:
+        """Every blob that is lost, retrying, or stored with an error code (something repaired or skipped),
+        oldest first."""
+
+    def check(self, full: bool = False) -> str:
+        """An integrity check: "" when the store is sound, else what is wrong and what to do. Without `full`,
+        only the small tables of state (milliseconds); with it, everything (reads the whole store)."""
+        return ""
 
     @abstractmethod
     def prune(self, before: datetime) -> int:
@@ -112,3 +133,36 @@ class EventStore(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def translate_errors(native: type[Exception] | tuple[type[Exception], ...],
+                     translate: Callable[["EventStore", Exception], StoreError]):
+    """Class decorator for a backend: its driver's exceptions leave every public method (and every streamed
+    result) as a StoreError saying what happened and what to do, so no caller needs to know the driver."""
+
+    def wrap(method):
+        if inspect.isgeneratorfunction(method):
+            @functools.wraps(method)
+            def streamed(self, *args, **kwargs):
+                try:
+                    yield from method(self, *args, **kwargs)
+                except native as exc:
+                    raise translate(self, exc) from None
+            return streamed
+
+        @functools.wraps(method)
+        def call(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except native as exc:
+                raise translate(self, exc) from None
+        return call
+
+    def decorate(cls):
+        for name, member in list(vars(cls).items()):
+            if callable(member) and not name.startswith("_"):
+                setattr(cls, name, wrap(member))
+        return cls
+
+    return decorate
+

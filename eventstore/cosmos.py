@@ -7,18 +7,23 @@ second, small container partitioned by "/kind". Every query is parameterized. Th
 GROUP BY, so aggregation happens client-side over projected rows; the dashboard's in-memory index does the rest."""
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from azure.cosmos import CosmosClient, PartitionKey
-from azure.cosmos.exceptions import CosmosAccessConditionFailedError, CosmosHttpResponseError, \
-    CosmosResourceExistsError, CosmosResourceNotFoundError
+from azure.cosmos.exceptions import (
+    CosmosAccessConditionFailedError,
+    CosmosHttpResponseError,
+    CosmosResourceExistsError,
+    CosmosResourceNotFoundError,
+)
 
-from .base import EventStore, StoreUnavailable
+from .base import EventStore, StoreError, StoreUnavailable, translate_errors
+from .ip import IpSet
 from .model import EVENT_COLUMNS, BlobRecord, Checkpoint, EventRow, Filter, StoreStats, parse_utc, utc_text
 
 _NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
@@ -30,6 +35,19 @@ def _dt(text):
     return parse_utc(text) if text else None
 
 
+def _cosmos_error(store: "CosmosStore", exc: Exception) -> StoreError:
+    # the SDK's own messages can quote request headers: say what happened in our words instead
+    status = getattr(exc, "status_code", None)
+    if status == 429:
+        return StoreError("Cosmos DB is throttling this store (HTTP 429): raise the container's throughput or "
+                          "sync less often.")
+    if status in (401, 403):
+        return StoreError(f"Cosmos DB refused access (HTTP {status}): check COSMOS_KEY.")
+    return StoreError(f"Cosmos DB failed ({type(exc).__name__}{f', HTTP {status}' if status else ''}): check "
+                      "COSMOS_ENDPOINT, the network and the account.")
+
+
+@translate_errors(AzureError, _cosmos_error)
 class CosmosStore(EventStore):
     def __init__(self, endpoint: str, key: str, database: str = "o365audit", container: str = "events",
                  retention_days: int = 90, verify: bool = True):
@@ -116,17 +134,26 @@ class CosmosStore(EventStore):
         self._write("blob", blob.content_id, {
             "content_type": blob.content_type, "content_created": blob.content_created,
             "content_expiration": blob.content_expiration, "events": events, "status": status,
-            "error_code": blob.error_code, "error_message": blob.error_message})
+            "error_code": blob.error_code, "error_message": blob.error_message, "attempts": blob.attempts})
 
     def record_lost_blob(self, blob: BlobRecord) -> None:
         self._write_blob(blob, 0, "lost")
+
+    def record_blob_failure(self, blob: BlobRecord, give_up_after: int) -> BlobRecord:
+        previous = self._read("blob", blob.content_id)
+        attempts = (previous.get("attempts", 0) if previous and previous["status"] == "retrying" else 0) + 1
+        recorded = replace(blob, events=0, status="lost" if attempts >= give_up_after else "retrying",
+                           attempts=attempts)
+        self._write_blob(recorded, 0, recorded.status)
+        return recorded
 
     def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
         ids = list(content_ids)
         found: set[str] = set()
         for i in range(0, len(ids), 200):
             found.update(d["name"] for d in self._state_query(
-                "blob", "ARRAY_CONTAINS(@ids, c.name)", [{"name": "@ids", "value": ids[i:i + 200]}], "c.name"))
+                "blob", "ARRAY_CONTAINS(@ids, c.name) AND c.status <> 'retrying'",
+                [{"name": "@ids", "value": ids[i:i + 200]}], "c.name"))
         return found
 
     def get_checkpoint(self, content_type: str) -> Checkpoint:
@@ -134,19 +161,19 @@ class CosmosStore(EventStore):
         if doc is None:
             return Checkpoint(content_type)
         return Checkpoint(content_type, _dt(doc.get("listed_until")), _dt(doc.get("last_success")),
-                          doc.get("last_error", ""), int(doc.get("events_stored", 0)))
+                          doc.get("last_error", ""))
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._write("checkpoint", checkpoint.content_type, {
             "listed_until": utc_text(checkpoint.listed_until) if checkpoint.listed_until else None,
             "last_success": utc_text(checkpoint.last_success) if checkpoint.last_success else None,
-            "last_error": checkpoint.last_error, "events_stored": checkpoint.events_stored})
+            "last_error": checkpoint.last_error})
 
-    def lost_blobs(self) -> list[BlobRecord]:
-        docs = self._state_query("blob", "c.status = @s", [{"name": "@s", "value": "lost"}])
+    def blob_issues(self) -> list[BlobRecord]:
+        docs = self._state_query("blob", "c.status <> 'stored' OR c.error_code <> ''")
         return sorted((BlobRecord(d["name"], d["content_type"], d["content_created"], d["content_expiration"],
-                                  d["events"], d["status"], d["error_code"], d["error_message"]) for d in docs),
-                      key=lambda b: b.content_created)
+                                  d["events"], d["status"], d["error_code"], d["error_message"], d.get("attempts", 0))
+                       for d in docs), key=lambda b: b.content_created)
 
     def prune(self, before: datetime) -> int:
         """The container's TTL expires events on real Cosmos DB; this also deletes them explicitly (the local
@@ -230,24 +257,13 @@ class CosmosStore(EventStore):
                 clauses.append("(" + " OR ".join(f"CONTAINS(LOWER(c.{c}), {text})" for c in columns) + ")")
         return " AND ".join(clauses), params, flt
 
-    @staticmethod
-    def _ip_ok(flt: Filter, ip: str) -> bool:
-        if not flt.client_ip:
-            return True
-        exact, networks = flt.ip_networks()
-        if ip in exact:
-            return True
-        try:
-            address = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        return any(address.version == n.version and address in n for n in networks)
-
     def _docs(self, flt: Filter, fields: str = "*", order: str = "") -> Iterator[dict]:
+        """Matching documents; addresses and ranges are checked here, over the projected address."""
         where, params, _ = self._where(flt)
+        wanted = IpSet(flt.client_ip) if flt.client_ip else None
         for doc in self._events.query_items(f"SELECT {fields} FROM c WHERE {where}{order}", parameters=params,
                                             enable_cross_partition_query=True):
-            if self._ip_ok(flt, doc.get("client_ip", "")):
+            if wanted is None or doc.get("client_ip", "") in wanted:
                 yield doc
 
     @staticmethod

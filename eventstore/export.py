@@ -1,23 +1,32 @@
 """Stored events out to files: JSON Lines (the original records) and CSV (the normalized columns).
-Audit text is attacker-controlled: CSV cells that a spreadsheet would run as a formula are neutralized."""
+
+Audit text is attacker-controlled, and a CSV ends up in a spreadsheet: every cell is quoted, and a cell that a
+spreadsheet could run as a formula is neutralized with a leading apostrophe — at its start (after any
+spaces, also the full-width forms such as ＝) and after anything an importer might split a cell at (a line
+break, `;`, `,`, a tab, `|`), so that no piece of it starts a formula either."""
 from __future__ import annotations
 
 import csv
+import json
+import re
 from collections.abc import Iterable
 from typing import TextIO
 
 from .model import EVENT_COLUMNS, EventRow
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_TRIGGER = "=+\\-@\uff1d\uff0b\uff0d\uff20"  # = + - @ and their full-width forms
+_AT_START = re.compile(rf"^(?:\s*[{_TRIGGER}]|[\t\r\n])")
+_AFTER_SPLIT = re.compile(rf"([\r\n\t,;|][^\S\r\n]*)(?=[{_TRIGGER}])")
 
 
 def safe_cell(value) -> str:
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    text = _AFTER_SPLIT.sub(r"\1'", text)
+    return "'" + text if _AT_START.match(text) else text
 
 
 def write_csv(rows: Iterable[EventRow], out: TextIO) -> int:
-    writer = csv.writer(out)
+    writer = csv.writer(out, quoting=csv.QUOTE_ALL)
     writer.writerow(EVENT_COLUMNS)
     count = 0
     for row in rows:
@@ -26,10 +35,26 @@ def write_csv(rows: Iterable[EventRow], out: TextIO) -> int:
     return count
 
 
+def _not_json(name: str):
+    raise ValueError(name)
+
+
+def strict_json(raw: str) -> str:
+    """The record as strict JSON: NaN and Infinity (which older versions stored as received) become null."""
+    if "NaN" not in raw and "Infinity" not in raw:
+        return raw
+    try:
+        json.loads(raw, parse_constant=_not_json)
+        return raw  # the words were inside strings
+    except ValueError:
+        return json.dumps(json.loads(raw, parse_constant=lambda name: None), ensure_ascii=False,
+                          separators=(",", ":"))
+
+
 def write_jsonl(rows: Iterable[EventRow], out: TextIO) -> int:
     count = 0
     for row in rows:
-        out.write(row.raw)
+        out.write(strict_json(row.raw))
         out.write("\n")
         count += 1
     return count

@@ -1,7 +1,6 @@
 """The shapes both sides agree on: a stored event row, a filter, a checkpoint, a blob record."""
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
@@ -55,16 +54,6 @@ class Filter:
     text: str = ""  # substring of user agent, object, site or file name
     case_sensitive: bool = True
 
-    def ip_networks(self) -> tuple[list[str], list[ipaddress.IPv4Network | ipaddress.IPv6Network]]:
-        """Split the client_ip values into exact addresses and CIDR networks."""
-        exact, networks = [], []
-        for value in self.client_ip:
-            if "/" in value:
-                networks.append(ipaddress.ip_network(value, strict=False))
-            else:
-                exact.append(normalize_ip(value))
-        return exact, networks
-
 
 @dataclass
 class Checkpoint:
@@ -75,19 +64,23 @@ class Checkpoint:
     listed_until: datetime | None = None
     last_success: datetime | None = None
     last_error: str = ""
-    events_stored: int = 0  # events this content type has added, over all passes
 
 
 @dataclass(frozen=True)
 class BlobRecord:
+    """A content blob as the store remembers it. `status`: "stored" (its events are; an error code then says
+    what had to be repaired or skipped), "retrying" (its answer was unusable; fetched again next pass) or
+    "lost" (it will never be had)."""
+
     content_id: str
     content_type: str
     content_created: str
     content_expiration: str
     events: int = 0
-    status: str = "stored"  # or "lost"
+    status: str = "stored"
     error_code: str = ""
     error_message: str = ""
+    attempts: int = 0  # passes whose fetch of it failed
 
 
 @dataclass
@@ -111,23 +104,3 @@ def parse_utc(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
-
-
-def normalize_ip(text: str) -> str:
-    """'203.0.113.9:51234' → '203.0.113.9', '[2001:db8::1]:443' → '2001:db8::1', mapped IPv4 → IPv4.
-    Text that is not an address is kept as it is (stripped): it is still evidence."""
-    value = text.strip()
-    if not value:
-        return ""
-    candidate = value
-    if candidate.startswith("["):
-        candidate = candidate[1:].split("]", 1)[0]
-    elif candidate.count(":") == 1:  # IPv4 with a port; a bare IPv6 has at least two colons
-        candidate = candidate.split(":", 1)[0]
-    try:
-        address = ipaddress.ip_address(candidate.split("%", 1)[0])
-    except ValueError:
-        return value
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
-    return str(address)

@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
-from .model import EventRow, normalize_ip, parse_utc, utc_text
+from . import ip
+from .model import EventRow, parse_utc, utc_text
 
 _IP_FIELDS = ("ClientIP", "ClientIPAddress", "ActorIpAddress")
 _APP_FIELDS = ("ApplicationDisplayName", "AppDisplayName", "ApplicationId", "AppId", "ClientAppId", "ClientInfoString")
@@ -30,26 +32,8 @@ def _name_value(items: Any, name: str) -> str:
     return ""
 
 
-_decoder = json.JSONDecoder()
 _SEPARATOR = re.compile(r"[ \t\n\r]*,?[ \t\n\r]*")
-_cached_ip = lru_cache(maxsize=65536)(normalize_ip)  # a tenant's addresses repeat endlessly
-
-
-def split_records(body: str) -> list[tuple[Any, str]]:
-    """Parse a blob (a JSON array of records) into (record, its exact original JSON text) pairs, so the
-    original is kept byte for byte without serializing it again. Raises ValueError if it is not an array."""
-    index = _SEPARATOR.match(body, 0).end()
-    if body[index:index + 1] != "[":
-        raise ValueError("a content blob must be a JSON array")
-    index += 1
-    pairs = []
-    while True:
-        index = _SEPARATOR.match(body, index).end()
-        if body[index:index + 1] == "]":
-            return pairs
-        record, end = _decoder.raw_decode(body, index)
-        pairs.append((record, body[index:end]))
-        index = end
+_cached_ip = lru_cache(maxsize=65536)(ip.normalize)  # a tenant's addresses repeat endlessly
 
 
 def _time(record: dict, fallback: str) -> str:
@@ -110,8 +94,74 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
                     application, object_id, _text(record.get("SiteUrl")), file_name, raw)
 
 
-def decode_blob(body: bytes, content_type: str, created: str) -> list[EventRow]:
-    """A content blob's bytes → stored rows. Raises ValueError when it is not a JSON array of records
-    (UnicodeDecodeError and JSONDecodeError are ValueErrors). Light to import: it runs in a helper process."""
-    return [normalize(record, content_type, created, raw) for record, raw in split_records(body.decode("utf-8"))
-            if isinstance(record, dict)]
+class NotRecords(ValueError):
+    """The blob is not a JSON array: nothing in it can be read as records."""
+
+
+class Decoded(NamedTuple):
+    rows: list[EventRow]
+    notes: str  # what had to be repaired or skipped ("" for a clean blob)
+    broken: str  # where and why the JSON array could not be read to its end ("" when it could)
+
+
+def _records(text: str, notes: list[str], broken: list[str]) -> Iterator[tuple[Any, str]]:
+    """(record, its exact original JSON text) for each element of a JSON array, without serializing anything
+    again. Where the array breaks (bad syntax, nesting too deep to read) it stops and says so in `broken`.
+    NaN and Infinity (not JSON) are stored as null, and `notes` says so."""
+    constants: list[str] = []
+
+    def not_json(name: str) -> None:
+        constants.append(name)
+        return None
+
+    decoder = json.JSONDecoder(parse_constant=not_json)
+    index = _SEPARATOR.match(text, 0).end()
+    if text[index:index + 1] != "[":
+        raise NotRecords("a content blob must be a JSON array")
+    index += 1
+    repaired = 0
+    while True:
+        index = _SEPARATOR.match(text, index).end()
+        if text[index:index + 1] == "]":
+            break
+        try:
+            record, end = decoder.raw_decode(text, index)
+        except (ValueError, RecursionError) as error:
+            why = "nested too deeply" if isinstance(error, RecursionError) else error.args[0].split(":")[0]
+            broken.append(f"the JSON breaks at character {index:,} ({why}); the {len(text) - index:,} characters "
+                          "from there on cannot be read")
+            break
+        raw = text[index:end]
+        if constants:  # valid JSON elsewhere: write this record again, with null in their place
+            raw = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+            constants.clear()
+            repaired += 1
+        yield record, raw
+        index = end
+    if repaired:
+        notes.append(f"{repaired} record(s) held NaN or Infinity, which JSON does not allow: stored with null")
+
+
+def decode_blob(body: bytes, content_type: str, created: str) -> Decoded:
+    """A content blob's bytes → its rows, with what had to be repaired or skipped. Keeps every record that can
+    be read: an invalid UTF-8 byte becomes U+FFFD in its record; a break in the JSON keeps the records before
+    it (and says where it broke). Raises NotRecords when the body is not a JSON array at all. Light to import:
+    it runs in a helper process."""
+    notes: list[str] = []
+    broken: list[str] = []
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        text = body.decode("utf-8", "replace")
+        bad = text.count("\ufffd") - body.count("\ufffd".encode())
+        notes.append(f"{bad} byte sequence(s) that are not UTF-8, the first at byte {error.start:,}: replaced "
+                     "with U+FFFD in their records")
+    rows, skipped = [], 0
+    for record, raw in _records(text, notes, broken):
+        if isinstance(record, dict):
+            rows.append(normalize(record, content_type, created, raw))
+        else:
+            skipped += 1
+    if skipped:
+        notes.append(f"{skipped} element(s) of the array were not records (JSON objects) and were skipped")
+    return Decoded(rows, "; ".join(notes), "; ".join(broken))

@@ -3,16 +3,16 @@ dashboard process reads. The narrow `events` table is what filters touch; the or
 `raw_events` so scans over the narrow columns stay fast."""
 from __future__ import annotations
 
-import ipaddress
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
-from functools import lru_cache
 
-from .base import EventStore, StoreUnavailable
+from . import ip
+from .base import EventStore, StoreError, StoreUnavailable, translate_errors
 from .model import (
     EVENT_COLUMNS,
     BlobRecord,
@@ -40,11 +40,11 @@ CREATE TABLE IF NOT EXISTS raw_events (seq INTEGER PRIMARY KEY, json TEXT NOT NU
 CREATE TABLE IF NOT EXISTS blobs (
     content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
     content_expiration TEXT NOT NULL, events INTEGER NOT NULL, status TEXT NOT NULL,
-    error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '', recorded_at TEXT NOT NULL
+    error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '', recorded_at TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
-    content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT, last_error TEXT NOT NULL DEFAULT '',
-    events_stored INTEGER NOT NULL DEFAULT 0
+    content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT, last_error TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -56,41 +56,56 @@ CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT N
 _INSERT_EVENT = f"INSERT OR IGNORE INTO events(seq, {', '.join(_NARROW)}) VALUES (?, {', '.join('?' * len(_NARROW))})"
 
 
-@lru_cache(maxsize=4096)
-def _network(cidr: str):
-    return ipaddress.ip_network(cidr, strict=False)
-
-
-def _ip_in(address: str, cidr: str) -> int:
-    try:
-        return int(ipaddress.ip_address(address) in _network(cidr))
-    except ValueError:
-        return 0
+def _ip_between(address: str, v6: int, low: str, high: str) -> int:
+    """Whether an address lies in [low, high] (integers as text: IPv6 needs 128 bits, SQLite has 64)."""
+    is_v6, value = ip.number(address)
+    return int(is_v6 is not None and is_v6 == bool(v6) and int(low) <= value <= int(high))
 
 
 def _fold(value):
     return value.casefold() if isinstance(value, str) else value
 
 
-def _present(conn: sqlite3.Connection, table: str, column: str, values: list[str]) -> set[str]:
+def _present(conn: sqlite3.Connection, table: str, column: str, values: list[str], also: str = "1") -> set[str]:
     """Which of `values` are in table.column (an indexed column), in chunks under SQLite's variable limit."""
     found: set[str] = set()
     for i in range(0, len(values), 500):
         chunk = values[i:i + 500]
         found.update(r[0] for r in conn.execute(
-            f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join('?' * len(chunk))})", chunk))
+            f"SELECT {column} FROM {table} WHERE {column} IN ({', '.join('?' * len(chunk))}) AND {also}", chunk))
     return found
 
 
+def _store_error(path: str, exc: sqlite3.Error) -> StoreError:
+    """What a failed SQLite operation means for the person running this, in words they can act on."""
+    name = getattr(exc, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL") or "disk is full" in str(exc):
+        return StoreError(f"The disk holding the event store ({path}) is full. Free some space or set AUDIT_STORE "
+                          "to a larger disk; nothing stored so far is lost, and the next sync goes on from where "
+                          "this one stopped.")
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "malformed" in str(exc):
+        return StoreError(f"The event store file {path} is damaged ({exc}). {_DAMAGED_ADVICE}")
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return StoreError(f"The event store {path} stayed busy (another process held it too long); try again.")
+    if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_IOERR", "SQLITE_PERM")):
+        return StoreError(f"The event store {path} cannot be written or read ({exc}): check the file's "
+                          "permissions and the disk.")
+    return StoreError(f"The event store {path} failed: {exc}")
+
+
+_DAMAGED_ADVICE = ("Stop the dashboard and the sync, then restore the file from a backup — or move it aside and "
+                   "sync again, which brings back the last 7 days (what the Management Activity API keeps).")
+
+
 def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:
-    exact, networks = Filter(client_ip=entries).ip_networks()
+    wanted = ip.IpSet(entries)
     parts, params = [], []
-    if exact:
-        parts.append(f"client_ip IN ({', '.join('?' * len(exact))})")
-        params.extend(exact)
-    for network in networks:
-        parts.append("ip_in(client_ip, ?)")
-        params.append(str(network))
+    if wanted.exact:
+        parts.append(f"client_ip IN ({', '.join('?' * len(wanted.exact))})")
+        params.extend(sorted(wanted.exact))
+    for v6, low, high in wanted.ranges:
+        parts.append("ip_between(client_ip, ?, ?, ?)")
+        params.extend([int(v6), str(low), str(high)])
     return "(" + " OR ".join(parts) + ")", params
 
 
@@ -103,6 +118,7 @@ def _dt(text: str | None) -> datetime | None:
     return parse_utc(text) if text else None
 
 
+@translate_errors(sqlite3.Error, lambda store, exc: _store_error(store.path, exc))
 class SqliteStore(EventStore):
     def __init__(self, path: str):
         self.path = path
@@ -113,8 +129,10 @@ class SqliteStore(EventStore):
         directory = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(directory, exist_ok=True)
-            with self._conn() as conn:
-                conn.executescript(_SCHEMA)
+            conn = self._conn()
+            conn.executescript(_SCHEMA)
+            if "attempts" not in {row[1] for row in conn.execute("PRAGMA table_info(blobs)")}:  # older stores
+                conn.execute("ALTER TABLE blobs ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"Cannot open the SQLite store at {path}: {exc}. Check that the folder exists and is writable, "
@@ -127,7 +145,7 @@ class SqliteStore(EventStore):
         conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         conn.execute("PRAGMA busy_timeout=30000")
         conn.execute("PRAGMA cache_size=-32768")  # 32 MB: the id index of a busy tenant stays in memory
-        conn.create_function("ip_in", 2, _ip_in, deterministic=True)
+        conn.create_function("ip_between", 4, _ip_between, deterministic=True)
         conn.create_function("fold", 1, _fold, deterministic=True)
         return conn
 
@@ -170,44 +188,61 @@ class SqliteStore(EventStore):
         with self._write() as conn:
             self._upsert_blob(conn, blob, 0, "lost")
 
+    def record_blob_failure(self, blob: BlobRecord, give_up_after: int) -> BlobRecord:
+        with self._write() as conn:
+            row = conn.execute("SELECT attempts FROM blobs WHERE content_id = ? AND status = 'retrying'",
+                               (blob.content_id,)).fetchone()
+            attempts = (row[0] if row else 0) + 1
+            recorded = replace(blob, events=0, status="lost" if attempts >= give_up_after else "retrying",
+                               attempts=attempts)
+            self._upsert_blob(conn, recorded, 0, recorded.status)
+        return recorded
+
     @staticmethod
     def _upsert_blob(conn, blob: BlobRecord, events: int, status: str) -> None:
         conn.execute(
             "INSERT OR REPLACE INTO blobs(content_id, content_type, content_created, content_expiration, events, "
-            "status, error_code, error_message, recorded_at) VALUES (?,?,?,?,?,?,?,?,?)",
+            "status, error_code, error_message, recorded_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (blob.content_id, blob.content_type, blob.content_created, blob.content_expiration, events, status,
-             blob.error_code, blob.error_message, utc_text(datetime.now(timezone.utc))),
+             blob.error_code, blob.error_message, utc_text(datetime.now(timezone.utc)), blob.attempts),
         )
 
     def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
-        return _present(self._conn(), "blobs", "content_id", list(content_ids))
+        return _present(self._conn(), "blobs", "content_id", list(content_ids), "status <> 'retrying'")
 
     def get_checkpoint(self, content_type: str) -> Checkpoint:
         row = self._conn().execute(
-            "SELECT listed_until, last_success, last_error, events_stored FROM checkpoints WHERE content_type = ?",
-            (content_type,),
+            "SELECT listed_until, last_success, last_error FROM checkpoints WHERE content_type = ?", (content_type,)
         ).fetchone()
         if row is None:
             return Checkpoint(content_type)
-        return Checkpoint(content_type, _dt(row[0]), _dt(row[1]), row[2], row[3])
+        return Checkpoint(content_type, _dt(row[0]), _dt(row[1]), row[2])
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO checkpoints(content_type, listed_until, last_success, last_error, "
-                "events_stored) VALUES (?,?,?,?,?)",
+                "INSERT OR REPLACE INTO checkpoints(content_type, listed_until, last_success, last_error) "
+                "VALUES (?,?,?,?)",
                 (checkpoint.content_type,
                  utc_text(checkpoint.listed_until) if checkpoint.listed_until else None,
                  utc_text(checkpoint.last_success) if checkpoint.last_success else None,
-                 checkpoint.last_error, checkpoint.events_stored),
+                 checkpoint.last_error),
             )
 
-    def lost_blobs(self) -> list[BlobRecord]:
+    def blob_issues(self) -> list[BlobRecord]:
         rows = self._conn().execute(
             "SELECT content_id, content_type, content_created, content_expiration, events, status, error_code, "
-            "error_message FROM blobs WHERE status = 'lost' ORDER BY content_created"
+            "error_message, attempts FROM blobs WHERE status <> 'stored' OR error_code <> '' ORDER BY content_created"
         ).fetchall()
         return [BlobRecord(*row) for row in rows]
+
+    def check(self, full: bool = False) -> str:
+        conn = self._conn()
+        for table in [None] if full else ["meta", "checkpoints", "blobs", "leases", "watchlists"]:
+            problem = conn.execute(f"PRAGMA quick_check({table or 1})").fetchone()[0]
+            if problem != "ok":
+                return f"The event store file {self.path} is damaged ({problem}). {_DAMAGED_ADVICE}"
+        return ""
 
     def prune(self, before: datetime) -> int:
         cutoff = utc_text(before)
@@ -328,4 +363,18 @@ class _Transaction:
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
-        self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()  # e.g. a full disk at commit: the next transaction must be able to begin
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.conn.in_transaction:
+            try:
+                self.conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass

@@ -1,4 +1,4 @@
-"""python -m ingest sync | run | status [--json] | export | subscribe | simulate
+"""python -m ingest sync | run | status [--json] | export | check | subscribe | simulate
 
 Log lines go to stderr; `export` and `status --json` write only data to stdout."""
 from __future__ import annotations
@@ -12,9 +12,10 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from eventstore import StoreUnavailable, open_store
+from eventstore import StoreError, open_store
 from eventstore.export import write_csv, write_jsonl
 
+from . import redact
 from .api import ApiError, FatalApiError
 from .auth import AuthError
 from .settings import Settings, SettingsError, load_settings
@@ -24,8 +25,29 @@ log = logging.getLogger("ingest")
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
 
 
-def _open(settings: Settings):
-    return open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
+FULL_CHECK_EVERY = timedelta(days=1)  # `run` reads the whole store for damage this often
+_CHECKED_KEY = "integrity.full_check"
+
+
+def _open(settings: Settings, check: str = ""):
+    """The configured store. With `check` — "state" (its small tables: milliseconds), "full" (everything) or
+    "daily" (full once a day, else state) — it is refused (StoreError, saying what to do) when the integrity
+    check finds damage: before a sync writes into it, before an export stops half-way."""
+    store = open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
+    try:
+        if check == "daily":
+            last = store.get_meta(_CHECKED_KEY)
+            due = last is None or datetime.now(timezone.utc) - datetime.fromisoformat(last) >= FULL_CHECK_EVERY
+            check = "full" if due else "state"
+        problem = store.check(full=check == "full") if check else ""
+        if problem:
+            raise StoreError(problem)
+        if check == "full":
+            store.set_meta(_CHECKED_KEY, datetime.now(timezone.utc).isoformat())
+    except StoreError:
+        store.close()
+        raise
+    return store
 
 
 class _ProgressPrinter:
@@ -55,21 +77,29 @@ class _ProgressPrinter:
                      p.windows, p.blobs_total, p.events_new)
 
 
+def _one_pass(settings: Settings, args, stop: threading.Event, check: str = "state"):
+    with _open(settings, check) as store:
+        report = run_sync(settings, store, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
+    (log.info if report.ok else log.error)("%s", report.summary())
+    return report
+
+
 def cmd_sync(settings: Settings, args, stop: threading.Event) -> int:
-    report = run_sync(settings, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
-    log.info("%s", report.summary())
-    return EXIT_OK if report.ok else EXIT_PARTIAL
+    report = _one_pass(settings, args, stop)
+    return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
 
 
 def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
     log.info("%s: syncing every %d s until stopped (SIGTERM or Ctrl-C)", settings.tenant_label, settings.sync_interval)
     while not stop.is_set():
         try:
-            report = run_sync(settings, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
-            log.info("%s", report.summary())
-        except (ApiError, AuthError, StoreUnavailable, SyncAlreadyRunning) as error:
-            # a later pass may succeed (network back, consent granted, the other sync done)
+            _one_pass(settings, args, stop, "daily")
+        except (StoreError, SyncAlreadyRunning) as error:
+            # a later pass may succeed (disk freed, store back, the other sync done)
             log.error("sync pass failed: %s", error)
+        except Exception as error:  # noqa: BLE001 - whatever one pass hit, the next one tries again
+            log.debug("details", exc_info=True)
+            log.error("sync pass failed unexpectedly (%s): %s", type(error).__name__, redact.short(str(error)))
         stop.wait(settings.sync_interval)
     log.info("stopped cleanly")
     return EXIT_OK
@@ -79,10 +109,16 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
+def _blob(b) -> dict:
+    return {"content_type": b.content_type, "content_id": b.content_id, "content_created": b.content_created,
+            "status": b.status, "attempts": b.attempts, "code": b.error_code, "message": b.error_message}
+
+
 def status_data(settings: Settings) -> dict:
     with _open(settings) as store:
         stats = store.stats()
-        lost = store.lost_blobs()
+        issues = store.blob_issues()
+        lost = [b for b in issues if b.status == "lost"]
         return {
             "tenant": settings.tenant_label,
             "demo": settings.demo,
@@ -97,9 +133,9 @@ def status_data(settings: Settings) -> dict:
                  "events_stored": stats.per_content_type.get(cp.content_type, 0),
                  "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
                 for cp in store.checkpoints(settings.content_types)],
-            "lost_blobs": [{"content_type": b.content_type, "content_id": b.content_id,
-                            "content_created": b.content_created, "code": b.error_code, "message": b.error_message}
-                           for b in lost],
+            "lost_blobs": [_blob(b) for b in lost],
+            # fetched again by the next pass, or stored with something repaired or skipped
+            "blob_issues": [_blob(b) for b in issues if b.status != "lost"],
         }
 
 
@@ -117,21 +153,29 @@ def cmd_status(settings: Settings, args, stop) -> int:
     for ct in data["content_types"]:
         out.write(f"{ct['content_type']:<28}{ct['listed_until'] or 'never':<22}{ct['last_success'] or 'never':<22}"
                   f"{ct['events_stored']:>10,}{ct['blobs_lost']:>6}  {ct['last_error']}\n")
-    for blob in data["lost_blobs"]:
-        out.write(f"lost: {blob['content_type']} {blob['content_id']} ({blob['code']}) {blob['message']}\n")
+    for blob in data["lost_blobs"] + data["blob_issues"]:
+        out.write(f"{blob['status']}: {blob['content_type']} {blob['content_id']} ({blob['code']}) "
+                  f"{blob['message']}\n")
     return EXIT_OK
 
 
 def cmd_export(settings: Settings, args, stop) -> int:
     out = open(args.output, "w", encoding="utf-8", newline="") if args.output else sys.stdout
     try:
-        with _open(settings) as store:
+        with _open(settings, "full") as store:
             write = write_jsonl if args.format == "jsonl" else write_csv
             count = write(store.iter_events(), out)
     finally:
         if args.output:
             out.close()
     log.info("exported %d events%s", count, f" to {args.output}" if args.output else "")
+    return EXIT_OK
+
+
+def cmd_check(settings: Settings, args, stop) -> int:
+    began = time.monotonic()
+    with _open(settings, "full") as store:
+        log.info("%s: no damage found (checked in %.1f s)", store.description, time.monotonic() - began)
     return EXIT_OK
 
 
@@ -186,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="every stored event: the original record per line (jsonl) or a CSV table")
     p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     p.add_argument("--output", help="file to write (default: standard output)")
+    sub.add_parser("check", help="check the whole store for damage (reads all of it); exit 2 and say what to do "
+                                 "if there is any")
     sub.add_parser("subscribe", help="start the subscriptions for the configured content types and list them")
     p = sub.add_parser("simulate", help="run the simulated tenant (HTTPS fake of the API and token endpoint)")
     p.add_argument("--port", type=int, default=8443)
@@ -201,15 +247,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"sync": cmd_sync, "run": cmd_run, "status": cmd_status, "export": cmd_export,
+COMMANDS = {"sync": cmd_sync, "run": cmd_run, "status": cmd_status, "export": cmd_export, "check": cmd_check,
             "subscribe": cmd_subscribe, "simulate": cmd_simulate}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    redact.install_log_scrubber()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("msal").setLevel(logging.WARNING)  # its debug lines can carry request details
+    # MSAL logs what a peer answered, with a traceback, and our AuthError already says it in plain words
+    logging.getLogger("msal").setLevel(logging.CRITICAL)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -219,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("DEMO mode: no O365_TENANT_ID is set, so a simulated tenant stands in. "
                         "Nothing here comes from a real Microsoft 365 tenant.")
         return COMMANDS[args.command](settings, args, stop)
-    except (SettingsError, StoreUnavailable, AuthError, FatalApiError, SyncAlreadyRunning) as error:
+    except (SettingsError, StoreError, AuthError, FatalApiError, SyncAlreadyRunning) as error:
         log.error("%s", error)
         return EXIT_FATAL
     except ApiError as error:

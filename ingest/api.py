@@ -1,9 +1,16 @@
 """ActivityApi: the Management Activity API's operations, with every rule of the contract in one place:
 PublisherIdentifier on every call, NextPageUri followed verbatim, AF codes turned into typed errors,
-backoff on throttling and server trouble, one token refresh on 401, pacing under the tenant quota."""
+backoff on throttling and server trouble, one token refresh on 401, pacing under the tenant quota.
+
+Every answer is checked before it is believed (a proxy, a bug or an attacker may have written it): the token
+goes only to this tenant's feed on the configured origin, listings are validated item by item, page chains
+are bounded, error bodies are read defensively and scrubbed, and the service's clock is trusted only within
+MAX_CLOCK_SKEW of ours."""
 from __future__ import annotations
 
 import email.utils
+import json
+import math
 import random
 import threading
 import time
@@ -13,14 +20,16 @@ from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qsl, urlsplit
 
 import requests
+from urllib3.util import parse_url
 
 from eventstore.model import parse_utc, utc_text
 
+from . import http, redact
 from .auth import TokenProvider
 from .settings import Settings
 
 # What to tell a person when the API refuses for a reason retrying cannot fix.
-FATAL_HINTS = {
+REFUSAL_HINTS = {
     "AF10001": "The app lacks the ActivityFeed.Read permission: in Entra ID, give the app registration the "
                "Office 365 Management APIs application permissions ActivityFeed.Read (and ActivityFeed.ReadDlp "
                "for DLP.All), then grant admin consent.",
@@ -35,6 +44,15 @@ FATAL_HINTS = {
 }
 
 
+# Identity-level refusals: every request would get them, so the pass stops and says what to fix.
+FATAL_CODES = {"AF10001", "AF20010", "AF20011", "AF20012", "AF20013"}
+LISTING_BYTES = 16 * 1024 * 1024  # a listing page is tens of kB
+MAX_PAGES = 5000  # listing pages per window: a chain longer than this is a fault, not a tenant
+# Beyond this the Date header is not believed for anything irreversible: a window planned on a clock that runs
+# ahead could skip content for good, and an "expired" from a service whose clock is off is not proof.
+MAX_CLOCK_SKEW = timedelta(minutes=30)
+
+
 class ApiError(RuntimeError):
     def __init__(self, message: str, code: str = "", status: int = 0):
         super().__init__(message)
@@ -42,7 +60,7 @@ class ApiError(RuntimeError):
 
 
 class FatalApiError(ApiError):
-    """Retrying cannot help: the sync stops and says why."""
+    """Retrying cannot help and every request would get the same: the pass stops and says why."""
 
 
 class SubscriptionNeeded(ApiError):
@@ -61,8 +79,22 @@ class BlobUnavailable(ApiError):
     """AF20050 / AF20051 / AF20052: this content cannot be had any more. Record it as lost and go on."""
 
 
+class BadAnswer(ApiError):
+    """An answer that cannot be believed or used: not the JSON the contract promises, too large, too slow, a
+    redirect, an address outside the configured API, a refusal with no known meaning. One recorded error for
+    its window or blob; everything else goes on."""
+
+
 class RetriesExhausted(ApiError):
     """Throttling or server trouble that outlasted every retry."""
+
+
+class Interrupted(ApiError):
+    """A stop was asked for (SIGTERM, Ctrl-C, a lost lease) while a request was waiting or in flight."""
+
+
+class ClockSkew(ApiError):
+    """The service's clock and ours disagree by more than MAX_CLOCK_SKEW."""
 
 
 @dataclass(frozen=True)
@@ -91,70 +123,148 @@ class RequestPacer:
             time.sleep(slot - now)
 
 
-def _error_code(response: requests.Response) -> str:
+def parse_json(body: bytes, what: str):
+    """JSON from a peer, or BadAnswer: never a traceback, however broken or deep it is."""
     try:
-        body = response.json()
+        return json.loads(body)
+    except RecursionError:
+        raise BadAnswer(f"{what} is nested too deeply to be read", "MALFORMED") from None
     except ValueError:
-        return ""
-    error = body.get("error") if isinstance(body, dict) else None
-    return str(error.get("code") or "") if isinstance(error, dict) else ""
+        raise BadAnswer(f"{what} is not JSON ({_peek(body)})", "MALFORMED") from None
 
 
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+def parse_listing(body: bytes, content_type: str) -> list[ContentBlob]:
+    """A listing page → its content blobs. Every field is checked: one bad item makes the page unusable,
+    since a page we cannot fully read must not let the checkpoint pass it."""
+    items = parse_json(body, "the content listing")
+    if not isinstance(items, list):
+        raise BadAnswer(f"the content listing is a JSON {type(items).__name__}, not a list", "MALFORMED")
+    blobs = []
+    for number, item in enumerate(items, 1):
+        try:
+            if not isinstance(item, dict):
+                raise ValueError("not an object")
+            content_id, uri = item["contentId"], item["contentUri"]
+            if not (isinstance(content_id, str) and isinstance(uri, str) and 0 < len(content_id) <= 1000
+                    and 0 < len(uri) <= 4000):
+                raise ValueError("contentId or contentUri is not a short text")
+            if item.get("contentType", content_type) != content_type:
+                raise ValueError(f"it is of another content type ({redact.short(str(item.get('contentType')), 40)})")
+            created = utc_text(parse_utc(str(item["contentCreated"])))
+            expiration = utc_text(parse_utc(str(item["contentExpiration"])))
+        except (KeyError, ValueError, TypeError, OverflowError) as error:
+            raise BadAnswer(f"item {number} of the content listing is unusable: {redact.short(str(error), 80)}",
+                            "MALFORMED") from None
+        blobs.append(ContentBlob(content_type, content_id, uri, created, expiration))
+    return blobs
+
+
+def _peek(body: bytes) -> str:
+    text = redact.short(body[:200].decode("utf-8", "replace"), 60)
+    return f"it begins {text!r}" if text else "it is empty"
+
+
+def _http_date(value: str | None) -> datetime | None:
+    """An HTTP date as an aware UTC time; None when absent or unreadable (a peer may send anything)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
-    except ValueError:
         parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, (parsed - datetime.now(timezone.utc)).total_seconds())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)  # "-0000": UTC, zone not stated
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        moment = _http_date(value)
+        return None if moment is None else max(0.0, (moment - datetime.now(timezone.utc)).total_seconds())
+    return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+def _error_of(response: requests.Response) -> tuple[str, str]:
+    """(AF code, short scrubbed message) from an error answer, whatever shape it has."""
+    try:
+        body = parse_json(response.content, "the error")
+    except BadAnswer:
+        return "", f"{'HTML' if b'<' in response.content[:100] else 'unreadable'} answer ({_peek(response.content)})"
+    error = body.get("error") if isinstance(body, dict) else None
+    code = str(error.get("code") or "") if isinstance(error, dict) else ""
+    message = (error.get("message") if isinstance(error, dict) else None) or \
+        (body.get("Message") if isinstance(body, dict) else None) or ""
+    return redact.short(code, 20), redact.short(str(message), 200)
 
 
 def _time_param(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def _span(seconds: float) -> str:
+    seconds = abs(seconds)
+    return f"{seconds / 86400:.1f} days" if seconds >= 86400 else f"{seconds / 3600:.1f} h" if seconds >= 3600 \
+        else f"{seconds / 60:.0f} min"
+
+
 class ActivityApi:
-    def __init__(self, settings: Settings, session: requests.Session, tokens: TokenProvider,
+    def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider,
                  pacer: RequestPacer | None = None, *, max_attempts: int = 8, backoff_base: float = 1.0,
-                 backoff_cap: float = 60.0, stop: threading.Event | None = None,
-                 on_retry: Callable[[str], None] | None = None):
+                 backoff_cap: float = 60.0, on_retry: Callable[[str], None] | None = None):
         self.settings = settings
         self.feed = f"{settings.api_url}/api/v1.0/{settings.tenant_id}/activity/feed"
+        self._feed_origin, self._feed_path = http.origin(self.feed), urlsplit(self.feed).path + "/"
         self._session, self._tokens = session, tokens
+        self.stop = session.stop  # set: every wait and request in flight ends at once
         self._pacer = pacer or RequestPacer(settings.max_requests_per_minute)
         self._max_attempts, self._backoff_base, self._backoff_cap = max_attempts, backoff_base, backoff_cap
-        self._stop = stop or threading.Event()
         self._on_retry = on_retry or (lambda message: None)
         self.clock_skew = 0.0  # seconds the service's clock is ahead of ours, from its Date header
 
     def server_now(self) -> datetime:
         return datetime.now(timezone.utc) + timedelta(seconds=self.clock_skew)
 
+    def check_clock(self) -> None:
+        """Raise ClockSkew when the service's clock cannot be believed for planning or for 'expired'."""
+        if abs(self.clock_skew) > MAX_CLOCK_SKEW.total_seconds():
+            side = "ahead of" if self.clock_skew > 0 else "behind"
+            raise ClockSkew(f"The Management Activity API's clock (its Date header) is {_span(self.clock_skew)} "
+                            f"{side} this machine's. Nothing is synced or given up as expired until they agree: "
+                            "check this machine's clock (NTP) and any proxy in between.", "CLOCK")
+
     # --- operations ---------------------------------------------------------------------------
     def start_subscription(self, content_type: str) -> None:
         self.request("POST", f"{self.feed}/subscriptions/start", {"contentType": content_type})
 
     def list_subscriptions(self) -> list[dict]:
-        return self.request("GET", f"{self.feed}/subscriptions/list").json()
+        found = parse_json(self.request("GET", f"{self.feed}/subscriptions/list").content, "the subscription list")
+        if not isinstance(found, list):
+            raise BadAnswer("the subscription list is not a list", "MALFORMED")
+        return [item for item in found if isinstance(item, dict)]
 
     def list_content(self, content_type: str, start: datetime, end: datetime) -> Iterator[ContentBlob]:
         """Every blob announced with start <= contentCreated < end, across all pages."""
         url, params = f"{self.feed}/subscriptions/content", {
             "contentType": content_type, "startTime": _time_param(start), "endTime": _time_param(end)}
-        while url:
+        followed: set[str] = set()
+        for _ in range(MAX_PAGES):
             response = self.request("GET", url, params)
-            for item in response.json():
-                yield ContentBlob(content_type, item["contentId"], item["contentUri"],
-                                  utc_text(parse_utc(item["contentCreated"])),
-                                  utc_text(parse_utc(item["contentExpiration"])))
+            yield from parse_listing(response.content, content_type)
             # follow the next page's address verbatim; requests' headers ignore case
             url = response.headers.get("NextPageUri") or response.headers.get("NextPageUrl")
+            if not url:
+                return
+            if url in followed:
+                raise BadAnswer("the listing's next page points back to a page already read", "PAGE_LOOP")
+            followed.add(url)
             params = None
+        raise BadAnswer(f"the listing goes on past {MAX_PAGES:,} pages", "TOO_MANY_PAGES")
 
     def fetch_blob(self, content_uri: str) -> bytes:
-        return self.request("GET", content_uri).content
+        return self.request("GET", content_uri, max_bytes=self.settings.max_blob_bytes).content
 
     # --- the one request path -----------------------------------------------------------------
     def _publisher_params(self, url: str, params: dict | None) -> dict:
@@ -164,25 +274,50 @@ class ActivityApi:
             params["PublisherIdentifier"] = self.settings.publisher_id
         return params
 
-    def request(self, method: str, url: str, params: dict | None = None) -> requests.Response:
+    def _check_address(self, url: str) -> None:
+        """The token goes to this tenant's feed on the configured origin, over HTTPS, or nowhere."""
+        try:
+            path = parse_url(url).path or ""
+        except ValueError:
+            path = ""
+        if http.origin(url) != self._feed_origin or not path.startswith(self._feed_path) or "/../" in path:
+            raise BadAnswer(f"refused to send the token to {redact.short(url, 120)}: it is not this tenant's "
+                            f"Management Activity API ({self.feed})", "UNTRUSTED_ADDRESS")
+
+    def request(self, method: str, url: str, params: dict | None = None, *,
+                max_bytes: int = LISTING_BYTES) -> requests.Response:
+        self._check_address(url)
         params = self._publisher_params(url, params)
         refreshed = False
         attempt = 0
         while True:
-            if self._stop.is_set():
-                raise RetriesExhausted("Stopped while waiting to retry.")
+            if self.stop.is_set():
+                raise Interrupted("Stopped.")
             self._pacer.wait()
             try:
-                response = self._session.request(method, url, params=params, timeout=(15, 180),
+                response = self._session.request(method, url, params=params, max_bytes=max_bytes,
+                                                 deadline=self.settings.request_timeout,
                                                  headers={"Authorization": f"Bearer {self._tokens.token()}"})
+            except http.Interrupted:
+                raise Interrupted("Stopped while a request was in flight.") from None
+            except http.UntrustedAddress as refused:
+                raise BadAnswer(f"refused: {refused}", "UNTRUSTED_ADDRESS") from None
+            except http.AnswerTooLarge as large:
+                raise BadAnswer(str(large), "TOO_LARGE") from None
+            except http.DeadlineExceeded as slow:
+                raise BadAnswer(f"{slow} (O365_REQUEST_TIMEOUT)", "TOO_SLOW") from None
             except requests.RequestException as exc:
                 attempt = self._backoff(attempt, None, f"network error ({type(exc).__name__})")
                 continue
             self._note_clock(response)
-            if response.status_code < 300:
-                return response
-            code = _error_code(response)
             status = response.status_code
+            if 200 <= status < 300:
+                return response
+            if 300 <= status < 400:
+                raise BadAnswer(f"the API answered with a redirect (HTTP {status}) to "
+                                f"{redact.short(response.headers.get('Location', '?'), 120)}; redirects are not "
+                                "followed", "REDIRECT")
+            code, message = _error_of(response)
             if code == "AF20024":  # already enabled, no change: the result we wanted
                 return response
             if status == 401 and not code:
@@ -192,7 +327,6 @@ class ActivityApi:
                 self._tokens.invalidate()
                 refreshed = True
                 continue
-            message = self._message(response)
             if code == "AF429" or status == 429:
                 attempt = self._backoff(attempt, _retry_after(response), "throttled (AF429)")
             elif status in (408, 500, 502, 503, 504) or code.startswith("AF5000"):
@@ -205,10 +339,14 @@ class ActivityApi:
                 raise InvalidNextPage(message, code, status)
             elif code in ("AF20050", "AF20051", "AF20052"):
                 raise BlobUnavailable(message, code, status)
+            elif code in FATAL_CODES:
+                raise FatalApiError(f"The Management Activity API refused the request (HTTP {status}, {code}): "
+                                    f"{REFUSAL_HINTS[code]}", code, status)
             else:
-                hint = FATAL_HINTS.get(code, "")
-                raise FatalApiError(f"The Management Activity API refused the request (HTTP {status}"
-                                    f"{', ' + code if code else ''}): {hint or message}", code, status)
+                hint = REFUSAL_HINTS.get(code, "")
+                raise BadAnswer(f"The Management Activity API refused the request (HTTP {status}"
+                                f"{', ' + code if code else ''}): {hint or message or 'no reason given'}",
+                                code or f"HTTP{status}", status)
 
     def _backoff(self, attempt: int, retry_after: float | None, why: str) -> int:
         attempt += 1
@@ -218,23 +356,11 @@ class ActivityApi:
         if retry_after is not None:  # the service knows best, but "0" must not turn into a tight loop
             delay = max(delay, min(retry_after, 600.0))
         self._on_retry(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self._max_attempts})")
-        self._stop.wait(delay)
+        if self.stop.wait(delay):
+            raise Interrupted("Stopped while waiting to retry.")
         return attempt
 
     def _note_clock(self, response: requests.Response) -> None:
-        date = response.headers.get("Date")
-        if date:
-            try:
-                served = email.utils.parsedate_to_datetime(date)
-            except (TypeError, ValueError):
-                return
+        served = _http_date(response.headers.get("Date"))
+        if served is not None:
             self.clock_skew = (served - datetime.now(timezone.utc)).total_seconds()
-
-    @staticmethod
-    def _message(response: requests.Response) -> str:
-        try:
-            body = response.json()
-            error = body.get("error", {}) if isinstance(body, dict) else {}
-            return str(error.get("message") or body.get("Message") or "")[:300]
-        except ValueError:
-            return response.text[:300]

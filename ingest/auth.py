@@ -1,60 +1,23 @@
-"""Tokens for the Management Activity API via MSAL's client-credentials flow (secret or certificate),
-and the one HTTPS session every request goes through."""
+"""Tokens for the Management Activity API via MSAL's client-credentials flow (secret or certificate). MSAL
+talks to Entra ID through our own session (ingest/http.py), so the credential can only go to O365_LOGIN_URL."""
 from __future__ import annotations
 
-import atexit
-import functools
-import os
-import tempfile
 import threading
 
 import msal
 import requests
-from requests.adapters import HTTPAdapter
+from msal.exceptions import MsalError
 
+from . import redact
 from .settings import Settings
+
+# MSAL's own failures when an answer is not what it expects (HTML, deep or broken JSON, a missing field)
+_MSAL_FAILURES = (MsalError, ValueError, KeyError, TypeError, RecursionError, RuntimeError,
+                  requests.RequestException)
 
 
 class AuthError(RuntimeError):
     """Entra ID did not give us a token. The message says why and what to check; it holds no secret."""
-
-
-class _Session(requests.Session):
-    """requests lets REQUESTS_CA_BUNDLE override a session's `verify`; with O365_CA_BUNDLE set, our
-    combined bundle must win while proxies still come from the environment."""
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self.verify is not True and verify in (None, True):
-            merged["verify"] = self.verify
-        return merged
-
-
-@functools.lru_cache(maxsize=8)
-def _combined_bundle(extra_ca: str) -> str:
-    """The CAs requests would trust anyway, plus the extra ones, in one file (one per process: `run` builds a
-    session every pass)."""
-    import certifi
-
-    base = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
-    handle, path = tempfile.mkstemp(prefix="o365-ca-", suffix=".pem")
-    with os.fdopen(handle, "wb") as out:
-        for source in (base, extra_ca):
-            if os.path.isfile(source):
-                with open(source, "rb") as f:
-                    out.write(f.read().rstrip(b"\n") + b"\n")
-    atexit.register(lambda: os.path.exists(path) and os.unlink(path))
-    return path
-
-
-def build_session(ca_bundle: str = "", pool_size: int = 16) -> requests.Session:
-    session = _Session()
-    if ca_bundle:
-        session.verify = _combined_bundle(ca_bundle)
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0)
-    session.mount("https://", adapter)
-    session.headers["User-Agent"] = "O365ActivityGraph/1.0"
-    return session
 
 
 def _certificate_credential(path: str) -> dict:
@@ -86,23 +49,24 @@ class TokenProvider:
             self._app = msal.ConfidentialClientApplication(
                 settings.client_id, client_credential=credential, authority=f"{settings.login_url}/{settings.tenant_id}",
                 http_client=session, instance_discovery=False, token_cache=msal.TokenCache())
-        except (ValueError, requests.RequestException) as exc:
-            raise AuthError(f"Cannot reach the Entra ID login endpoint {settings.login_url}: "
-                            f"{_without_secrets(str(exc), settings)}. Check O365_LOGIN_URL / O365_CLOUD, the network "
-                            "and O365_CA_BUNDLE.") from None
+        except _MSAL_FAILURES as exc:
+            raise AuthError(f"Cannot reach the Entra ID login endpoint {settings.login_url}: {_why(exc)}. Check "
+                            "O365_LOGIN_URL / O365_CLOUD, the network and O365_CA_BUNDLE.") from None
         self._settings = settings
 
     def token(self) -> str:
         with self._lock:
             try:
                 result = self._app.acquire_token_for_client(scopes=self._scopes)
-            except (ValueError, requests.RequestException) as exc:
-                raise AuthError(f"Cannot get a token from {self._settings.login_url}: "
-                                f"{_without_secrets(str(exc), self._settings)}") from None
-        if "access_token" in result:
-            return result["access_token"]
-        description = _without_secrets(str(result.get("error_description") or result.get("error")), self._settings)
-        raise AuthError(f"Entra ID refused the app's credentials for tenant {self._tenant}: {description.splitlines()[0]}"
+            except _MSAL_FAILURES as exc:
+                raise AuthError(f"Cannot get a token from {self._settings.login_url}: {_why(exc)}") from None
+        token = result.get("access_token") if isinstance(result, dict) else None
+        if isinstance(token, str) and token:
+            redact.remember(token)  # a peer that echoes the request must not get it into a log
+            return token
+        error = result.get("error_description") or result.get("error") if isinstance(result, dict) else result
+        description = redact.short(str(error), 300)
+        raise AuthError(f"Entra ID refused the app's credentials for tenant {self._tenant}: {description}"
                         f"{_auth_hint(description)}")
 
     def invalidate(self) -> None:
@@ -123,9 +87,10 @@ def _auth_hint(description: str) -> str:
     return ""
 
 
-def _without_secrets(text: str, settings: Settings) -> str:
-    for secret in (settings.client_secret,):
-        if secret:
-            text = text.replace(secret, "***")
-    return text
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "its answer is nested too deeply to be JSON from Entra ID"
+    if isinstance(exc, (ValueError, KeyError, TypeError)) and not isinstance(exc, requests.RequestException):
+        return f"its answer is not what Entra ID sends ({redact.short(str(exc), 120)})"
+    return redact.short(str(exc), 300)
 

@@ -12,6 +12,8 @@ from urllib.parse import urlparse
 
 from eventstore.model import CONTENT_TYPES
 
+from . import redact
+
 # API host and login host per cloud (management-activity-api.md §1)
 CLOUDS = {
     "commercial": ("https://manage.office.com", "https://login.microsoftonline.com"),
@@ -36,6 +38,8 @@ VARIABLES = {
     "O365_CONTENT_TYPES": "Comma list of content types to sync. Default: all five.",
     "O365_SYNC_INTERVAL": "Seconds between passes of `python -m ingest run`. Default 300.",
     "O365_MAX_REQUESTS_PER_MINUTE": "Pace of API requests, all content types together. Default 1800 (limit 2000).",
+    "O365_MAX_BLOB_MB": "Largest content blob accepted, in MB; a larger one is recorded as lost. Default 50.",
+    "O365_REQUEST_TIMEOUT": "Seconds a whole request may take, answer included. Default 120.",
     "AUDIT_STORE": f"sqlite:///path/file.db (default {DEFAULT_STORE}) or cosmos.",
     "AUDIT_RETENTION_DAYS": "Events older than this are pruned (Cosmos DB: container TTL). Default 90.",
     "COSMOS_ENDPOINT": "Cosmos DB account endpoint, with AUDIT_STORE=cosmos.",
@@ -63,6 +67,8 @@ class Settings:
     content_types: tuple[str, ...] = CONTENT_TYPES
     sync_interval: int = 300
     max_requests_per_minute: int = 1800
+    max_blob_bytes: int = 50 * 1024 * 1024
+    request_timeout: int = 120
     store_url: str = DEFAULT_STORE
     retention_days: int = 90
     cosmos_endpoint: str = ""
@@ -166,6 +172,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
                 raise SettingsError(f"{name} is not set: it is needed with AUDIT_STORE=cosmos.")
         _https_url("COSMOS_ENDPOINT", get("COSMOS_ENDPOINT"))
 
+    for value in (secret, get("COSMOS_KEY")):
+        redact.remember(value)  # whatever peer echoes it from now on, it is not logged, stored or shown
     return Settings(
         tenant_id=tenant_id,
         client_id=client_id,
@@ -180,6 +188,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         sync_interval=_positive_int("O365_SYNC_INTERVAL", get("O365_SYNC_INTERVAL"), 300),
         max_requests_per_minute=_positive_int("O365_MAX_REQUESTS_PER_MINUTE",
                                               get("O365_MAX_REQUESTS_PER_MINUTE"), 1800),
+        max_blob_bytes=_positive_int("O365_MAX_BLOB_MB", get("O365_MAX_BLOB_MB"), 50) * 1024 * 1024,
+        request_timeout=_positive_int("O365_REQUEST_TIMEOUT", get("O365_REQUEST_TIMEOUT"), 120),
         store_url=store_url,
         retention_days=_positive_int("AUDIT_RETENTION_DAYS", get("AUDIT_RETENTION_DAYS"), 90),
         cosmos_endpoint=get("COSMOS_ENDPOINT"),

@@ -2,7 +2,12 @@
 blobs with bounded parallelism → normalize → store → advance the checkpoint, only once the window's
 events are durably stored. Killing the process at any moment and running again converges on the
 same events: blobs are stored atomically with their events, events dedupe on their Id, and an
-unfinished window is simply listed again."""
+unfinished window is simply listed again.
+
+A pass always ends with a report, never with a traceback: a bad answer is one recorded error for its window
+or blob (a blob whose answer stays unusable for MAX_BLOB_ATTEMPTS passes is recorded lost), trouble with one
+content type is that content type's recorded error, and only a refusal every request would get (no
+permission, wrong tenant, no token) ends the pass early — recorded on every content type it left unsynced."""
 from __future__ import annotations
 
 import logging
@@ -14,31 +19,38 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from eventstore import EventStore, open_store
-from eventstore.model import BlobRecord, utc_text
+from eventstore import EventStore, StoreError, open_store
+from eventstore.model import BlobRecord, Checkpoint, utc_text
+from eventstore.normalize import Decoded, NotRecords
 
+from . import http, redact
 from .api import (
     ActivityApi,
     ApiError,
+    BadAnswer,
     BlobUnavailable,
     ContentBlob,
     FatalApiError,
+    Interrupted,
     InvalidNextPage,
+    RetriesExhausted,
     SubscriptionNeeded,
     WindowRejected,
 )
-from .auth import TokenProvider, build_session
-from .settings import Settings
+from .auth import AuthError, TokenProvider
 from .parse_worker import decode_blob, exit_with_parent
+from .settings import Settings
 from .windows import plan_windows
 
 log = logging.getLogger("ingest.sync")
 LEASE = "sync"
 LEASE_SECONDS = 120.0
 BATCH_ROWS = 5000  # events per write transaction
+MAX_BLOB_ATTEMPTS = 3  # passes in which a blob's answer may be unusable before it is recorded lost
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -63,6 +75,7 @@ class ContentTypeResult:
     blobs_skipped: int = 0  # already stored by an earlier pass
     blobs_stored: int = 0
     blobs_lost: int = 0
+    blobs_retrying: int = 0  # unusable this pass; fetched again next pass
     events_seen: int = 0
     events_new: int = 0
     error: str = ""
@@ -74,10 +87,11 @@ class SyncReport:
     results: list[ContentTypeResult] = field(default_factory=list)
     pruned: int = 0
     seconds: float = 0.0
+    fatal: str = ""  # why the pass ended early: every request would have been refused
 
     @property
     def ok(self) -> bool:
-        return all(not r.error for r in self.results)
+        return not self.fatal and all(not r.error for r in self.results)
 
     @property
     def events_new(self) -> int:
@@ -85,25 +99,79 @@ class SyncReport:
 
     def summary(self) -> str:
         parts = [f"{r.content_type}: +{r.events_new} events ({r.blobs_stored} blobs"
-                 f"{f', {r.blobs_lost} lost' if r.blobs_lost else ''})" + (f" ERROR {r.error}" if r.error else "")
-                 for r in self.results]
+                 f"{f', {r.blobs_lost} lost' if r.blobs_lost else ''}"
+                 f"{f', {r.blobs_retrying} to retry' if r.blobs_retrying else ''})"
+                 + (f" ERROR {r.error}" if r.error else "") for r in self.results]
         return f"{'DEMO ' if self.demo else ''}sync {'done' if self.ok else 'finished with errors'} in " \
                f"{self.seconds:.1f} s: " + "; ".join(parts)
 
 
-class _Syncer:
-    def __init__(self, api: ActivityApi, store: EventStore, owner: str, workers: int,
-                 progress: Callable[[Progress], None] | None, stop: threading.Event, parser: Executor):
-        self.api, self.store, self.owner, self.workers, self.parser = api, store, owner, workers, parser
-        self.progress = progress or (lambda p: None)
-        self.stop = stop
-        self._lease_renewed = time.monotonic()
+class _Broken(BadAnswer):
+    """A blob whose JSON breaks part-way: fetched again next pass; if it never comes whole, the records before
+    the break are what is kept."""
 
-    def renew_lease(self, force: bool = False) -> None:
-        if force or time.monotonic() - self._lease_renewed > LEASE_SECONDS / 4:
-            if not self.store.try_lease(LEASE, self.owner, LEASE_SECONDS):
-                raise SyncAlreadyRunning("Another sync took over the store's sync lease.")
-            self._lease_renewed = time.monotonic()
+    def __init__(self, decoded: Decoded):
+        super().__init__(f"the content's {decoded.broken}", "MALFORMED")
+        self.decoded = decoded
+
+
+class _Stopped(Exception):
+    """A stop was asked for (or the lease was lost) mid-window: the window's checkpoint must not advance."""
+
+
+class _PassGuard:
+    """Holds the store's sync lease for the whole pass, renewing it from a thread of its own (so a long listing,
+    a throttled wait or a slow write can never let it lapse), and turns a person's stop or the loss of the
+    lease into the pass's stop: `pass_stop` ends every wait and request in flight."""
+
+    def __init__(self, store: EventStore, owner: str, user_stop: threading.Event, pass_stop: threading.Event):
+        self.store, self.owner, self.user_stop, self.pass_stop = store, owner, user_stop, pass_stop
+        self.lost = threading.Event()
+        self._renewed = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="sync-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(0.25):
+            if self.user_stop.is_set():
+                self.pass_stop.set()
+            since = time.monotonic() - self._renewed
+            if since < LEASE_SECONDS / 4:
+                continue
+            try:
+                held = self.store.try_lease(LEASE, self.owner, LEASE_SECONDS)
+            except Exception as error:  # noqa: BLE001 - a store hiccup: try again until the lease would lapse
+                log.warning("could not renew the sync lease: %s", error)
+                held = since < LEASE_SECONDS * 0.75
+            else:
+                if held:
+                    self._renewed = time.monotonic()
+            if not held:
+                log.error("another sync took over this store's sync lease; this pass stops")
+                self.lost.set()
+                self.pass_stop.set()
+                return
+
+    def check(self) -> None:
+        """Before saving anything that depends on holding the lease (a checkpoint)."""
+        if self.lost.is_set():
+            raise SyncAlreadyRunning("Another sync took over the store's sync lease.")
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+class _Syncer:
+    def __init__(self, api: ActivityApi, store: EventStore, workers: int,
+                 progress: Callable[[Progress], None] | None, guard: _PassGuard):
+        self.api, self.store, self.workers, self.guard = api, store, workers, guard
+        self.progress = progress or (lambda p: None)
+        self.parser: Executor = _parser()
+
+    def close(self) -> None:
+        self.parser.shutdown(wait=True, cancel_futures=True)
 
     def list_window(self, content_type: str, start: datetime, end: datetime) -> list[ContentBlob]:
         for _ in range(3):
@@ -114,52 +182,80 @@ class _Syncer:
                 self.api.start_subscription(content_type)
             except InvalidNextPage:
                 log.warning("%s: the page chain broke; listing the window again from its start", content_type)
-        raise ApiError(f"{content_type}: could not list {utc_text(start)}–{utc_text(end)} after 3 tries")
+        raise BadAnswer(f"could not list {utc_text(start)}–{utc_text(end)} after 3 tries")
 
-    def fetch(self, blob: ContentBlob) -> list:
-        """Runs in a worker thread: fetch, then parse in the helper process (parsing is CPU-bound Python;
-        in this process it would compete with the writes for the interpreter lock)."""
-        if blob.expiration <= utc_text(self.api.server_now()):
-            raise BlobUnavailable(f"content {blob.content_id} expired at {blob.expiration} before it was fetched",
-                                  "AF20051")
-        body = self.api.fetch_blob(blob.content_uri)
-        try:
-            return self.parser.submit(decode_blob, body, blob.content_type, blob.created).result()
-        except ValueError:
-            raise BlobUnavailable(f"content {blob.content_id} is not a JSON array of records", "MALFORMED") from None
-
-    def sync_content_type(self, content_type: str) -> ContentTypeResult:
-        result = ContentTypeResult(content_type)
-        checkpoint = self.store.get_checkpoint(content_type)
+    def list_windows(self, content_type: str, checkpoint: Checkpoint,
+                     errors: list[str]) -> list[tuple[datetime, list[ContentBlob] | None]]:
+        """(end, blobs) for each window to sync, in order; blobs is None where the listing's answer was unusable
+        (the checkpoint stops there, later windows are still fetched). Throttling that outlasts every retry ends
+        the listing: the windows listed so far are still fetched."""
         for attempt in range(2):
+            self.api.check_clock()
             plan = plan_windows(checkpoint.listed_until, self.api.server_now())
             if plan.gap:
                 log.warning("%s: content announced %s–%s is older than the API keeps (7 days) and was not synced",
                             content_type, utc_text(plan.gap[0]), utc_text(plan.gap[1]))
+            listed: list[tuple[datetime, list[ContentBlob] | None]] = []
             try:
-                listed = [(end, self.list_window(content_type, start, end)) for start, end in plan.windows]
-                break
+                for start, end in plan.windows:
+                    try:
+                        listed.append((end, self.list_window(content_type, start, end)))
+                    except BadAnswer as bad:
+                        log.error("%s: listing %s–%s failed: %s", content_type, utc_text(start), utc_text(end), bad)
+                        errors.append(f"listing {utc_text(start)}–{utc_text(end)}: {bad}")
+                        listed.append((end, None))
+                    except RetriesExhausted as gave_up:
+                        errors.append(str(gave_up))
+                        return listed
+                return listed
             except WindowRejected as rejected:
                 # The service's clock is now known from its Date header: plan once more with it.
                 if attempt:
                     raise
                 log.warning("%s: window refused (%s); clock skew %.0f s, planning again", content_type,
                             rejected.code, self.api.clock_skew)
-        self.fetch_windows(content_type, listed, checkpoint, result)
-        checkpoint.last_success = datetime.now(timezone.utc)
-        checkpoint.last_error = ""
+        return []
+
+    def fetch(self, blob: ContentBlob) -> Decoded:
+        """Runs in a worker thread: fetch, then parse in the helper process (parsing is CPU-bound Python; in
+        this process it would compete with the writes for the interpreter lock). No local judgement of
+        expiry: only the service's AF20051 says a blob is gone (our clock, or its, may be wrong)."""
+        body = self.api.fetch_blob(blob.content_uri)
+        try:
+            decoded = self.parser.submit(decode_blob, body, blob.content_type, blob.created).result()
+        except NotRecords as wrong:
+            raise BadAnswer(f"the content is not a JSON array of records ({wrong})", "MALFORMED") from None
+        if decoded.broken:
+            raise _Broken(decoded)
+        return decoded
+
+    def sync_content_type(self, content_type: str) -> ContentTypeResult:
+        result = ContentTypeResult(content_type)
+        checkpoint = self.store.get_checkpoint(content_type)
+        errors: list[str] = []
+        listed = self.list_windows(content_type, checkpoint, errors)
+        self.fetch_windows(content_type, listed, checkpoint, result, errors)
+        result.error = redact.short("; ".join(errors), 600)
+        checkpoint.last_error = result.error
+        if not errors:
+            checkpoint.last_success = datetime.now(timezone.utc)
+        self.guard.check()
         self.store.save_checkpoint(checkpoint)
         return result
 
-    def fetch_windows(self, content_type: str, listed: list[tuple[datetime, list[ContentBlob]]],
-                      checkpoint, result: ContentTypeResult) -> None:
+    def fetch_windows(self, content_type: str, listed: list[tuple[datetime, list[ContentBlob] | None]],
+                      checkpoint: Checkpoint, result: ContentTypeResult, errors: list[str]) -> None:
         """Fetch the new blobs of every listed window in one stream (no pause between windows). The
         checkpoint moves past a window only once each of its blobs is stored or recorded lost, and never
-        past an earlier window that is still unfinished."""
-        remaining, todo = [], []
+        past an earlier window that is still unfinished (or could not be listed)."""
+        remaining, todo, queued = [], [], set()
         for number, (_, blobs) in enumerate(listed):
-            known = self.store.known_blob_ids(content_type, (b.content_id for b in blobs))
-            fresh = [b for b in blobs if b.content_id not in known]
+            if blobs is None:
+                remaining.append(-1)  # never settles this pass
+                continue
+            known = self.store.known_blob_ids(content_type, (b.content_id for b in blobs)) | queued
+            fresh = list({b.content_id: b for b in blobs if b.content_id not in known}.values())
+            queued.update(b.content_id for b in fresh)  # listed twice (a broken listing): fetched once
             result.blobs_listed += len(blobs)
             result.blobs_skipped += len(blobs) - len(fresh)
             remaining.append(len(fresh))
@@ -167,40 +263,54 @@ class _Syncer:
         complete = done = 0  # windows [0, complete) are checkpointed; blobs settled so far
         batch: list[tuple[int, BlobRecord, list]] = []
         batched_rows = 0
+        trouble: list[str] = []  # why fetching stopped early (throttling, a parser that died)
+        retrying: list[str] = []  # why blobs gave an unusable answer this pass (fetched again next pass)
+        given_up: list[str] = []  # ... for the last time: recorded lost
 
-        def settle(numbers: list[int], added: int = 0) -> None:
+        def settle(numbers: list[int]) -> None:
             nonlocal complete, done
             for number in numbers:
                 remaining[number] -= 1
             done += len(numbers)
-            checkpoint.events_stored += added
             while complete < len(listed) and remaining[complete] == 0:
                 checkpoint.listed_until = listed[complete][0]
                 complete += 1
                 result.windows += 1
+            self.guard.check()
             self.store.save_checkpoint(checkpoint)
-            self.renew_lease()
             self.progress(Progress(content_type, min(complete + 1, len(listed)), len(listed), done, len(todo),
                                    result.events_new))
 
         def flush() -> None:
             nonlocal batch, batched_rows
             if batch:
-                added = self.store.store_blobs([(record, rows) for _, record, rows in batch])
-                result.events_new += added
+                result.events_new += self.store.store_blobs([(record, rows) for _, record, rows in batch])
                 result.blobs_stored += len(batch)
-                settle([number for number, _, _ in batch], added)
+                settle([number for number, _, _ in batch])
                 batch, batched_rows = [], 0
+
+        def keep(number: int, blob: ContentBlob, decoded: Decoded, code: str, notes: str) -> None:
+            nonlocal batched_rows
+            batch.append((number, BlobRecord(blob.content_id, content_type, blob.created, blob.expiration,
+                                             error_code=code, error_message=redact.short(notes.strip("; "), 300)),
+                          decoded.rows))
+            batched_rows += len(decoded.rows)
+            result.events_seen += len(decoded.rows)
+
+        def record(blob: ContentBlob, error: ApiError) -> BlobRecord:
+            return BlobRecord(blob.content_id, content_type, blob.created, blob.expiration, 0, "lost",
+                              error.code or "ERROR", redact.short(str(error), 300))
 
         settle([])  # windows with nothing new are done already
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
+        fatal: BaseException | None = None
         try:
             queue = iter(todo)
             pending: dict = {}
 
             def submit_next() -> None:
                 item = next(queue, None)
-                if item is not None and not self.stop.is_set():
+                if item is not None and not self.api.stop.is_set() and not trouble and fatal is None:
                     pending[pool.submit(self.fetch, item[1])] = item
 
             for _ in range(self.workers * 2):  # bounded: at most this many blobs in memory
@@ -210,18 +320,38 @@ class _Syncer:
                 for future in finished:
                     number, blob = pending.pop(future)
                     try:
-                        rows = future.result()
+                        decoded = future.result()
                     except BlobUnavailable as lost:
+                        self.api.check_clock()  # "expired" from a service whose clock is off proves nothing
                         log.warning("%s: content %s lost (%s): %s", content_type, blob.content_id, lost.code, lost)
-                        self.store.record_lost_blob(BlobRecord(blob.content_id, content_type, blob.created,
-                                                               blob.expiration, 0, "lost", lost.code, str(lost)))
+                        self.store.record_lost_blob(record(blob, lost))
                         result.blobs_lost += 1
                         settle([number])
+                    except BadAnswer as bad:
+                        kept = self.store.record_blob_failure(record(blob, bad), MAX_BLOB_ATTEMPTS)
+                        log.warning("%s: content %s: %s (%s, attempt %d of %d)", content_type, blob.content_id,
+                                    bad, kept.status, kept.attempts, MAX_BLOB_ATTEMPTS)
+                        if kept.status != "lost":
+                            retrying.append(str(bad))
+                        elif isinstance(bad, _Broken):  # never whole: keep what can be read, say what cannot
+                            given_up.append(str(bad))
+                            keep(number, blob, bad.decoded, "PARTIAL", f"{bad}; {bad.decoded.notes}")
+                        else:
+                            result.blobs_lost += 1
+                            given_up.append(str(bad))
+                            settle([number])
+                    except (RetriesExhausted, BrokenProcessPool) as gave_up:
+                        if not trouble:
+                            trouble.append(str(gave_up) if isinstance(gave_up, RetriesExhausted) else
+                                           "the helper process that parses content ended unexpectedly")
+                        if isinstance(gave_up, BrokenProcessPool):
+                            self.parser = _parser()
+                    except Interrupted:
+                        pass  # the stop is noticed below
+                    except (FatalApiError, AuthError) as refused:
+                        fatal = fatal or refused
                     else:
-                        batch.append((number, BlobRecord(blob.content_id, content_type, blob.created,
-                                                         blob.expiration), rows))
-                        batched_rows += len(rows)
-                        result.events_seen += len(rows)
+                        keep(number, blob, decoded, "REPAIRED" if decoded.notes else "", decoded.notes)
                     submit_next()
                 # one transaction for several blobs: a random-key index costs a page write per row per commit
                 if batched_rows >= BATCH_ROWS or not pending:
@@ -229,19 +359,40 @@ class _Syncer:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
         flush()
-        if done < len(todo):
+        if fatal is not None:
+            raise fatal
+        errors.extend(trouble)
+        result.blobs_retrying = len(retrying)
+        if retrying:
+            errors.append(f"{len(retrying)} blob(s) gave an unusable answer ({retrying[0]}); fetched again next pass")
+        if given_up:
+            errors.append(f"{len(given_up)} blob(s) recorded lost after {MAX_BLOB_ATTEMPTS} passes of unusable "
+                          f"answers ({given_up[0]})")
+        if self.api.stop.is_set() and done < len(todo):
             raise _Stopped()
 
 
-class _Stopped(Exception):
-    """Stop was asked for mid-window: the window's checkpoint must not advance."""
+def _parser() -> Executor:
+    # "spawn": a fork of this threaded process could inherit a lock held by another thread
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
+                               initargs=(os.getpid(),))
+
+
+def _record_error(store: EventStore, content_type: str, message: str) -> None:
+    try:
+        checkpoint = store.get_checkpoint(content_type)
+        checkpoint.last_error = redact.short(message, 600)
+        store.save_checkpoint(checkpoint)
+    except StoreError as error:  # a full disk or a store that is down: the log and the report still say it
+        log.error("%s: could not record the error in the store: %s", content_type, error)
 
 
 def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...], *, retention_days: int,
               demo: bool = False, workers: int = 4, progress: Callable[[Progress], None] | None = None,
               stop: threading.Event | None = None) -> SyncReport:
-    """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds
-    the store's sync lease, FatalApiError when retrying cannot help (the message says what to fix)."""
+    """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds the
+    store's sync lease; everything else that goes wrong is in the report (and in each content type's
+    checkpoint, for status and the Sync page)."""
     stop = stop or threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holder = store.lease_holder(LEASE)
@@ -253,31 +404,53 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
                                  "wait for it to finish.")
     began = time.monotonic()
     report = SyncReport(demo)
-    # "spawn": a fork of this threaded process could inherit a lock held by another thread
-    parser = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
-                                 initargs=(os.getpid(),))
-    syncer = _Syncer(api, store, owner, workers, progress, stop, parser)
+    guard = _PassGuard(store, owner, stop, api.stop)
+    syncer = _Syncer(api, store, workers, progress, guard)
     try:
         for content_type in content_types:
-            if stop.is_set():
-                break
+            if report.fatal or api.stop.is_set():
+                report.results.append(ContentTypeResult(content_type, error=report.fatal or "not synced: stopped"))
+                if report.fatal:
+                    _record_error(store, content_type, report.fatal)
+                continue
+            report.results.append(_sync_one(syncer, content_type, report))
+        if not api.stop.is_set():
             try:
-                report.results.append(syncer.sync_content_type(content_type))
-            except _Stopped:
-                report.results.append(ContentTypeResult(content_type, error="stopped before the window finished"))
-            except FatalApiError as fatal:
-                _record_error(store, content_type, str(fatal))
-                raise
-            except ApiError as error:  # this content type failed for now; the others may still work
-                log.error("%s: %s", content_type, error)
-                _record_error(store, content_type, str(error))
-                report.results.append(ContentTypeResult(content_type, error=str(error)))
-        report.pruned = store.prune(datetime.now(timezone.utc) - timedelta(days=retention_days))
+                report.pruned = store.prune(datetime.now(timezone.utc) - timedelta(days=retention_days))
+            except StoreError as error:
+                log.error("retention prune failed: %s", error)
     finally:
-        parser.shutdown(wait=True, cancel_futures=True)
-        store.release_lease(LEASE, owner)
+        guard.close()
+        syncer.close()
+        try:
+            store.release_lease(LEASE, owner)
+        except StoreError as error:
+            log.error("could not release the sync lease (it lapses by itself in %.0f s): %s", LEASE_SECONDS, error)
     report.seconds = time.monotonic() - began
     return report
+
+
+def _sync_one(syncer: _Syncer, content_type: str, report: SyncReport) -> ContentTypeResult:
+    """One content type; whatever goes wrong becomes its result's error, recorded in its checkpoint (and, when
+    every request would be refused, the report's `fatal`)."""
+    try:
+        return syncer.sync_content_type(content_type)
+    except (_Stopped, Interrupted):
+        return ContentTypeResult(content_type, error="stopped before the window finished")
+    except (FatalApiError, AuthError) as refused:
+        if syncer.api.stop.is_set():  # e.g. the token request was interrupted by the stop
+            return ContentTypeResult(content_type, error="stopped before the window finished")
+        report.fatal = error = str(refused)
+    except SyncAlreadyRunning as taken:
+        return ContentTypeResult(content_type, error=str(taken))
+    except (ApiError, StoreError) as failed:  # this content type failed for now; the others may still work
+        error = redact.short(str(failed), 600)
+    except Exception as unexpected:  # noqa: BLE001 - a bug or a case nobody foresaw: recorded, the pass goes on
+        log.debug("details", exc_info=True)
+        error = f"unexpected error ({type(unexpected).__name__}): {redact.short(str(unexpected), 200)}"
+    log.error("%s: %s", content_type, error)
+    _record_error(syncer.store, content_type, error)
+    return ContentTypeResult(content_type, error=error)
 
 
 def _died_on_this_host(holder: str) -> bool:
@@ -294,32 +467,36 @@ def _died_on_this_host(holder: str) -> bool:
     return False
 
 
-def _record_error(store: EventStore, content_type: str, message: str) -> None:
-    checkpoint = store.get_checkpoint(content_type)
-    checkpoint.last_error = message
-    store.save_checkpoint(checkpoint)
-
-
-def connect(settings: Settings, store: EventStore, stop: threading.Event | None = None,
-            on_retry: Callable[[str], None] | None = None, backoff_base: float = 1.0) -> ActivityApi:
-    """An ActivityApi for these settings; in demo mode, for the simulated tenant (started on first use)."""
+def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], None] | None = None,
+            backoff_base: float = 1.0) -> ActivityApi:
+    """An ActivityApi for these settings (in demo mode, for the simulated tenant, started on first use), with a
+    session that sends nothing anywhere but the configured API and login origins."""
     if settings.demo:
         from .demo import demo_settings
 
         settings = demo_settings(settings, store)
-    session = build_session(settings.ca_bundle)
-    return ActivityApi(settings, session, TokenProvider(settings, session), stop=stop, backoff_base=backoff_base,
+    session = http.Session({http.origin(settings.api_url), http.origin(settings.login_url)},
+                           ca_bundle=settings.ca_bundle)
+    return ActivityApi(settings, session, TokenProvider(settings, session), backoff_base=backoff_base,
                        on_retry=on_retry or (lambda message: log.warning("%s", message)))
 
 
 def run_sync(settings: Settings, store: EventStore | None = None, *, progress: Callable[[Progress], None] | None = None,
              stop: threading.Event | None = None, workers: int = 4) -> SyncReport:
-    """What `python -m ingest sync` and the dashboard's Sync now button both call."""
+    """What `python -m ingest sync` and the dashboard's Sync now button both call. Raises SyncAlreadyRunning,
+    or StoreError when the store cannot be opened; every other failure is in the report."""
     own_store = store is None
     store = store or open_store(settings.store_url, cosmos=settings.cosmos_options(),
                                 retention_days=settings.retention_days)
     try:
-        api = connect(settings, store, stop)
+        try:
+            api = connect(settings, store)
+        except AuthError as refused:  # no token, so no content type can be synced
+            report = SyncReport(settings.demo, fatal=str(refused))
+            for content_type in settings.content_types:
+                _record_error(store, content_type, report.fatal)
+                report.results.append(ContentTypeResult(content_type, error=report.fatal))
+            return report
         return sync_once(api, store, settings.content_types, retention_days=settings.retention_days,
                          demo=settings.demo, workers=workers, progress=progress, stop=stop)
     finally:

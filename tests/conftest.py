@@ -76,9 +76,8 @@ def stored_ids(store) -> list[str]:
 def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> int:
     """Store every record the tenant has announced by `now`, through the real normalization and store
     (no HTTP): for tests of what reads the store."""
-    from eventstore.model import BlobRecord
-    from eventstore.normalize import normalize, split_records
-    from eventstore.model import utc_text
+    from eventstore.model import BlobRecord, utc_text
+    from eventstore.normalize import decode_blob
 
     now = now or datetime.now(timezone.utc)
     added = 0
@@ -86,8 +85,7 @@ def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> i
         batch = []
         for blob in tenant.blobs_created(content_type, tenant.start - timedelta(days=1), now, now):
             created = utc_text(blob.created)
-            rows = [normalize(r, content_type, created, raw)
-                    for r, raw in split_records(tenant.blob_json(content_type, blob.index).decode())]
+            rows = decode_blob(tenant.blob_json(content_type, blob.index), content_type, created).rows
             batch.append((BlobRecord(blob.content_id, content_type, created, utc_text(blob.expiration)), rows))
         added += store.store_blobs(batch)
     return added

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta, timezone
 
@@ -202,3 +203,37 @@ def test_events_stored_by_another_process_are_offered_without_a_reload(dashboard
                             [normalize(record, "Audit.AzureActiveDirectory", created)])])
     page.get_by_role("button", name="New events synced — show them").click(timeout=30_000)
     page.get_by_text(f"{before + 1:,} events · showing").wait_for(timeout=15_000)
+
+
+def test_a_crafted_link_renders_no_link_and_loads_no_image(dashboard, page, shots):
+    url, _ = dashboard
+    crafted = "[Session expired](https://evil.example/login) ![t](https://evil.example/t.png) <b>x</b> www.evil.example"
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    for field, message in (("ip", "is not an IP address"), ("record_type", "is not a number")):
+        page.goto(f"{url}/?{field}={urllib.parse.quote(crafted)}")
+        page.get_by_text(message).first.wait_for(timeout=30_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=os.path.join(shots, f"crafted-{field}.png"), full_page=True)
+        assert page.get_by_text("[Session expired](https:").count() > 0, "shown as the text it is"
+        bad = page.locator('a[href*="evil.example"], img[src*="evil.example"], b:text-is("x")')
+        assert bad.count() == 0, [bad.nth(i).evaluate("e => e.outerHTML") for i in range(bad.count())]
+    assert not [u for u in requested if "evil.example" in (urllib.parse.urlsplit(u).hostname or "")], \
+        "nothing may be fetched from the crafted address"
+
+
+def test_a_page_on_another_host_name_is_refused_at_the_websocket(dashboard):
+    """DNS rebinding: evil.example resolves to 127.0.0.1 for the victim's browser, which then talks to the
+    dashboard with Host: evil.example. The handshake must fail; with the configured name it succeeds."""
+    url, _ = dashboard
+    port = int(url.rsplit(":", 1)[1])
+
+    def handshake(host: str) -> str:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall((f"GET /_stcore/stream HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                          "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                          f"Sec-WebSocket-Version: 13\r\nOrigin: http://{host}:{port}\r\n\r\n").encode())
+            return conn.recv(200).decode("latin-1").split("\r\n")[0]
+
+    assert " 101 " in handshake("127.0.0.1")
+    assert " 101 " not in handshake("evil.example")

@@ -104,7 +104,7 @@ def test_killed_at_random_moments_then_resumed_loses_nothing_and_duplicates_noth
         expected_ids, expected_lost = ground_truth(service)
         assert len(ids) == len(set(ids))
         assert set(ids) == expected_ids
-        assert {b.content_id for b in store.lost_blobs()} == expected_lost
+        assert {b.content_id for b in store.blob_issues() if b.status == "lost"} == expected_lost
 
 
 def test_run_loops_and_stops_cleanly_on_sigterm(simulator, tmp_path):
@@ -145,3 +145,21 @@ def test_demo_mode_says_demo_everywhere(tmp_path):
     status = json.loads(run_cli(tmp_path, env, "status", "--json").stdout)
     assert status["demo"] is True and "DEMO" in status["tenant"]
     assert status["events"] > 0
+
+
+def test_a_damaged_store_is_found_before_an_export_and_explained(simulator, tmp_path):
+    _, env = simulator()
+    assert run_cli(tmp_path, env, "sync").returncode == 0
+    assert run_cli(tmp_path, env, "check").returncode == 0
+    path = tmp_path / "audit.db"
+    with open(path, "r+b") as f:  # one page in the middle overwritten, as a bad disk or a torn copy would
+        header = f.read(100)
+        page_size = int.from_bytes(header[16:18], "big")
+        pages = path.stat().st_size // page_size
+        f.seek(page_size * (pages // 2))
+        f.write(b"\xa5" * page_size)
+    for command in (["check"], ["export", "--format", "jsonl"]):
+        result = run_cli(tmp_path, env, *command)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "is damaged" in result.stderr and "restore the file from a backup" in result.stderr
+        assert result.stdout == "", "nothing half-written"

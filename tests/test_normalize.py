@@ -2,11 +2,12 @@
 import ipaddress
 import json
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventstore.model import normalize_ip
-from eventstore.normalize import normalize
+from eventstore.ip import normalize as normalize_ip
+from eventstore.normalize import NotRecords, decode_blob, normalize
 
 FALLBACK = "2026-01-01T00:00:00Z"
 
@@ -70,3 +71,47 @@ def test_text_that_is_not_an_address_is_kept_not_lost(text):
         ipaddress.ip_address(result)
     except ValueError:
         assert result == text.strip()
+
+
+# --- a whole blob, as the API (or something in between) sent it ------------------------------------------
+def blob_of(*records: bytes) -> bytes:
+    return b"[" + b",".join(records) + b"]"
+
+
+def test_an_invalid_utf8_byte_keeps_every_record_and_says_where_it_was():
+    good = b'{"Id":"a","Operation":"FileAccessed"}'
+    bad = b'{"Id":"b","SourceFileName":"Bud\xffget.xlsx"}'
+    body = blob_of(good, bad, b'{"Id":"c"}')
+    decoded = decode_blob(body, "Audit.SharePoint", FALLBACK)
+    assert [r.id for r in decoded.rows] == ["a", "b", "c"]
+    assert decoded.rows[0].raw == good.decode() and decoded.rows[1].file_name == "Bud\ufffdget.xlsx"
+    where = body.index(b"\xff")
+    assert f"1 byte sequence(s) that are not UTF-8, the first at byte {where}" in decoded.notes
+    assert not decoded.broken
+
+
+def test_nan_and_infinity_are_stored_as_strict_json():
+    decoded = decode_blob(b'[{"Id":"n","Score":NaN,"Max":-Infinity}]', "Audit.General", FALLBACK)
+    (row,) = decoded.rows
+    assert json.loads(row.raw, parse_constant=lambda name: pytest.fail(f"{name} left in the stored JSON")) == \
+        {"Id": "n", "Score": None, "Max": None}
+    assert "NaN or Infinity" in decoded.notes
+
+
+@pytest.mark.parametrize("tail, why", [(b',{"Id":"x",', "Expecting property name"),
+                                       (b"," + b"[" * 100_000 + b"]" * 100_000 + b"]", "nested too deeply")])
+def test_a_break_in_the_json_keeps_the_records_before_it(tail, why):
+    decoded = decode_blob(b'[{"Id":"a"},{"Id":"b"}' + tail, "Audit.General", FALLBACK)
+    assert [r.id for r in decoded.rows] == ["a", "b"]
+    assert why in decoded.broken and "character 23" in decoded.broken
+
+
+def test_elements_that_are_not_records_are_skipped_and_counted():
+    decoded = decode_blob(b'[1, "x", {"Id":"a"}, null]', "Audit.General", FALLBACK)
+    assert [r.id for r in decoded.rows] == ["a"] and "3 element(s)" in decoded.notes
+
+
+@pytest.mark.parametrize("body", [b"<html>blocked</html>", b'{"value": []}', b"", b"\xff\xfe"])
+def test_a_body_that_is_not_an_array_is_refused(body):
+    with pytest.raises(NotRecords):
+        decode_blob(body, "Audit.General", FALLBACK)

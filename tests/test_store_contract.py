@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -109,12 +110,31 @@ def test_query_is_newest_first_and_pages(backend):
 
 def test_checkpoints_and_lost_blobs_round_trip(backend):
     assert backend.get_checkpoint("DLP.All").listed_until is None
-    backend.save_checkpoint(Checkpoint("DLP.All", NOW, NOW, "", 12))
-    assert backend.get_checkpoint("DLP.All") == Checkpoint("DLP.All", NOW, NOW, "", 12)
+    backend.save_checkpoint(Checkpoint("DLP.All", NOW, NOW, "AF429 for a while"))
+    assert backend.get_checkpoint("DLP.All") == Checkpoint("DLP.All", NOW, NOW, "AF429 for a while")
     lost = BlobRecord("gone$1", "DLP.All", "2026-01-01T00:00:00Z", "2026-01-08T00:00:00Z", 0, "lost", "AF20051", "x")
     backend.record_lost_blob(lost)
-    assert backend.lost_blobs() == [lost]
+    assert backend.blob_issues() == [lost]
     assert "gone$1" in backend.known_blob_ids("DLP.All", ["gone$1"])
+
+
+def test_a_blob_that_keeps_failing_is_retried_then_lost(backend):
+    failing = BlobRecord("bad$1", "DLP.All", "2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z", 0, "lost", "MALFORMED",
+                         "not JSON")
+    first = backend.record_blob_failure(failing, give_up_after=3)
+    assert (first.status, first.attempts) == ("retrying", 1)
+    assert backend.known_blob_ids("DLP.All", ["bad$1"]) == set(), "a retrying blob is fetched again next pass"
+    assert backend.record_blob_failure(failing, give_up_after=3).attempts == 2
+    last = backend.record_blob_failure(failing, give_up_after=3)
+    assert (last.status, last.attempts) == ("lost", 3)
+    assert backend.known_blob_ids("DLP.All", ["bad$1"]) == {"bad$1"}
+    assert [(b.content_id, b.status, b.attempts) for b in backend.blob_issues()] == [("bad$1", "lost", 3)]
+    # stored after all (the answer was good this time): no longer an issue, and no attempts carried over
+    repaired = BlobRecord("bad$2", "DLP.All", "2026-01-03T00:00:00Z", "2026-01-09T00:00:00Z")
+    backend.record_blob_failure(replace(repaired, error_code="TOO_SLOW"), give_up_after=3)
+    backend.store_blobs([(repaired, [])])
+    assert "bad$2" in backend.known_blob_ids("DLP.All", ["bad$2"])
+    assert [b.content_id for b in backend.blob_issues()] == ["bad$1"]
 
 
 def test_one_lease_holder_at_a_time(backend):

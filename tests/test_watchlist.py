@@ -51,3 +51,29 @@ def test_round_trip_through_the_store_payload():
     from dashboard.watchlist import WatchList
 
     assert WatchList.from_json("admins", watchlist.to_json()) == watchlist
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"UserId\n" + b"a" * 140_000 + b"@contoso.com\n", "cannot be read as CSV"),
+    (b",,,\n,,\n , ,\n", "only separators"),
+    (codecs.BOM_UTF16_LE + b"U\x00s\x00e", "not valid UTF-16"),
+    (b"10.0.0.1\n10.0.0.0/33\n", "not an IP address"),
+    (b"999.1.1.1\n198.51.100.9\n", "not an IP address"),
+    (b"admins\njdoe\n", "neither an account"),
+], ids=["field-over-128k", "only-separators", "utf16-odd-byte", "cidr-33", "octet-999", "plain-word"])
+def test_input_that_used_to_crash_or_slip_through_is_refused(data, message):
+    with pytest.raises(WatchListError, match=message):
+        parse_watchlist("x", data)
+
+
+def test_excel_unicode_text_is_tab_separated_utf16():
+    data = "UserId\tRole\r\nmegan@contoso.com\tGlobal Administrator\r\nBen.L@contoso.com\tUser Administrator\r\n"
+    watchlist = parse_watchlist("admins", data.encode("utf-16"))
+    assert watchlist.accounts == ("megan@contoso.com", "Ben.L@contoso.com")
+
+
+def test_accounts_as_audit_records_name_them_are_accepted():
+    data = ("alex_fabrikam.com#EXT#@contoso.onmicrosoft.com\n9f1c2d3e-4a5b-46c7-8d9e-0f1a2b3c4d5e\n"
+            "S-1-5-21-1004336348-1177238915-682003330-512\nCONTOSO\\svc-backup\n2001:DB8::1\n").encode()
+    watchlist = parse_watchlist("mixed", data)
+    assert len(watchlist.accounts) == 4 and watchlist.networks == ("2001:db8::1",)

@@ -5,10 +5,20 @@ import streamlit as st
 
 from dashboard import services, ui
 from dashboard.filters import View
-from dashboard.graph import KIND_COLORS, KIND_LABELS, MAX_CAP, RELATIONSHIPS, build_graph, split_node_id, \
-    to_graphml, to_json, watched_entities
+from dashboard.graph import (
+    KIND_COLORS,
+    KIND_LABELS,
+    MAX_CAP,
+    RELATIONSHIPS,
+    build_graph,
+    split_node_id,
+    to_graphml,
+    to_json,
+    watched_entities,
+)
 from dashboard.graph_view import draw
 from dashboard.pages_common import events_csv, page_start, related_table, show_events
+from dashboard.untrusted import markdown
 
 cur, index = page_start("Explore", "the graph")
 
@@ -68,10 +78,7 @@ else:
                 new_name = st.text_input("New watch-list name", key="add_new_name") if target == "(new)" else target
                 if st.button("Add", key="add_to_watchlist"):
                     message = services.add_to_watchlist(new_name, kind, value)
-                    if message.startswith("Added"):
-                        st.success(message)
-                    else:
-                        st.error(message)
+                    (st.success if message.startswith("Added") else st.error)(markdown(message))
             node_filter = View.pivot(view, kind, value).to_filter()
             show_events(index, node_filter, cur.watch, key="node_events", limit=200)
         else:

@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import services, ui
+from dashboard.untrusted import markdown
 
 settings = services.settings()
 st.header("Sync" + (" — DEMO tenant" if settings.demo else ""))
@@ -32,31 +33,32 @@ def status_panel() -> None:
             st.progress(min(1.0, done), text=f"{p.content_type}: window {p.window} of {p.windows}, "
                                              f"{p.blobs_done}/{p.blobs_total} blobs, {p.events_new:,} new events")
     elif state.error:
-        st.error(f"The last Sync now did not finish: {state.error}")
+        st.error(f"The last Sync now did not finish: {markdown(state.error)}")
     elif state.report:
-        (st.success if state.report.ok else st.warning)(state.report.summary())
+        (st.success if state.report.ok else st.warning)(markdown(state.report.summary(), limit=2000))
 
     store = services.store()
     stats = store.stats()
-    lost = store.lost_blobs()
+    issues = store.blob_issues()
     rows = []
     for cp in store.checkpoints(settings.content_types):
         rows.append({"content type": cp.content_type,
                      "listed until (UTC)": cp.listed_until.strftime("%Y-%m-%d %H:%M") if cp.listed_until else "never",
                      "last success": ui.ago(cp.last_success),
                      "events stored": stats.per_content_type.get(cp.content_type, 0),
-                     "blobs lost": sum(1 for b in lost if b.content_type == cp.content_type),
+                     "blobs lost": sum(1 for b in issues if b.content_type == cp.content_type and b.status == "lost"),
                      "last error": cp.last_error})
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
-    st.caption(f"{stats.events:,} events in {store.description} · from {stats.first_time or '-'} to "
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")  # a table shows text as text
+    st.caption(f"{stats.events:,} events in {markdown(store.description)} · from {stats.first_time or '-'} to "
                f"{stats.last_time or '-'}")
-    if lost:
-        st.subheader("Content the API could not deliver")
-        st.caption("Recorded and skipped, so the sync goes on: AF20051 = expired before it was fetched, AF20050 = "
-                   "unknown to the API.")
-        st.dataframe(pd.DataFrame([{"content type": b.content_type, "created": b.content_created,
-                                    "code": b.error_code, "content id": b.content_id, "message": b.error_message}
-                                   for b in lost]), hide_index=True, width="stretch")
+    if issues:
+        st.subheader("Content that could not be stored whole")
+        st.caption("Recorded, so the sync goes on. lost: AF20051 = expired before it was fetched, AF20050 = unknown "
+                   "to the API, or an answer that stayed unusable. retrying: fetched again by the next pass. "
+                   "stored: kept, with what had to be repaired or skipped.")
+        st.dataframe(pd.DataFrame([{"status": b.status, "content type": b.content_type, "created": b.content_created,
+                                    "code": b.error_code, "attempts": b.attempts, "message": b.error_message,
+                                    "content id": b.content_id} for b in issues]), hide_index=True, width="stretch")
 
 
 status_panel()

@@ -8,6 +8,7 @@ import streamlit as st
 
 from dashboard import services, ui
 from dashboard.index import Watch
+from dashboard.untrusted import markdown
 from dashboard.watchlist import WatchListError, parse_watchlist
 
 cur = ui.current()
@@ -28,7 +29,7 @@ if submitted:
         try:
             parsed = parse_watchlist(name or upload.name.rsplit(".", 1)[0], upload.getvalue())
         except WatchListError as error:
-            st.error(f"{error} Nothing was changed.")
+            st.error(f"{markdown(error)} Nothing was changed.")
         else:
             services.save_watchlist(parsed)
             st.session_state["wl_last_saved"] = parsed.name
@@ -41,8 +42,8 @@ if not saved:
     st.stop()
 
 for wl in saved.values():
-    with st.expander(f"{wl.size:,} entries", expanded=wl.name == st.session_state.get("wl_last_saved")):
-        st.code(wl.name, language=None)
+    with st.expander(f"{markdown(wl.name, 80)} · {wl.size:,} entries",
+                     expanded=wl.name == st.session_state.get("wl_last_saved")):
         if cur.filter is not None:
             matched, unmatched = index.watch_matches(Watch(wl.accounts, wl.networks), cur.filter)
             st.markdown(f"**{len(wl.accounts):,}** accounts and **{len(wl.networks):,}** IP entries read · "
@@ -53,9 +54,12 @@ for wl in saved.values():
         a, b, c = st.columns([2, 1, 1])
         new_name = a.text_input("Rename to", key=f"rename_{wl.name}", label_visibility="collapsed",
                                 placeholder="new name")
-        if b.button("Rename", key=f"do_rename_{wl.name}") and new_name.strip():
-            services.rename_watchlist(wl.name, new_name.strip())
-            st.rerun()
+        if b.button("Rename", key=f"do_rename_{wl.name}"):
+            refused = services.rename_watchlist(wl.name, new_name)
+            if refused:
+                st.error(markdown(refused))
+            else:
+                st.rerun()
         if c.button("Delete", key=f"delete_{wl.name}"):
             services.delete_watchlist(wl.name)
             st.rerun()

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,7 +54,36 @@ class SimulatorConfig:
     clock_skew: float = 0.0  # seconds the service's clock runs ahead of this machine's
     frozen_at: datetime | None = None  # tests: the service's clock stands still here (plus clock_skew)
     next_page_header: str = "NextPageUri"
+    latency: float = 0.0  # seconds each API request takes, as over a real network to a real service
     faults: Faults = field(default_factory=Faults)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a scripted answer may look at (an echoing proxy repeats it)."""
+    method: str
+    path: str
+    query: dict
+    headers: dict
+    body: bytes
+
+
+@dataclass
+class Answer:
+    """One scripted answer: what a broken service, a proxy or an attacker might send instead of the real one.
+    `body` is bytes, or a function of the Request giving bytes or an iterator of chunks (sent chunked)."""
+    status: int = 200
+    body: bytes | Callable[[Request], bytes | Iterable[bytes]] = b""
+    headers: dict = field(default_factory=dict)
+    content_type: str = "application/json; charset=utf-8"
+    trickle: float = 0.0  # seconds between single bytes of the whole response, headers included
+
+
+def error_answer(status: int, code: str, message: str = "", headers: dict | None = None) -> Answer:
+    """An answer shaped like the service's own errors."""
+    payload = {"error": {"code": code, "message": message or f"Injected {code or status}"}} if code else \
+        {"Message": message or "Injected error"}
+    return Answer(status, json.dumps(payload).encode(), headers or {})
 
 
 @dataclass
@@ -89,23 +119,42 @@ class SimulatedService:
         self.config = config or SimulatorConfig()
         self.subscriptions: dict[str, str] = {}  # content type → "enabled" | "disabled"
         self.tokens: dict[str, tuple[str, float, tuple[str, ...]]] = {}
-        self.log: deque[RequestRecord] = deque(maxlen=200_000)
+        self.log: deque[RequestRecord] = deque(maxlen=200_000)  # answered requests
+        self.started: deque[str] = deque(maxlen=200_000)  # paths of requests as they arrive (a trickle takes long)
         self.window_violations = 0
-        self._scripted: list[tuple[str, int, str, int, dict]] = []
+        self._scripted: list[list] = []  # [path fragment, Answer, times left]
         self._counter = 0
         self._quota: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self.base_url = ""
+        self.tls_files: tuple[str, str] = ("", "")  # the server's certificate and key (a test's other listeners)
 
     # --- controls for tests -------------------------------------------------------------------
     def now(self) -> datetime:
         base = self.config.frozen_at or datetime.now(timezone.utc)
         return base + timedelta(seconds=self.config.clock_skew)
 
-    def inject(self, path_contains: str, status: int, code: str, times: int = 1, headers: dict | None = None) -> None:
-        """The next `times` API requests whose path contains `path_contains` answer this error."""
+    def script(self, path_contains: str, answer: Answer, times: int = 1) -> None:
+        """The next `times` requests (token endpoint included) whose path and query contain `path_contains`
+        (e.g. "/audit/" or "contentType=DLP.All") get `answer` instead of the real one."""
         with self._lock:
-            self._scripted.append([path_contains, status, code, times, headers or {}])
+            self._scripted.append([path_contains, answer, times])
+
+    def inject(self, path_contains: str, status: int, code: str, times: int = 1, headers: dict | None = None) -> None:
+        """The next `times` requests whose path contains `path_contains` answer this service error."""
+        self.script(path_contains, error_answer(status, code, headers=headers), times)
+
+    def unscript(self) -> None:
+        with self._lock:
+            self._scripted.clear()
+
+    def scripted(self, target: str) -> Answer | None:
+        with self._lock:
+            for entry in self._scripted:
+                if entry[0] in target and entry[2] > 0:
+                    entry[2] -= 1
+                    return entry[1]
+        return None
 
     def revoke_tokens(self) -> None:
         with self._lock:
@@ -193,6 +242,8 @@ class SimulatedService:
         if tenant != self.config.tenant_id:
             raise ApiError(400, "AF20011", "Specified tenant ID does not exist in the system.")
         self._trouble(path, query.get("PublisherIdentifier") or SHARED_PUBLISHER)
+        if self.config.latency:
+            time.sleep(self.config.latency)
 
         if rest[:1] == ["audit"] and len(rest) == 2:
             return self._blob(rest[1])
@@ -218,10 +269,6 @@ class SimulatedService:
         with self._lock:
             self._counter += 1
             n = self._counter
-            for script in self._scripted:
-                if script[0] in path and script[3] > 0:
-                    script[3] -= 1
-                    raise ApiError(script[1], script[2], f"Injected {script[2] or script[1]}", script[4])
             window = self._quota.setdefault(publisher, deque())
             now = time.monotonic()
             while window and window[0] < now - self.config.quota_seconds:
@@ -321,13 +368,33 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: object, headers: dict | None = None) -> None:
         data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        self._send_answer(Answer(status, data, headers or {}))
+
+    def _send_answer(self, answer: Answer, request: Request | None = None) -> None:
+        body = answer.body(request) if callable(answer.body) else answer.body
+        streamed = not isinstance(body, bytes)
+        head = [f"HTTP/1.1 {answer.status} {self.responses.get(answer.status, ('Error',))[0]}",
+                f"Server: {self.server_version}", f"Date: {self.date_time_string()}",
+                f"Content-Type: {answer.content_type}"]
+        head.append("Transfer-Encoding: chunked" if streamed else f"Content-Length: {len(body)}")
+        head.extend(f"{name}: {value}" for name, value in answer.headers.items())
+        self._write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1"), answer.trickle)
+        if not streamed:
+            self._write(body, answer.trickle)
+            return
+        for chunk in body:
+            if chunk:
+                self._write(b"%x\r\n%s\r\n" % (len(chunk), chunk), answer.trickle)
+        self._write(b"0\r\n\r\n", answer.trickle)
+
+    def _write(self, data: bytes, trickle: float) -> None:
+        if not trickle:
+            self.wfile.write(data)
+            return
+        for i in range(len(data)):  # a peer that holds a request open by sending one byte at a time
+            self.wfile.write(data[i:i + 1])
+            self.wfile.flush()
+            time.sleep(trickle)
 
     def _handle(self, method: str) -> None:
         url = urlsplit(self.path)
@@ -335,9 +402,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         service = self.service
+        service.started.append(url.path)
         status, code = 200, ""
         try:
-            if url.path.endswith("/v2.0/.well-known/openid-configuration") and method == "GET":
+            answer = service.scripted(self.path)
+            if answer is not None:
+                status = answer.status
+                self._send_answer(answer, Request(method, url.path, query, dict(self.headers.items()), body))
+            elif url.path.endswith("/v2.0/.well-known/openid-configuration") and method == "GET":
                 self._send(200, service.openid_configuration(url.path.split("/")[1]))
             elif url.path.endswith("/oauth2/v2.0/token") and method == "POST":
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
@@ -352,6 +424,8 @@ class _Handler(BaseHTTPRequestHandler):
             payload = {"error": {"code": error.code, "message": error.message}} if error.code else \
                 {"Message": error.message}
             self._send(error.status, payload, error.headers)
+        except OSError:  # the client hung up (or was made to): nothing more to say to it
+            self.close_connection = True
         service.log.append(RequestRecord(method, url.path, query, status, code, query.get("PublisherIdentifier")))
 
     def do_GET(self):
@@ -377,7 +451,7 @@ class SimulatorServer:
         self.service = service
         handler = type("Handler", (_Handler,), {"service": service})
         self._httpd = _QuietServer(("127.0.0.1", 0), handler, bind_and_activate=False)
-        self._cert_path, self._key_path = cert_path, key_path
+        self.tls_files = service.tls_files = (cert_path, key_path)
         self._thread: threading.Thread | None = None
 
     def start(self, port: int = 0) -> str:
@@ -385,7 +459,7 @@ class SimulatorServer:
         self._httpd.server_bind()
         self._httpd.server_activate()
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self._cert_path, self._key_path)
+        context.load_cert_chain(*self.tls_files)
         # the handshake happens in the request thread, so a slow client never stalls accept()
         self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True, do_handshake_on_connect=False)
         host, port = self._httpd.server_address[:2]

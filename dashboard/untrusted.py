@@ -1,0 +1,30 @@
+"""Untrusted text — audit data, a URL someone crafted, what a peer answered, a name another analyst typed — for
+the places that would otherwise read it as markup: Markdown (alerts, captions, labels) and HTML (the graph
+component's labels and tooltips). It is always shown as the text it is."""
+from __future__ import annotations
+
+import html
+import re
+
+_ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of these
+# GFM turns bare addresses into links after escapes are resolved ("https://…", "www.…", "name@host"): an
+# invisible word joiner inside each pattern keeps them text, and looks the same
+_AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)")
+WORD_JOINER = "\u2060"
+
+
+def markdown(text, limit: int | None = 500) -> str:
+    """Text for a Markdown element, shown literally: no link, image, emphasis, HTML, directive or formula can
+    come out of it. On one line, without control characters, at most `limit` characters."""
+    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+    if limit and len(cleaned) > limit:
+        cleaned = cleaned[: limit - 1] + "…"
+    return _ASCII_PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, cleaned))
+
+
+def html_text(text, limit: int | None = None) -> str:
+    """Text for a place that parses HTML: escaped, control characters made visible, shortened."""
+    cleaned = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
+    if limit and len(cleaned) > limit:
+        cleaned = cleaned[: limit - 1] + "…"
+    return html.escape(cleaned, quote=True)
