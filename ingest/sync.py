@@ -265,7 +265,7 @@ class _Syncer:
         batched_rows = 0
         trouble: list[str] = []  # why fetching stopped early (throttling, a parser that died)
         retrying: list[str] = []  # why blobs gave an unusable answer this pass (fetched again next pass)
-        given_up: list[str] = []  # ... for the last time: recorded lost
+        given_up: list[str] = []  # ... for the last time: recorded lost (or kept up to where its JSON broke)
 
         def settle(numbers: list[int]) -> None:
             nonlocal complete, done
@@ -366,8 +366,8 @@ class _Syncer:
         if retrying:
             errors.append(f"{len(retrying)} blob(s) gave an unusable answer ({retrying[0]}); fetched again next pass")
         if given_up:
-            errors.append(f"{len(given_up)} blob(s) recorded lost after {MAX_BLOB_ATTEMPTS} passes of unusable "
-                          f"answers ({given_up[0]})")
+            errors.append(f"{len(given_up)} blob(s) given up after {MAX_BLOB_ATTEMPTS} passes of unusable answers "
+                          f"({given_up[0]}): recorded lost, or kept as far as they could be read")
         if self.api.stop.is_set() and done < len(todo):
             raise _Stopped()
 
