@@ -12,6 +12,7 @@ import networkx as nx
 import pandas as pd
 
 from eventstore.ip import IpSet
+from eventstore.model import fold
 
 from .untrusted import html_text
 
@@ -89,11 +90,12 @@ def watched_entities(edges: pd.DataFrame, watch, case_sensitive: bool = True) ->
     """The (kind, value) pairs among these edges that a watch-list names: its accounts (users) and the IPs
     inside its addresses/ranges."""
     found = set()
-    accounts = set(watch.accounts) if case_sensitive else {a.lower() for a in watch.accounts}
+    same = (lambda value: value) if case_sensitive else fold
+    accounts = {same(a) for a in watch.accounts}
     addresses = IpSet(watch.networks)
     for kind, column in (("src_kind", "src"), ("dst_kind", "dst")):
         for entity_kind, value in set(zip(edges[kind], edges[column])):
-            if entity_kind == "user" and (value if case_sensitive else value.lower()) in accounts:
+            if entity_kind == "user" and same(value) in accounts:
                 found.add((entity_kind, value))
             elif entity_kind == "ip" and value in addresses:
                 found.add((entity_kind, value))

@@ -1,34 +1,59 @@
-"""ActivityIndex: the dashboard's analytic engine. An in-memory DuckDB table of the narrow columns, kept in
-step with the event store incrementally (only events stored since the last look are copied), so that a
-filter change is a columnar query over memory, not a scan of the store. The store stays the durable record:
-full events (raw JSON) are read from it by position, a page at a time.
+"""ActivityIndex: the dashboard's analytic engine. A DuckDB database file beside the store holds the columns the
+pages filter, count and draw on, so that a question costs what its time range holds, not what the store holds:
 
-Every query is built here with bound parameters; no user text is ever part of SQL."""
+- rows are appended in store order, which is nearly time order (blobs arrive within hours), so DuckDB's per-row-
+  group minimum and maximum of `ts` let a 7-day question skip the other 83 days of a 90-day index;
+- it survives restarts: opening it and copying what the store gained since the position it recorded is all a
+  start costs; it is rebuilt (with progress) when missing, damaged, of an older layout, or from another store;
+- retention follows the store's horizon by deleting old hours in small transactions, never by a reload;
+- its memory is DuckDB's `memory_limit` (DASHBOARD_INDEX_MEMORY), not a function of the event count.
+
+Who writes it: the dashboard server that opens it first (DuckDB locks the file). A second dashboard process on
+the same index gets IndexBusy with what to do — one server serves any number of browsers. The ingest never
+touches it. What a filter means is decided here, for every page: exact values by default (as a Cosmos DB query
+does), and with case ignored, equality under Unicode case folding (`eventstore.model.fold`), applied to each
+distinct value the index holds. Every query is built here with bound parameters; no user text is ever SQL."""
 from __future__ import annotations
 
+import logging
+import os
 import threading
+import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import duckdb
 import pandas as pd
 
 from eventstore import EventStore, Filter, ip
-from eventstore.model import EVENT_COLUMNS
-from eventstore.sql import Dialect
+from eventstore.model import EVENT_COLUMNS, fold
 
+log = logging.getLogger("dashboard.index")
+LAYOUT = "2"
 NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
+INDEXED = [c for c in NARROW if c != "id"]  # the Id is only needed with the whole event, read from the store
 # Entity kinds the graph can draw, and the column each comes from.
 ENTITY_COLUMNS = {"user": "user_id", "ip": "client_ip", "operation": "operation", "file": "file_name",
                   "site": "site_url", "workload": "workload", "application": "application", "agent": "user_agent"}
+VALUE_FILTERS = ("workload", "content_type", "operation", "record_type", "result_status", "user_id")
+TEXT_COLUMNS = ("user_agent", "object_id", "site_url", "file_name")
+BATCH = 50_000  # rows copied from the store per transaction
+INLINE = 200_000  # a backlog up to this is copied while the page waits; a larger one in the background
 
 _SCHEMA = """
-CREATE TABLE ev (
-    seq BIGINT, id VARCHAR, ts TIMESTAMP, content_type VARCHAR, workload VARCHAR, record_type INTEGER,
-    operation VARCHAR, result_status VARCHAR, user_id VARCHAR, client_ip VARCHAR, user_agent VARCHAR,
-    application VARCHAR, object_id VARCHAR, site_url VARCHAR, file_name VARCHAR,
-    ip_v6 BOOLEAN, ip_num UHUGEINT  -- the address as a number, for CIDR ranges (DuckDB's inet is not offline)
-)"""
+CREATE TABLE IF NOT EXISTS ev (
+    seq BIGINT, ts TIMESTAMP, content_type VARCHAR, workload VARCHAR, record_type INTEGER, operation VARCHAR,
+    result_status VARCHAR, user_id VARCHAR, client_ip VARCHAR, user_agent VARCHAR, application VARCHAR,
+    object_id VARCHAR, site_url VARCHAR, file_name VARCHAR
+);
+-- each distinct address once, as a number, for CIDR ranges (DuckDB's inet extension is not available offline)
+CREATE TABLE IF NOT EXISTS ips (client_ip VARCHAR PRIMARY KEY, v6 BOOLEAN, num UHUGEINT);
+CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR);
+"""
+
+
+class IndexBusy(RuntimeError):
+    """Another process holds the index file; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -40,48 +65,147 @@ class Watch:
     restrict: bool = False
 
 
+@dataclass
+class Catching:
+    """A copy from the store in progress (a first build, or a long backlog)."""
+
+    done: int
+    total: int
+    rebuild: bool
+
+
 class ActivityIndex:
-    def __init__(self, store: EventStore):
-        self.store = store
-        self._con = duckdb.connect(":memory:")
-        self._con.execute(_SCHEMA)
-        self._lock = threading.Lock()
-        self._position = 0
-        self._generation = None
-        self.version = (0, 0)
+    def __init__(self, store: EventStore, path: str = ":memory:", memory_limit: str = "1GB"):
+        self.store, self.path = store, path
+        self._lock = threading.Lock()  # one writer at a time in this process
+        self._copying = threading.Lock()  # one copy from the store at a time (inline or in the background)
+        self._con = self._open(memory_limit)
+        self._position, self._horizon = self._state()
+        self.version = (self._position, self._horizon)
+        self.catching: Catching | None = None  # a background copy and how far it got
+        self._distinct: dict = {}  # (column, day range, version) → distinct values, for case folding
+
+    # --- the file ------------------------------------------------------------------------------
+    def _open(self, memory_limit: str) -> duckdb.DuckDBPyConnection:
+        config = {"memory_limit": memory_limit, "threads": 2}
+        try:
+            con = duckdb.connect(self.path, config=config)
+        except duckdb.Error as error:
+            if "lock" in str(error).lower():
+                raise IndexBusy(f"Another process already serves this store's index {self.path} "
+                                f"({str(error).split('held in', 1)[-1].strip() or 'see its lock'}). Open that "
+                                "dashboard — one serves any number of browsers — or stop it; or give this one an "
+                                "index file of its own with DASHBOARD_INDEX (it is built from the store).") from None
+            damaged = f"{self.path}.damaged-{int(time.time())}"
+            log.error("the index %s cannot be opened (%s); moved to %s and built again", self.path, error, damaged)
+            for suffix in ("", ".wal"):
+                if os.path.exists(self.path + suffix):
+                    os.replace(self.path + suffix, damaged + suffix)
+            con = duckdb.connect(self.path, config=config)
+        con.execute(_SCHEMA)
+        state = dict(con.execute("SELECT key, value FROM state").fetchall())
+        position = int(state.get("position", 0))
+        if state.get("layout", LAYOUT) != LAYOUT or state.get("store", self.store.identity()) != \
+                self.store.identity() or position > self.store.data_version()[0]:
+            log.warning("the index %s was built for another store or layout: building it again", self.path)
+            con.execute("DROP TABLE ev; DROP TABLE ips; DROP TABLE state")
+            con.execute(_SCHEMA)
+        con.execute("INSERT OR REPLACE INTO state VALUES ('layout', ?), ('store', ?)", [LAYOUT, self.store.identity()])
+        return con
+
+    def _state(self) -> tuple[int, str]:
+        state = dict(self._con.execute("SELECT key, value FROM state").fetchall())
+        return int(state.get("position", 0)), state.get("horizon", "")
+
+    def close(self) -> None:
+        self._con.close()
 
     # --- keeping in step with the store ---------------------------------------------------------
-    def refresh(self) -> tuple[int, int]:
-        """Copy what the store gained since last time (all of it after a retention prune). Cheap when
-        nothing changed: one small read of the store's version."""
-        with self._lock:
-            position, generation = self.store.data_version()
-            if generation != self._generation:
-                self._con.execute("DELETE FROM ev")
-                self._position, self._generation = 0, generation
-            while self._position < position:
-                rows = self.store.rows_since(self._position)
-                if not rows:
-                    break
-                self._append(rows)
-                self._position = rows[-1][0]
-            self.version = (self._position, self._generation)
-            return self.version
+    def refresh(self) -> tuple[int, str]:
+        """Follow the store: drop what retention removed, copy what it gained. A small backlog is copied now; a
+        large one (a first build) in the background, with `catching` saying how far it got. While another thread
+        copies, this one answers from what is indexed so far."""
+        position, horizon = self.store.data_version()
+        if (horizon > self._horizon or position > self._position) and self._copying.acquire(blocking=False):
+            handed_over = False
+            try:
+                if horizon > self._horizon:
+                    self._follow_horizon(horizon)
+                if position - self._position > INLINE:
+                    self.catching = Catching(0, position - self._position, rebuild=self._position == 0)
+                    threading.Thread(target=self._copy_in_background, args=(position,), name="index-catch-up",
+                                     daemon=True).start()
+                    handed_over = True
+                else:
+                    self._copy(position)
+            finally:
+                if not handed_over:
+                    self._copying.release()
+        self.version = (self._position, self._horizon)
+        return self.version
+
+    def wait(self, timeout: float = 600) -> None:
+        """Until a background copy is done (tests, benchmarks)."""
+        deadline = time.monotonic() + timeout
+        while self.catching is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self.refresh()
+
+    def _copy_in_background(self, target: int) -> None:
+        try:
+            self._copy(target)
+        except Exception:  # noqa: BLE001 - the next refresh tries again; the pages keep what is indexed
+            log.exception("copying from the store into the index failed")
+        finally:
+            self.catching = None
+            self.version = (self._position, self._horizon)
+            self._copying.release()
+
+    def _copy(self, target: int) -> None:
+        while self._position < target:
+            rows = self.store.rows_since(self._position, BATCH)
+            if not rows:
+                break
+            self._append(rows)
+            if self.catching is not None:
+                self.catching.done += len(rows)
 
     def _append(self, rows: list[tuple]) -> None:
         frame = pd.DataFrame(rows, columns=["seq", *NARROW])
-        # addresses as numbers, worked out once per distinct address (a tenant has few of them)
-        addresses = pd.DataFrame([(address, *ip.number(address)) for address in frame["client_ip"].unique()],
-                                 columns=["client_ip", "ip_v6", "ip_num"]).astype({"ip_num": "string"})
-        self._con.register("incoming", frame)
-        self._con.register("addresses", addresses)
-        self._con.execute(
-            "INSERT INTO ev SELECT i.seq, i.id, TRY_STRPTIME(i.time, '%Y-%m-%dT%H:%M:%SZ'), i.content_type, "
-            "i.workload, i.record_type, i.operation, i.result_status, i.user_id, i.client_ip, i.user_agent, "
-            "i.application, i.object_id, i.site_url, i.file_name, a.ip_v6, CAST(a.ip_num AS UHUGEINT) "
-            "FROM incoming i LEFT JOIN addresses a USING (client_ip) ORDER BY i.seq")
-        self._con.unregister("incoming")
-        self._con.unregister("addresses")
+        addresses = pd.DataFrame([(a, *ip.number(a)) for a in frame["client_ip"].unique()],
+                                 columns=["client_ip", "v6", "num"]).astype({"num": "string"})
+        horizon = self._horizon or "0000"
+        with self._lock:
+            cursor = self._con.cursor()
+            try:
+                cursor.register("incoming", frame)
+                cursor.register("addresses", addresses)
+                cursor.execute("BEGIN")
+                cursor.execute(
+                    f"INSERT INTO ev SELECT seq, TRY_STRPTIME(time, '%Y-%m-%dT%H:%M:%SZ'), "
+                    f"{', '.join(INDEXED[1:])} FROM incoming WHERE time >= ? ORDER BY seq", [horizon])
+                cursor.execute("INSERT INTO ips SELECT client_ip, v6, CAST(num AS UHUGEINT) FROM addresses "
+                               "WHERE v6 IS NOT NULL ON CONFLICT DO NOTHING")
+                cursor.execute("INSERT OR REPLACE INTO state VALUES ('position', ?)", [str(rows[-1][0])])
+                cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+        self._position = rows[-1][0]
+
+    def _follow_horizon(self, horizon: str) -> None:
+        """Delete what is older than the store's horizon, a few hours per transaction: the pages keep reading
+        (DuckDB reads its snapshot), and no single step holds the writer long."""
+        end = datetime.fromisoformat(horizon)
+        start = self._query("SELECT min(ts) AS t FROM ev", [])["t"][0]
+        step = start.to_pydatetime() if not pd.isna(start) else end
+        while step < end:
+            upper = min(step + timedelta(hours=6), end)
+            with self._lock:
+                self._con.execute("DELETE FROM ev WHERE ts < ?", [upper])
+            step = upper
+        with self._lock:
+            self._con.execute("INSERT OR REPLACE INTO state VALUES ('horizon', ?)", [horizon])
+        self._horizon = horizon
 
     def _query(self, sql: str, params: list) -> pd.DataFrame:
         cursor = self._con.cursor()  # one cursor per call: safe across Streamlit's threads
@@ -90,13 +214,68 @@ class ActivityIndex:
         finally:
             cursor.close()
 
-    @staticmethod
-    def where(flt: Filter, watch: Watch | None = None) -> tuple[str, list]:
-        where, params = DUCKDB.where(flt)
+    # --- what a filter means ---------------------------------------------------------------------
+    def where(self, flt: Filter, watch: Watch | None = None) -> tuple[str, list]:
+        clauses, params = ["1 = 1"], []
+
+        def add(clause: str, values: list) -> None:
+            clauses.append(clause)
+            params.extend(values)
+
+        if flt.start is not None:
+            add("ts >= ?", [_naive(flt.start)])
+        if flt.end is not None:
+            add("ts < ?", [_naive(flt.end)])
+        for column in VALUE_FILTERS:
+            values = getattr(flt, column)
+            if values:
+                add(*self._values_in(column, values, flt.case_sensitive or column == "record_type", flt))
+        if flt.client_ip:
+            add(*_ip_match(flt.client_ip))
+        if flt.text:
+            if flt.case_sensitive:
+                add("(" + " OR ".join(f"contains({c}, ?)" for c in TEXT_COLUMNS) + ")", [flt.text] * len(TEXT_COLUMNS))
+            else:
+                wanted = fold(flt.text)
+                tests = [self._values_in(c, self._matching(c, lambda v: wanted in fold(v), flt), True, flt)
+                         for c in TEXT_COLUMNS]
+                add("(" + " OR ".join(t for t, _ in tests) + ")", [p for _, values in tests for p in values])
         if watch is not None and watch.restrict:
-            clause, values = _watch_clause(watch, flt.case_sensitive)
-            where, params = f"{where} AND {clause}", params + values
-        return where, params
+            add(*self._watch_clause(watch, flt))
+        return " AND ".join(clauses), params
+
+    def _values_in(self, column: str, values, case_sensitive: bool, flt: Filter) -> tuple[str, list]:
+        if not case_sensitive:
+            wanted = {fold(str(v)) for v in values}
+            values = self._matching(column, lambda v: fold(v) in wanted, flt)
+        if column == "record_type":
+            return f"{column} IN (SELECT unnest(?::INTEGER[]))", [list(values)]
+        return f"{column} IN (SELECT unnest(?::VARCHAR[]))", [list(values)]
+
+    def _matching(self, column: str, test, flt: Filter) -> list[str]:
+        """The distinct values of a column, in the filter's days, that pass `test`: how "ignore case" becomes
+        exact matching, with one meaning of case folding whatever the engine."""
+        start = flt.start.date() if flt.start else None
+        key = (column, start, self.version)
+        values = self._distinct.get(key)
+        if values is None:
+            where, params = ("ts >= ?", [datetime.combine(start, datetime.min.time())]) if start else ("1 = 1", [])
+            values = self._query(f"SELECT DISTINCT {column} AS v FROM ev WHERE {where} AND {column} <> ''",
+                                 params)["v"].tolist()
+            self._distinct = {k: v for k, v in self._distinct.items() if k[2] == self.version}
+            self._distinct[key] = values
+        return [v for v in values if test(v)]
+
+    def _watch_clause(self, watch: Watch, flt: Filter) -> tuple[str, list]:
+        """Events that involve a listed account or address (either)."""
+        pieces = []
+        if watch.accounts:
+            pieces.append(self._values_in("user_id", watch.accounts, flt.case_sensitive, flt))
+        if watch.networks:
+            pieces.append(_ip_match(watch.networks))
+        if not pieces:
+            return "FALSE", []
+        return "(" + " OR ".join(c for c, _ in pieces) + ")", [p for _, values in pieces for p in values]
 
     # --- questions the pages ask --------------------------------------------------------------
     def count(self, flt: Filter, watch: Watch | None = None) -> int:
@@ -129,31 +308,39 @@ class ActivityIndex:
             f"SELECT bucket, CASE WHEN series IN (SELECT series FROM top) THEN series ELSE 'other' END AS series, "
             f"count(*) AS n FROM f GROUP BY ALL ORDER BY bucket", params)
 
-    def values(self, column: str, limit: int = 500) -> list:
-        """Distinct values of a column, most frequent first (filter choices)."""
-        assert column in NARROW
-        frame = self._query(f"SELECT {column} AS v FROM ev WHERE {column} IS NOT NULL AND CAST({column} AS VARCHAR) "
-                            f"<> '' GROUP BY {column} ORDER BY count(*) DESC LIMIT {int(limit)}", [])
+    def values(self, column: str, flt: Filter, limit: int = 500) -> list:
+        """Distinct values of a column in the filter's time range, most frequent first (filter choices)."""
+        assert column in INDEXED
+        where, params = self.where(Filter(start=flt.start, end=flt.end))
+        frame = self._query(f"SELECT {column} AS v FROM ev WHERE {where} AND {column} IS NOT NULL AND "
+                            f"CAST({column} AS VARCHAR) <> '' GROUP BY {column} ORDER BY count(*) DESC "
+                            f"LIMIT {int(limit)}", params)
         return frame["v"].tolist()
 
-    def case_variants(self, column: str, wanted: tuple[str, ...], limit: int = 10) -> pd.DataFrame:
-        """Values that equal one of `wanted` except for case (and are not it): the hint for a case-sensitive
-        filter that matches little."""
-        assert column in NARROW
-        if not wanted:
+    def case_variants(self, column: str, wanted: tuple[str, ...], flt: Filter, limit: int = 10) -> pd.DataFrame:
+        """Values that equal one of `wanted` once case is folded (and are not it), with their event counts in the
+        filter's time range: the hint for a case-sensitive filter that matches little."""
+        assert column in INDEXED
+        folded = {fold(w) for w in wanted}
+        variants = [v for v in self._matching(column, lambda v: fold(v) in folded, flt) if v not in wanted]
+        if not variants:
             return pd.DataFrame(columns=["value", "n"])
-        marks = ", ".join("?" * len(wanted))
+        where, params = self.where(Filter(start=flt.start, end=flt.end))
         return self._query(
-            f"SELECT {column} AS value, count(*) AS n FROM ev WHERE lower({column}) IN ({marks}) "
-            f"AND {column} NOT IN ({marks}) GROUP BY {column} ORDER BY n DESC LIMIT {int(limit)}",
-            [w.lower() for w in wanted] + list(wanted))
+            f"SELECT {column} AS value, count(*) AS n FROM ev WHERE {where} AND {column} IN "
+            f"(SELECT unnest(?::VARCHAR[])) GROUP BY {column} ORDER BY n DESC LIMIT {int(limit)}", params + [variants])
 
-    def page(self, flt: Filter, watch: Watch | None = None, limit: int = 50, offset: int = 0) -> list[int]:
-        """Positions of the matching events, newest first, one page."""
+    def page(self, flt: Filter, watch: Watch | None = None, limit: int = 50,
+             after: tuple[datetime, int] | None = None) -> list[tuple[datetime, int]]:
+        """(time, position) of matching events, newest first, continuing after `after` (a key this returned):
+        keyset paging, so the ten-thousandth page costs what the first does."""
         where, params = self.where(flt, watch)
-        frame = self._query(f"SELECT seq FROM ev WHERE {where} ORDER BY ts DESC, seq DESC LIMIT ? OFFSET ?",
-                            params + [int(limit), int(offset)])
-        return [int(s) for s in frame["seq"]]
+        if after is not None:
+            where += " AND (ts < ? OR (ts = ? AND seq < ?))"
+            params = params + [_naive(after[0]), _naive(after[0]), int(after[1])]
+        frame = self._query(f"SELECT ts, seq FROM ev WHERE {where} ORDER BY ts DESC, seq DESC LIMIT ?",
+                            params + [int(limit)])
+        return [(t.to_pydatetime(), int(s)) for t, s in zip(frame["ts"], frame["seq"])]
 
     def entity_summary(self, flt: Filter, kind: str, value: str, watch: Watch | None = None) -> dict:
         """Counts, first/last seen and top related entities for one node of the graph."""
@@ -175,14 +362,15 @@ class ActivityIndex:
         """(events in the filter that involve a listed entity, listed entries that matched nothing). A few
         queries whatever the list's length: a 10,000-entry list must not cost 10,000 queries per page view."""
         where, params = self.where(flt)
-        clause, values = _watch_clause(watch, flt.case_sensitive)
+        clause, values = self._watch_clause(watch, flt)
         total = int(self._query(f"SELECT count(*) AS n FROM ev WHERE {where} AND {clause}", params + values)["n"][0])
         unmatched = set()
         if watch.accounts:
-            one, vals = _accounts_in(watch.accounts, flt.case_sensitive)
-            seen = set(self._query(f"SELECT DISTINCT {'user_id' if flt.case_sensitive else 'lower(user_id)'} AS v "
-                                   f"FROM ev WHERE {where} AND {one}", params + vals)["v"])
-            unmatched.update(a for a in watch.accounts if (a if flt.case_sensitive else a.lower()) not in seen)
+            one, vals = self._values_in("user_id", watch.accounts, flt.case_sensitive, flt)
+            seen = set(self._query(f"SELECT DISTINCT user_id AS v FROM ev WHERE {where} AND {one}", params + vals)["v"])
+            same = (lambda a: a) if flt.case_sensitive else fold
+            seen = {same(v) for v in seen}
+            unmatched.update(a for a in watch.accounts if same(a) not in seen)
         if watch.networks:
             one, vals = _ip_match(watch.networks)
             present = self._query(f"SELECT DISTINCT client_ip AS a FROM ev WHERE {where} AND {one}", params + vals)
@@ -197,35 +385,14 @@ def _naive(moment: datetime) -> datetime:
 
 
 def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:
-    """Addresses (one list, a hash join however long it is) and ranges (number spans over ip_v6, ip_num)."""
+    """Addresses (one list: a hash join however long it is) and ranges (number spans over the `ips` table)."""
     wanted = ip.IpSet(entries)
     parts, params = [], []
     if wanted.exact:
         parts.append("client_ip IN (SELECT unnest(?::VARCHAR[]))")
         params.append(sorted(wanted.exact))
     for v6, low, high in wanted.ranges:
-        parts.append("(ip_v6 = ? AND ip_num BETWEEN CAST(? AS UHUGEINT) AND CAST(? AS UHUGEINT))")
+        parts.append("client_ip IN (SELECT client_ip FROM ips WHERE v6 = ? AND num BETWEEN CAST(? AS UHUGEINT) "
+                     "AND CAST(? AS UHUGEINT))")
         params.extend([v6, str(low), str(high)])
     return "(" + " OR ".join(parts) + ")", params
-
-
-def _accounts_in(accounts: tuple[str, ...], case_sensitive: bool) -> tuple[str, list]:
-    if case_sensitive:
-        return "user_id IN (SELECT unnest(?::VARCHAR[]))", [list(accounts)]
-    return "lower(user_id) IN (SELECT unnest(?::VARCHAR[]))", [[a.lower() for a in accounts]]
-
-
-DUCKDB = Dialect(time_column="ts", time_param=_naive, fold="lower", fold_value=str.lower,
-                 contains="contains({column}, ?)", ip_match=_ip_match)
-
-
-def _watch_clause(watch: Watch, case_sensitive: bool) -> tuple[str, list]:
-    """Events that involve a listed account or address (OR of both parts)."""
-    pieces = []
-    if watch.accounts:
-        pieces.append(_accounts_in(watch.accounts, case_sensitive))
-    if watch.networks:
-        pieces.append(_ip_match(watch.networks))
-    if not pieces:
-        return "FALSE", []
-    return "(" + " OR ".join(clause for clause, _ in pieces) + ")", [p for _, values in pieces for p in values]

@@ -28,10 +28,24 @@ def page_start(title: str, what: str):
     if cur.filter is None:
         st.warning(f"Fix the filter in the sidebar to see {what}: {cur.problem}")
         st.stop()
+    if index.catching is not None:
+        _indexing()
+        st.stop()
     if index.version[0] == 0:
         empty_state()
         st.stop()
     return cur, index
+
+
+@st.fragment(run_every=1)
+def _indexing() -> None:
+    """While the index is built (or copies a long backlog), say how far it got; draw the page when done."""
+    catching = services.index().catching
+    if catching is None:
+        st.rerun(scope="app")
+    what = "Building the dashboard's index from the store" if catching.rebuild else "Indexing newly synced events"
+    st.progress(min(1.0, catching.done / max(1, catching.total)),
+                text=f"{what}: {catching.done:,} of {catching.total:,} events. The page appears when it is done.")
 
 
 def empty_state() -> None:
@@ -66,25 +80,32 @@ def related_table(title: str, frame: pd.DataFrame) -> None:
 
 
 def show_events(index: ActivityIndex, flt: Filter, watch: Watch | None, key: str, limit: int = 50,
-                offset: int = 0) -> None:
-    """A page of matching events, newest first; selecting a row shows its full JSON (as text, never markup)."""
-    rows = services.store().events_at(index.page(flt, watch, limit=limit, offset=offset))
+                after: tuple | None = None) -> tuple | None:
+    """A page of matching events, newest first, continuing after the key `after`; selecting a row shows its full
+    JSON (as text, never markup). Returns the key that the next page continues after (None at the end)."""
+    keys = index.page(flt, watch, limit=limit, after=after)
+    rows = services.store().events_at([position for _, position in keys])
     if not rows:
         st.caption("No events.")
-        return
+        return None
     frame = pd.DataFrame([r._asdict() for r in rows])
     event = st.dataframe(frame[TABLE_COLUMNS], hide_index=True, width="stretch", key=key,
-                         on_select="rerun", selection_mode="single-row", height=320)
+                         on_select="rerun", selection_mode="single-row", height=min(35 * (len(rows) + 1) + 3, 900))
     chosen = event.selection.rows if event is not None else []
     if chosen:
         st.caption("The original record, as the API sent it")
         st.json(json.loads(rows[chosen[0]].raw), expanded=True)
+    return keys[-1] if len(keys) == limit else None
 
 
 def _rows(index: ActivityIndex, flt: Filter, watch: Watch | None):
-    positions = index.page(flt, watch, limit=EXPORT_LIMIT)
-    for i in range(0, len(positions), 5000):
-        yield from services.store().events_at(positions[i:i + 5000])
+    after, left = None, EXPORT_LIMIT
+    while left > 0:
+        keys = index.page(flt, watch, limit=min(5000, left), after=after)
+        if not keys:
+            return
+        yield from services.store().events_at([position for _, position in keys])
+        after, left = keys[-1], left - len(keys)
 
 
 def events_csv(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:

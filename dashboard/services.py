@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import streamlit as st
 
-from eventstore import EventStore, StoreError, open_store
+from eventstore import EventStore, Filter, StoreError, open_store
 from ingest import redact
 from ingest.settings import Settings, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
@@ -44,12 +44,15 @@ def store() -> EventStore:
 
 @st.cache_resource(show_spinner=False)
 def _index() -> ActivityIndex:
-    return ActivityIndex(store())
+    """The on-disk index beside the store (IndexBusy when another dashboard process serves it)."""
+    s = settings()
+    return ActivityIndex(store(), s.index_file, s.index_memory)
 
 
 def index() -> ActivityIndex:
     """The index, brought up to date with the store (cheap when nothing changed): a finished sync shows
-    up on the next interaction, no restart needed."""
+    up on the next interaction, no restart needed. A large backlog (a first build) is copied in the
+    background; `index().catching` says how far it got."""
     ix = _index()
     ix.refresh()
     return ix
@@ -82,6 +85,17 @@ def edges(flt, chain: tuple[str, ...], watch=None):
 
 def timeline(flt, stack_by: str, watch=None):
     return _timeline(flt, stack_by, watch, index().version)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _values(column, start_day, version) -> list:
+    return _index().values(column, Filter(start=start_day))
+
+
+def values(column: str, flt: Filter) -> list:
+    """Filter choices for a column: the values in the view's days, most frequent first."""
+    start = flt.start.replace(hour=0, minute=0, second=0, microsecond=0) if flt and flt.start else None
+    return _values(column, start, index().version)
 
 
 # --- watch-lists ---------------------------------------------------------------------------------

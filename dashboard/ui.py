@@ -2,7 +2,7 @@
 watch-list. Pages read the result with `current()`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime, timezone
 
 import streamlit as st
@@ -122,7 +122,7 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
                                     ("content_type", "content_type", "Content type"),
                                     ("record_type", "record_type", "Record type")):
             chosen = list(st.session_state.get(_KEY + name, []))
-            options = [str(v) for v in index.values(column)]
+            options = [str(v) for v in services.values(column, _days_of_view())]
             st.multiselect(label, sorted(set(options) | set(chosen)), key=_KEY + name)
 
     names = sorted(services.watchlists())
@@ -150,11 +150,19 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
     return Current(view, flt, watch)
 
 
+def _days_of_view() -> Filter:
+    """The time range of the view as the widgets stand (a filter value may still be unusable)."""
+    try:
+        return replace(_view_from_widgets(), ip="", record_type=(), watchlist="").to_filter()
+    except FilterInputError:
+        return Filter()
+
+
 def _case_hint(index: ActivityIndex, view: View, flt: Filter, watch: Watch | None) -> None:
     """When a case-sensitive user filter misses much (values that differ only by case), say so."""
     if not flt.case_sensitive or not flt.user_id:
         return
-    variants = index.case_variants("user_id", flt.user_id)
+    variants = index.case_variants("user_id", flt.user_id, flt)
     if variants.empty:
         return
     matched, missed = index.count(flt, watch), int(variants["n"].sum())

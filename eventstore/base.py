@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 
-from .model import BlobRecord, Checkpoint, EventRow, Filter, StoreStats
+from .model import BlobRecord, Checkpoint, EventRow, StoreStats
 
 
 class StoreError(RuntimeError):
@@ -63,7 +63,9 @@ class EventStore(ABC):
 
     @abstractmethod
     def prune(self, before: datetime) -> int:
-        """Delete events older than `before` (retention) and blob records past their expiration."""
+        """Delete the events of the UTC days before `before`'s day (retention works in whole days), a day at a
+        time and never holding writers up for long, and blob records past their expiration. Returns how many
+        events went."""
 
     @abstractmethod
     def try_lease(self, name: str, owner: str, seconds: float) -> bool:
@@ -81,26 +83,24 @@ class EventStore(ABC):
     @abstractmethod
     def set_meta(self, key: str, value: str) -> None: ...
 
-    # --- reading side ------------------------------------------------------------------------
+    # --- reading side: the store is the durable record; the dashboard's index answers questions ----
     @abstractmethod
-    def query(self, flt: Filter, limit: int = 100, offset: int = 0) -> list[EventRow]:
-        """Matching events, newest first."""
-
-    @abstractmethod
-    def count(self, flt: Filter) -> int: ...
-
-    @abstractmethod
-    def iter_events(self, flt: Filter | None = None) -> Iterator[EventRow]:
-        """Every matching event, in no promised order, streamed (never all in memory)."""
+    def iter_events(self) -> Iterator[EventRow]:
+        """Every stored event, in position order, streamed (never all in memory)."""
 
     @abstractmethod
     def stats(self) -> StoreStats: ...
 
-    # --- what an in-memory analytic index needs to keep in step incrementally ------------------
+    def identity(self) -> str:
+        """Made when the store was created: an index built from another store (or an earlier one at the same
+        path) is not this one's."""
+        return self.get_meta("store.id") or ""
+
+    # --- what the dashboard's index needs to keep in step incrementally --------------------------
     @abstractmethod
-    def data_version(self) -> tuple[int, int]:
-        """(position after the last stored event, removal generation). The first grows with every
-        stored event; the second changes whenever events are removed (retention)."""
+    def data_version(self) -> tuple[int, str]:
+        """(position after the last stored event, horizon). Positions grow with every stored event; the
+        horizon is the first UTC day ("YYYY-MM-DD") retention has kept, "" until anything was pruned."""
 
     @abstractmethod
     def rows_since(self, position: int, limit: int = 50_000) -> list[tuple]:
@@ -109,7 +109,7 @@ class EventStore(ABC):
 
     @abstractmethod
     def events_at(self, positions: Sequence[int]) -> list[EventRow]:
-        """The full events (with raw JSON) at these positions, in the order given."""
+        """The full events (with raw JSON) at these positions, in the order given (missing ones left out)."""
 
     # --- watch-lists, shared by everyone who uses this store ----------------------------------
     @abstractmethod

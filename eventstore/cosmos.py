@@ -3,11 +3,13 @@
 Events live in one container, partitioned by UTC day ("/day"): logical partitions stay far below 20 GB and a
 time-bounded query touches few of them. `id` is the record Id (stable, so a re-sent record overwrites itself),
 the container's default TTL is the retention. State (blobs, checkpoints, leases, meta, watch-lists) lives in a
-second, small container partitioned by "/kind". Every query is parameterized. The SDK has no cross-partition
-GROUP BY, so aggregation happens client-side over projected rows; the dashboard's in-memory index does the rest."""
+second, small container partitioned by "/kind". Every query is parameterized. The store is read by position (what
+the dashboard's index copies) and by position list (an event's original record); filtering and aggregating are
+the index's work: no RU-priced cross-partition scan per click."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -23,8 +25,7 @@ from azure.cosmos.exceptions import (
 )
 
 from .base import EventStore, StoreError, StoreUnavailable, translate_errors
-from .ip import IpSet
-from .model import EVENT_COLUMNS, BlobRecord, Checkpoint, EventRow, Filter, StoreStats, parse_utc, utc_text
+from .model import EVENT_COLUMNS, BlobRecord, Checkpoint, EventRow, StoreStats, parse_utc, utc_text
 
 _NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 _SEQ_KEY = "next_seq"
@@ -58,7 +59,13 @@ class CosmosStore(EventStore):
             db = self._client.create_database_if_not_exists(database)
             self._events = db.create_container_if_not_exists(
                 container, partition_key=PartitionKey(path="/day"), default_ttl=retention_days * 86400)
-            self._state = db.create_container_if_not_exists(f"{container}-state", partition_key=PartitionKey(path="/kind"))
+            self._state = db.create_container_if_not_exists(f"{container}-state",
+                                                            partition_key=PartitionKey(path="/kind"))
+            try:
+                self._state.create_item({"id": "meta:store.id", "kind": "meta", "name": "store.id",
+                                         "value": uuid.uuid4().hex})
+            except CosmosResourceExistsError:
+                pass
         except (AzureError, ValueError) as exc:
             # the SDK's messages can quote request headers; say what to check instead
             raise StoreUnavailable(f"Cannot open Cosmos DB at {endpoint} ({type(exc).__name__}). Check "
@@ -176,12 +183,12 @@ class CosmosStore(EventStore):
                        for d in docs), key=lambda b: b.content_created)
 
     def prune(self, before: datetime) -> int:
-        """The container's TTL expires events on real Cosmos DB; this also deletes them explicitly (the local
-        stand-in does not enforce TTL) and tells the dashboard's index to reload."""
-        cutoff = utc_text(before)
+        """The container's TTL expires events on real Cosmos DB; this also deletes the days before `before`'s
+        explicitly (the local stand-in does not enforce TTL) and moves the horizon the dashboard's index follows."""
+        cutoff = utc_text(before)[:10]
         removed = 0
         for doc in list(self._events.query_items(
-                "SELECT c.id, c.day FROM c WHERE c.time < @cutoff", parameters=[{"name": "@cutoff", "value": cutoff}],
+                "SELECT c.id, c.day FROM c WHERE c.day < @cutoff", parameters=[{"name": "@cutoff", "value": cutoff}],
                 enable_cross_partition_query=True)):
             self._events.delete_item(doc["id"], partition_key=doc["day"])
             removed += 1
@@ -189,9 +196,8 @@ class CosmosStore(EventStore):
         for doc in self._state_query("blob", "c.status = @s AND c.content_expiration < @now",
                                      [{"name": "@s", "value": "stored"}, {"name": "@now", "value": now}], "c.id"):
             self._state.delete_item(doc["id"], partition_key="blob")
-        if removed:
-            generation = int(self.get_meta("generation") or 0)
-            self.set_meta("generation", str(generation + 1))
+        if removed and cutoff > (self.get_meta("horizon") or ""):
+            self.set_meta("horizon", cutoff)
         return removed
 
     def try_lease(self, name: str, owner: str, seconds: float) -> bool:
@@ -226,68 +232,12 @@ class CosmosStore(EventStore):
         self._write("meta", key, {"value": value})
 
     # --- reading side ------------------------------------------------------------------------
-    def _where(self, flt: Filter) -> tuple[str, list[dict], Filter]:
-        """Cosmos SQL for what Cosmos can evaluate, plus the part left for the client (CIDR ranges)."""
-        clauses, params = ["true"], []
-
-        def param(value) -> str:
-            name = f"@p{len(params)}"
-            params.append({"name": name, "value": value})
-            return name
-
-        if flt.start is not None:
-            clauses.append(f"c.time >= {param(utc_text(flt.start))}")
-        if flt.end is not None:
-            clauses.append(f"c.time < {param(utc_text(flt.end))}")
-        for column in ("workload", "content_type", "operation", "record_type", "result_status", "user_id"):
-            values = list(getattr(flt, column))
-            if not values:
-                continue
-            if flt.case_sensitive or column == "record_type":
-                clauses.append(f"ARRAY_CONTAINS({param(values)}, c.{column})")
-            else:
-                clauses.append(f"ARRAY_CONTAINS({param([str(v).lower() for v in values])}, LOWER(c.{column}))")
-        if flt.text:
-            columns = ("user_agent", "object_id", "site_url", "file_name")
-            if flt.case_sensitive:
-                text = param(flt.text)
-                clauses.append("(" + " OR ".join(f"CONTAINS(c.{c}, {text})" for c in columns) + ")")
-            else:
-                text = param(flt.text.lower())
-                clauses.append("(" + " OR ".join(f"CONTAINS(LOWER(c.{c}), {text})" for c in columns) + ")")
-        return " AND ".join(clauses), params, flt
-
-    def _docs(self, flt: Filter, fields: str = "*", order: str = "") -> Iterator[dict]:
-        """Matching documents; addresses and ranges are checked here, over the projected address."""
-        where, params, _ = self._where(flt)
-        wanted = IpSet(flt.client_ip) if flt.client_ip else None
-        for doc in self._events.query_items(f"SELECT {fields} FROM c WHERE {where}{order}", parameters=params,
-                                            enable_cross_partition_query=True):
-            if wanted is None or doc.get("client_ip", "") in wanted:
-                yield doc
-
     @staticmethod
     def _row(doc: dict) -> EventRow:
         return EventRow(*(doc.get(c, "") if c != "record_type" else doc.get(c) for c in EVENT_COLUMNS))
 
-    def query(self, flt: Filter, limit: int = 100, offset: int = 0) -> list[EventRow]:
-        rows = []
-        for n, doc in enumerate(self._docs(flt, order=" ORDER BY c.time DESC")):
-            if n >= offset + limit:
-                break
-            if n >= offset:
-                rows.append(self._row(doc))
-        return rows
-
-    def count(self, flt: Filter) -> int:
-        if flt.client_ip:  # ranges are checked client-side over the projected address
-            return sum(1 for _ in self._docs(flt, "c.client_ip"))
-        where, params, _ = self._where(flt)
-        return sum(self._events.query_items(f"SELECT VALUE COUNT(1) FROM c WHERE {where}", parameters=params,
-                                            enable_cross_partition_query=True))
-
-    def iter_events(self, flt: Filter | None = None) -> Iterator[EventRow]:
-        for doc in self._docs(flt or Filter()):
+    def iter_events(self) -> Iterator[EventRow]:
+        for doc in self._events.query_items("SELECT * FROM c ORDER BY c.seq", enable_cross_partition_query=True):
             yield self._row(doc)
 
     def stats(self) -> StoreStats:
@@ -299,8 +249,8 @@ class CosmosStore(EventStore):
             last = doc["time"] if last is None or doc["time"] > last else last
         return StoreStats(sum(per_type.values()), first, last, per_type)
 
-    def data_version(self) -> tuple[int, int]:
-        return int(self.get_meta(_SEQ_KEY) or 1) - 1, int(self.get_meta("generation") or 0)
+    def data_version(self) -> tuple[int, str]:
+        return int(self.get_meta(_SEQ_KEY) or 1) - 1, self.get_meta("horizon") or ""
 
     def rows_since(self, position: int, limit: int = 50_000) -> list[tuple]:
         rows = []

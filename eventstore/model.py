@@ -40,7 +40,7 @@ EVENT_COLUMNS = EventRow._fields
 @dataclass(frozen=True)
 class Filter:
     """What the analyst asked for. Empty tuples mean 'any'. Values match exactly and, by default,
-    case-sensitively, as a Cosmos DB query does."""
+    case-sensitively, as a Cosmos DB query does; with case_sensitive off, equal once folded (`fold`)."""
 
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # exclusive
@@ -89,6 +89,13 @@ class StoreStats:
     first_time: str | None = None
     last_time: str | None = None
     per_content_type: dict[str, int] = field(default_factory=dict)
+
+
+def fold(text: str) -> str:
+    """What "ignore case" means, everywhere (filters, watch-lists, hints): Unicode full case folding, as
+    str.casefold does it — Straße = STRASSE, ς = σ = Σ, and İ (Turkish capital dotted I) folds to i + a combining
+    dot, so it is not plain I or i. Engines never fold by themselves; the index applies this to the values."""
+    return text.casefold()
 
 
 def utc_text(moment: datetime) -> str:

@@ -46,6 +46,8 @@ VARIABLES = {
     "COSMOS_KEY": "Cosmos DB account key, with AUDIT_STORE=cosmos.",
     "COSMOS_DATABASE": "Cosmos DB database name. Default o365audit.",
     "COSMOS_CONTAINER": "Cosmos DB container name. Default events.",
+    "DASHBOARD_INDEX": "The dashboard's index file (DuckDB). Default: beside the SQLite store, or data/ for Cosmos DB.",
+    "DASHBOARD_INDEX_MEMORY": "Memory the index may use, as DuckDB reads it (e.g. 1GB, 512MB). Default 1GB.",
 }
 
 
@@ -75,11 +77,21 @@ class Settings:
     cosmos_key: str = field(default="", repr=False)
     cosmos_database: str = "o365audit"
     cosmos_container: str = "events"
+    index_path: str = ""  # "" = beside the store (see index_file)
+    index_memory: str = "1GB"
     demo: bool = False  # no tenant configured: the simulated demo tenant stands in
 
     @property
     def tenant_label(self) -> str:
         return "DEMO tenant (simulated)" if self.demo else f"tenant {self.tenant_id}"
+
+    @property
+    def index_file(self) -> str:
+        if self.index_path:
+            return self.index_path
+        if self.store_url == "cosmos":
+            return os.path.join("data", f"cosmos-{self.cosmos_database}-{self.cosmos_container}.index")
+        return self.store_url[len("sqlite:///"):] + ".index"
 
     def cosmos_options(self) -> dict:
         return {"endpoint": self.cosmos_endpoint, "key": self.cosmos_key,
@@ -113,6 +125,12 @@ def _https_url(name: str, value: str) -> str:
     if parsed.scheme != "https" or not parsed.hostname:
         raise SettingsError(f"{name} must be an https:// URL, not {value!r}.")
     return value.rstrip("/")
+
+
+def _memory(name: str, value: str) -> str:
+    if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, re.IGNORECASE):
+        raise SettingsError(f"{name} must be an amount of memory such as 1GB or 512MB, not {value!r}.")
+    return value
 
 
 def _readable_file(name: str, value: str) -> str:
@@ -196,5 +214,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         cosmos_key=get("COSMOS_KEY"),
         cosmos_database=get("COSMOS_DATABASE") or "o365audit",
         cosmos_container=get("COSMOS_CONTAINER") or "events",
+        index_path=get("DASHBOARD_INDEX"),
+        index_memory=_memory("DASHBOARD_INDEX_MEMORY", get("DASHBOARD_INDEX_MEMORY") or "1GB"),
         demo=not tenant_id,
     )

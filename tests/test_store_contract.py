@@ -83,29 +83,39 @@ def test_original_record_is_kept_whole(backend):
     assert json.loads(row.raw) == original
 
 
-def test_filters_are_case_sensitive_by_default_and_can_ignore_case(backend):
-    backend.store_blobs([blob("b", [record(1, user="Megan.B@contoso.com"), record(2, user="megan.b@contoso.com"),
-                                    record(3, user="other@contoso.com")])])
-    assert backend.count(Filter(user_id=("megan.b@contoso.com",))) == 1
-    assert backend.count(Filter(user_id=("megan.b@contoso.com",), case_sensitive=False)) == 2
-    assert backend.count(Filter(text="contoso", case_sensitive=True)) == 0  # text looks at agent/object/site/file
+def test_original_record_comes_back_byte_for_byte_by_position(backend):
+    text = '{"Id":"00000000-0000-4000-8000-000000000042", "CreationTime":"%s",  "UserId":"Ünïcødé@contoso.com",' \
+           '"Subject":"\\u00e9 <b>x</b>"}' % (NOW - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
+    import json
+
+    row = normalize(json.loads(text), "Audit.Exchange", NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), text)
+    backend.store_blobs([(BlobRecord("x", "Audit.Exchange", row.time, "2099-01-01T00:00:00Z"), [row])])
+    (position, *narrow) = backend.rows_since(0)[0]
+    (back,) = backend.events_at([position])
+    assert back.raw == text and back == row and tuple(narrow) == row[:-1]
 
 
-def test_ip_exact_and_cidr_and_time_filters(backend):
-    backend.store_blobs([blob("b", [record(1, ip="198.51.100.9:5555"), record(2, ip="198.51.100.77"),
-                                    record(3, ip="[2001:db8::1]:443"), record(4, ip="203.0.113.5", age_hours=50)])])
-    assert backend.count(Filter(client_ip=("198.51.100.9",))) == 1
-    assert backend.count(Filter(client_ip=("198.51.100.0/24",))) == 2
-    assert backend.count(Filter(client_ip=("2001:db8::/32",))) == 1
-    assert backend.count(Filter(start=NOW - timedelta(hours=24))) == 3
+def test_positions_grow_and_rows_since_pages_through_them(backend):
+    backend.store_blobs([blob("b1", [record(i, age_hours=i % 30) for i in range(1, 40)])])
+    backend.store_blobs([blob("b2", [record(i, age_hours=i % 30) for i in range(35, 60)])])  # 5 already stored
+    position, horizon = backend.data_version()
+    rows = backend.rows_since(0)
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows) and len(rows) == 59 and rows[-1][0] == position
+    assert [r[0] for r in backend.rows_since(rows[9][0], limit=5)] == [r[0] for r in rows[10:15]]
+    assert horizon == ""
+    events = backend.events_at([rows[3][0], rows[50][0], 10**9])
+    assert [e.id for e in events] == [rows[3][1], rows[50][1]], "in the order asked; missing positions left out"
 
 
-def test_query_is_newest_first_and_pages(backend):
-    backend.store_blobs([blob("b", [record(i, age_hours=i) for i in range(1, 8)])])
-    first = backend.query(Filter(), limit=3)
-    second = backend.query(Filter(), limit=3, offset=3)
-    times = [r.time for r in first + second]
-    assert times == sorted(times, reverse=True) and len(set(r.id for r in first + second)) == 6
+def test_prune_removes_whole_days_and_moves_the_horizon(backend):
+    backend.store_blobs([blob("b", [record(1, age_hours=80), record(2, age_hours=50), record(3, age_hours=1)])])
+    cutoff = NOW - timedelta(hours=49)
+    older = sum(1 for r in backend.iter_events() if r.time[:10] < cutoff.strftime("%Y-%m-%d"))
+    assert backend.prune(cutoff) == older > 0
+    assert all(r.time[:10] >= cutoff.strftime("%Y-%m-%d") for r in backend.iter_events())
+    assert backend.data_version()[1] == cutoff.strftime("%Y-%m-%d")
+    assert backend.stats().events == len(list(backend.iter_events()))
+    assert backend.store_blobs([blob("again", [record(3)])]) == 0, "what is kept still dedupes"
 
 
 def test_checkpoints_and_lost_blobs_round_trip(backend):
@@ -166,12 +176,13 @@ def test_index_keeps_in_step_and_follows_retention(backend):
     assert index.count(Filter()) == 2
     backend.store_blobs([blob("b2", [record(3, age_hours=0.5)])])
     index.refresh()
-    assert index.count(Filter()) == 3 == backend.count(Filter())
+    assert index.count(Filter()) == 3 == backend.stats().events
     assert backend.prune(NOW - timedelta(hours=48)) == 1
     index.refresh()
-    assert index.count(Filter()) == 2 == backend.count(Filter())
-    rows = backend.events_at(index.page(Filter(), limit=5))
-    assert [r.id for r in rows] == [r.id for r in backend.query(Filter(), limit=5)]
+    assert index.count(Filter()) == 2 == backend.stats().events
+    rows = backend.events_at([p for _, p in index.page(Filter(), limit=5)])
+    assert [r.id for r in rows] == [r.id for r in sorted(backend.iter_events(), key=lambda r: r.time, reverse=True)]
+    index.close()
 
 
 def test_watchlists_are_shared_through_the_store(backend):
@@ -197,3 +208,53 @@ def test_cosmos_container_is_partitioned_by_day_with_retention_as_ttl(cosmos_ser
     (doc,) = list(store._events.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert doc["day"] == doc["time"][:10] and doc["id"] == "00000000-0000-4000-8000-000000000001"
     store.close()
+
+
+# --- SQLite: the first layout is upgraded once, in place, losing nothing ----------------------------------------
+LAYOUT1 = """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT NOT NULL, content_type TEXT NOT NULL,
+    workload TEXT NOT NULL, record_type INTEGER, operation TEXT NOT NULL, result_status TEXT NOT NULL,
+    user_id TEXT NOT NULL, client_ip TEXT NOT NULL, user_agent TEXT NOT NULL, application TEXT NOT NULL,
+    object_id TEXT NOT NULL, site_url TEXT NOT NULL, file_name TEXT NOT NULL);
+CREATE TABLE raw_events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
+CREATE TABLE blobs (content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
+    content_expiration TEXT NOT NULL, events INTEGER NOT NULL, status TEXT NOT NULL,
+    error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '', recorded_at TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE checkpoints (content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT,
+    last_error TEXT NOT NULL DEFAULT '', events_stored INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO meta VALUES ('next_seq', '1'), ('generation', '0'), ('demo.tenant_start', '2026-11-21T01:00:00+00:00');
+CREATE TABLE watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
+"""
+
+
+def test_a_store_of_the_first_layout_is_upgraded_with_everything_in_it(tmp_path, demo_like_tenant):
+    import sqlite3
+
+    from .conftest import fill_store
+
+    reference = SqliteStore(str(tmp_path / "reference.db"))
+    fill_store(reference, demo_like_tenant)
+    events = list(reference.iter_events())
+    path = str(tmp_path / "old.db")
+    old = sqlite3.connect(path)
+    old.executescript(LAYOUT1)
+    old.executemany("INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(n, *row[:-1]) for n, row in enumerate(events, 1)])
+    old.executemany("INSERT INTO raw_events VALUES (?, ?)", [(n, row.raw) for n, row in enumerate(events, 1)])
+    old.execute("INSERT INTO checkpoints VALUES ('DLP.All', '2026-11-27T10:00:00Z', NULL, 'AF429', 12)")
+    old.execute("INSERT INTO blobs VALUES ('gone$1', 'DLP.All', 'x', 'y', 0, 'lost', 'AF20051', 'expired', 'z')")
+    old.execute("INSERT INTO watchlists VALUES ('admins', '{\"accounts\": [\"a@c.com\"], \"networks\": []}', 'z')")
+    old.commit()
+    old.close()
+    said = []
+    upgraded = SqliteStore(path, progress=said.append)
+    assert sorted(upgraded.iter_events()) == sorted(events), "every event, its original JSON byte for byte"
+    assert upgraded.get_checkpoint("DLP.All").last_error == "AF429"
+    assert [b.content_id for b in upgraded.blob_issues()] == ["gone$1"]
+    assert list(upgraded.watchlists()) == ["admins"] and upgraded.get_meta("demo.tenant_start")
+    assert (tmp_path / "old.db.layout1").exists() and any("Upgraded" in line for line in said)
+    assert upgraded.store_blobs([(BlobRecord("again", "Audit.SharePoint", "x", "y"), events[:50])]) == 0
+    upgraded.close()
+    reference.close()

@@ -191,8 +191,9 @@ def test_already_enabled_subscription_is_success(simulator, make_settings, store
 def test_retention_prunes_old_events(simulator, make_settings, store):
     service, env = simulator()
     sync(make_settings(env, AUDIT_RETENTION_DAYS=3), store)
-    oldest = store.stats().first_time
-    assert oldest >= (service.now() - timedelta(days=3, minutes=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    oldest = store.stats().first_time  # retention works in whole UTC days: the cutoff's day is kept
+    assert oldest >= (service.now() - timedelta(days=3)).strftime("%Y-%m-%dT00:00:00Z")
+    assert oldest < (service.now() - timedelta(days=2)).strftime("%Y-%m-%dT00:00:00Z")
 
 
 def test_one_sync_at_a_time(simulator, make_settings, store):

@@ -1,5 +1,9 @@
-"""Events: the filtered events as a table, newest first, paged in the index; a row opens its full JSON."""
+"""Events: the filtered events as a table, newest first; a row opens its full JSON. Pages are keyset pages
+(time, position), so paging deep into tens of millions of events costs what the first page does: Older and
+Newer step through them, and "Jump to" starts at any moment."""
 from __future__ import annotations
+
+from datetime import datetime, time, timezone
 
 import streamlit as st
 
@@ -9,15 +13,36 @@ from dashboard.pages_common import EXPORT_LIMIT, events_csv, events_jsonl, page_
 cur, index = page_start("Events", "events")
 
 total = services.count(cur.filter, cur.watch)
-a, b = st.columns([1, 3])
+a, b, c = st.columns([1, 1, 1])
 size = a.selectbox("Rows per page", [25, 50, 100, 250], index=1, key="events_page_size")
-pages = max(1, -(-total // size))
-number = b.number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, value=1, key="events_page")
-st.caption(f"{total:,} events match · newest first · times in UTC")
-show_events(index, cur.filter, cur.watch, key="events_table", limit=size, offset=(number - 1) * size)
+day = b.date_input("Jump to (UTC)", value=None, key="events_jump_day", help="Show events from this moment back")
+moment = c.time_input("at", value=time(23, 59), key="events_jump_time", step=60)
 
-c, d = st.columns(2)
-c.download_button("Download CSV", lambda: events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
+# the keys of the pages walked so far (None: the newest); a new view, page size or jump starts again
+view = (cur.filter, cur.watch, size, day, moment)
+if st.session_state.get("events_view") != view:
+    start = (datetime.combine(day, moment, tzinfo=timezone.utc).replace(second=59), 2**62) if day else None
+    st.session_state.events_view, st.session_state.events_pages = view, [start]
+pages = st.session_state.events_pages
+
+st.caption(f"{total:,} events match · newest first · times in UTC · page {len(pages):,}"
+           + (" (from the jump)" if pages[0] is not None else ""))
+following = show_events(index, cur.filter, cur.watch, key="events_table", limit=size, after=pages[-1])
+
+
+
+def _newest() -> None:
+    st.session_state.events_view = None
+    st.session_state.events_jump_day = None
+
+
+left, middle, right, _ = st.columns([1, 1, 1, 3])
+left.button("⟨ Newer", disabled=len(pages) == 1, width="stretch", on_click=pages.pop)
+middle.button("Older ⟩", disabled=following is None, width="stretch", on_click=pages.append, args=(following,))
+right.button("Newest", disabled=pages == [None], width="stretch", on_click=_newest)
+
+d, e = st.columns(2)
+d.download_button("Download CSV", lambda: events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
                   help=f"The normalized columns; formula-like cells are neutralized. At most {EXPORT_LIMIT:,} events.")
-d.download_button("Download JSONL", lambda: events_jsonl(index, cur.filter, cur.watch), "events.jsonl",
+e.download_button("Download JSONL", lambda: events_jsonl(index, cur.filter, cur.watch), "events.jsonl",
                   "application/jsonl", help=f"The original records, one per line. At most {EXPORT_LIMIT:,} events.")
