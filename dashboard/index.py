@@ -193,16 +193,15 @@ class ActivityIndex:
         self._position = rows[-1][0]
 
     def _follow_horizon(self, horizon: str) -> None:
-        """Delete what is older than the store's horizon, a few hours per transaction: the pages keep reading
-        (DuckDB reads its snapshot), and no single step holds the writer long."""
+        """Delete what is older than the store's horizon, six hours of events per transaction (from the oldest
+        left): the pages keep reading their snapshot, and no single step holds the writer long."""
         end = datetime.fromisoformat(horizon)
-        start = self._query("SELECT min(ts) AS t FROM ev", [])["t"][0]
-        step = start.to_pydatetime() if not pd.isna(start) else end
-        while step < end:
-            upper = min(step + timedelta(hours=6), end)
+        while True:
+            oldest = self._query("SELECT min(ts) AS t FROM ev WHERE ts < ?", [end])["t"][0]
+            if pd.isna(oldest):
+                break
             with self._lock:
-                self._con.execute("DELETE FROM ev WHERE ts < ?", [upper])
-            step = upper
+                self._con.execute("DELETE FROM ev WHERE ts < ?", [min(oldest.to_pydatetime() + timedelta(hours=6), end)])
         with self._lock:
             self._con.execute("INSERT OR REPLACE INTO state VALUES ('horizon', ?)", [horizon])
         self._horizon = horizon

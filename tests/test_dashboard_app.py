@@ -293,3 +293,17 @@ def test_the_sync_page_lists_blobs_that_are_retrying_lost_or_repaired(app, tmp_p
     frames = [d.value for d in at.dataframe if "status" in d.value.columns]
     assert frames and set(frames[0]["status"]) == {"retrying", "lost"}
     assert CRAFTED in set(frames[0]["message"]), "a table cell shows the peer's text as text"
+
+
+def test_a_large_backlog_is_indexed_in_the_background_with_progress(app, monkeypatch):
+    from dashboard import index as index_module
+    from dashboard import services
+
+    monkeypatch.setattr(index_module, "INLINE", 10)  # the demo store stands in for a store of millions
+    monkeypatch.setattr(index_module, "BATCH", 500)
+    at = app()
+    (progress,) = at.get("progress")
+    assert "Building the dashboard's index from the store" in progress.proto.text, "progress, not an empty page"
+    services._index().wait()
+    at.run()
+    assert graph_json(at)["nodes"], "the graph once the index is built"
