@@ -52,7 +52,8 @@ def source_week(events_per_week: int) -> dict[int, list[EventRow]]:
     by_weekday: dict[int, list[EventRow]] = {d: [] for d in range(7)}
     for content_type in CONTENT_TYPES:
         for blob in tenant.blobs_created(content_type, start, start + timedelta(days=7), NOW):
-            for row in decode_blob(tenant.blob_json(content_type, blob.index), content_type, utc_text(blob.created)).rows:
+            body = tenant.blob_json(content_type, blob.index)
+            for row in decode_blob(body, content_type, utc_text(blob.created)).rows:
                 if row.time >= utc_text(start):
                     by_weekday[datetime.fromisoformat(row.time[:10]).weekday()].append(row)
     return by_weekday
@@ -351,7 +352,8 @@ def main() -> None:
               f" longest dashboard query while the index follows {following:.2f} s (without {quiet_query:.2f} s)")
         if events in previous:
             old, _ = child("previous-design", path)
-            print(f"  previous design  : {old['load_s']:.0f} s to load at every start, user → IP {old['user_ip']:.3f} s,"
+            print(f"  previous design  : {old['load_s']:.0f} s to load at every start, "
+                  f"user → IP {old['user_ip']:.3f} s,"
                   f" one user {old['one_user']:.3f} s, one IP {old['one_ip']:.3f} s, page 10,000 by OFFSET "
                   f"{old['page_10000']:.3f} s, peak {old['peak_mb']:.0f} MB")
 

@@ -201,7 +201,8 @@ class ActivityIndex:
             if pd.isna(oldest):
                 break
             with self._lock:
-                self._con.execute("DELETE FROM ev WHERE ts < ?", [min(oldest.to_pydatetime() + timedelta(hours=6), end)])
+                upper = min(oldest.to_pydatetime() + timedelta(hours=6), end)
+                self._con.execute("DELETE FROM ev WHERE ts < ?", [upper])
         with self._lock:
             self._con.execute("INSERT OR REPLACE INTO state VALUES ('horizon', ?)", [horizon])
         self._horizon = horizon

@@ -219,7 +219,8 @@ CREATE TABLE events (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, time TEXT
 CREATE TABLE raw_events (seq INTEGER PRIMARY KEY, json TEXT NOT NULL);
 CREATE TABLE blobs (content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
     content_expiration TEXT NOT NULL, events INTEGER NOT NULL, status TEXT NOT NULL,
-    error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '', recorded_at TEXT NOT NULL) WITHOUT ROWID;
+    error_code TEXT NOT NULL DEFAULT '', error_message TEXT NOT NULL DEFAULT '', recorded_at TEXT NOT NULL)
+    WITHOUT ROWID;
 CREATE TABLE checkpoints (content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT,
     last_error TEXT NOT NULL DEFAULT '', events_stored INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
