@@ -96,6 +96,16 @@ def file_bytes(path: str) -> int:
     return sum(os.path.getsize(path + s) for s in ("", "-wal", ".wal") if os.path.exists(path + s))
 
 
+def median(action, repeat: int = 5) -> float:
+    """Median seconds of `repeat` runs."""
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
 def peak_mb() -> float:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
@@ -114,14 +124,6 @@ def dashboard(store_path: str, index_path: str) -> None:
     week = Filter(start=NOW - timedelta(days=7))
     build_graph(index.edges(week, ("user", "ip")), cap=150)
     out = {"first_graph_at": time.time()}
-
-    def median(action, repeat=5):
-        times = []
-        for _ in range(repeat):
-            began = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - began)
-        return statistics.median(times)
 
     from ingest.simulator.tenant import ATTACKER_IP
 
@@ -189,14 +191,6 @@ def previous_design(store_path: str) -> None:
                             f"count(*) AS n FROM ev WHERE ts >= ? {where} AND user_id <> '' AND client_ip <> '' "
                             "GROUP BY ALL", [start, *params]).df()
         return build_graph(frame, cap=150)
-
-    def median(action, repeat=5):
-        times = []
-        for _ in range(repeat):
-            t = time.perf_counter()
-            action()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
 
     out = {"load_s": load, "user_ip": median(lambda: edges("", [])),
            "one_user": median(lambda: edges("AND user_id = ?", [ONE_USER])),
