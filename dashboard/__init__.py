@@ -1,1 +1,1 @@
-"""The Streamlit dashboard: reads the event store through an in-memory index; never writes events."""
+"""The Streamlit dashboard: reads the event store through its on-disk index; never writes events."""

@@ -1,4 +1,4 @@
-"""What the pages use instead of touching the store: settings, the store and its in-memory index (opened
+"""What the pages use instead of touching the store: settings, the store and its on-disk index (opened
 once per process), watch-lists, and the background Sync now runner."""
 from __future__ import annotations
 
