@@ -88,6 +88,8 @@ class ActivityIndex:
     # --- the file ------------------------------------------------------------------------------
     def _open(self, memory_limit: str) -> duckdb.DuckDBPyConnection:
         config = {"memory_limit": memory_limit, "threads": 2}
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         try:
             con = duckdb.connect(self.path, config=config)
         except duckdb.Error as error:
@@ -138,6 +140,8 @@ class ActivityIndex:
                     handed_over = True
                 else:
                     self._copy(position)
+            except (duckdb.Error, OSError) as error:  # e.g. a full disk: keep answering from what is indexed
+                log.error("could not bring the index up to date with the store: %s", error)
             finally:
                 if not handed_over:
                     self._copying.release()

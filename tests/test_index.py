@@ -249,3 +249,11 @@ def test_retention_moves_the_horizon_without_a_reload(tmp_path, demo_like_tenant
     assert index.count(Filter(end=datetime.fromisoformat(horizon).replace(tzinfo=timezone.utc))) == 0
     index.close()
     store.close()
+
+
+def test_the_index_folder_is_made_when_it_does_not_exist(tmp_path):
+    store = SqliteStore(str(tmp_path / "a.db"))
+    index = ActivityIndex(store, str(tmp_path / "not" / "yet" / "there.index"))  # e.g. data/ beside a Cosmos store
+    assert index.count(Filter()) == 0 and (tmp_path / "not" / "yet" / "there.index").exists()
+    index.close()
+    store.close()
