@@ -383,9 +383,10 @@ class ActivityIndex:
 
 
 def _naive(moment: datetime) -> datetime:
+    """A filter's time as the index compares it: UTC, to the second (event times have no finer part)."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return moment
+    return moment.replace(microsecond=0)
 
 
 def _ip_match(entries: tuple[str, ...]) -> tuple[str, list]:

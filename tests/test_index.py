@@ -257,3 +257,11 @@ def test_the_index_folder_is_made_when_it_does_not_exist(tmp_path):
     assert index.count(Filter()) == 0 and (tmp_path / "not" / "yet" / "there.index").exists()
     index.close()
     store.close()
+
+
+def test_filter_times_compare_to_the_second_as_event_times_do(filled):
+    store, index = filled
+    row = next(iter(store.iter_events()))
+    moment = datetime.fromisoformat(row.time.replace("Z", "+00:00")).replace(microsecond=654321)
+    for flt in (Filter(start=moment), Filter(end=moment)):
+        assert index.count(flt) == expected(store, flt)
