@@ -6,6 +6,8 @@ from __future__ import annotations
 import html
 import re
 
+from ingest import redact
+
 _ASCII_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")  # CommonMark lets a backslash escape each of these
 # GFM turns bare addresses into links after escapes are resolved ("https://…", "www.…", "name@host"): an
 # invisible word joiner inside each pattern keeps them text, and looks the same
@@ -13,12 +15,10 @@ _AUTOLINK = re.compile(r"(?i)(?<=:)(?=//)|(?<=www)(?=\.)|(?=@)")
 WORD_JOINER = "\u2060"
 
 
-def markdown(text, limit: int | None = 500) -> str:
+def markdown(text, limit: int = 500) -> str:
     """Text for a Markdown element, shown literally: no link, image, emphasis, HTML, directive or formula can
-    come out of it. On one line, without control characters, at most `limit` characters."""
-    cleaned = " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
-    if limit and len(cleaned) > limit:
-        cleaned = cleaned[: limit - 1] + "…"
+    come out of it. On one line, without control characters or secrets, at most `limit` characters."""
+    cleaned = redact.short(str(text), limit)
     return _ASCII_PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, cleaned))
 
 

@@ -22,6 +22,8 @@ from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
 
+from . import redact
+
 CONNECT_TIMEOUT, READ_TIMEOUT = 10.0, 30.0  # per socket operation
 DEFAULT_DEADLINE = 120.0  # seconds for a whole request, answer included
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024  # token answers and listing pages are a few kB
@@ -131,14 +133,17 @@ class _WatchedPool(HTTPSConnectionPool):
     ConnectionCls = _WatchedConnection
 
 
+_POOLS = {"http": HTTPConnectionPool, "https": _WatchedPool}
+
+
 class _Adapter(HTTPAdapter):
     def init_poolmanager(self, *args, **kwargs):
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": _WatchedPool}
+        self.poolmanager.pool_classes_by_scheme = _POOLS
 
     def proxy_manager_for(self, proxy, **kwargs):
         manager = super().proxy_manager_for(proxy, **kwargs)
-        manager.pool_classes_by_scheme = {"http": HTTPConnectionPool, "https": _WatchedPool}
+        manager.pool_classes_by_scheme = _POOLS
         return manager
 
 
@@ -169,7 +174,7 @@ class Session(requests.Session):
         this returns, so `.content`, `.text` and `.json()` work as usual."""
         where = origin(url)
         if where is None or where[0] != "https" or where not in self.origins:
-            raise UntrustedAddress(f"{_shown(url)} is not the configured service (only "
+            raise UntrustedAddress(f"{redact.short(url, 120)} is not the configured service (only "
                                    f"{', '.join(sorted(f'https://{h}:{p}' for _, h, p in self.origins))})")
         kwargs.update(allow_redirects=False, stream=True)
         kwargs.setdefault("timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
@@ -205,10 +210,6 @@ def _read_body(response: requests.Response, limit: int) -> None:
             raise AnswerTooLarge(f"the answer is over {limit:,} bytes (the limit); reading stopped there")
         chunks.append(chunk)
     response._content = b"".join(chunks)
-
-
-def _shown(url: str) -> str:
-    return url if len(url) <= 120 else url[:119] + "…"
 
 
 @functools.lru_cache(maxsize=8)

@@ -42,8 +42,7 @@ def scrub(text: str) -> str:
 
 def short(text: str, limit: int = 200) -> str:
     """Network text for a message: scrubbed, on one line, without control characters, at most `limit` long."""
-    text = " ".join(scrub(str(text)).split())
-    text = "".join(ch if ch.isprintable() else " " for ch in text)
+    text = " ".join("".join(ch if ch.isprintable() else " " for ch in scrub(str(text))).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
