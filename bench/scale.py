@@ -168,10 +168,11 @@ def previous_design(store_path: str) -> None:
                 "record_type INTEGER, operation VARCHAR, result_status VARCHAR, user_id VARCHAR, client_ip VARCHAR, "
                 "user_agent VARCHAR, application VARCHAR, object_id VARCHAR, site_url VARCHAR, file_name VARCHAR, "
                 "ip_v6 BOOLEAN, ip_num UHUGEINT)")
-    began, position = time.perf_counter(), 0
+    began, cursor = time.perf_counter(), ""
     columns = ["seq", *EventRow._fields[:-1]]
     while True:
-        rows = store.rows_since(position, 50_000)
+        changes = store.changes(cursor, 50_000)
+        rows, cursor = changes.rows, changes.cursor
         if not rows:
             break
         frame = pd.DataFrame(rows, columns=columns)
@@ -182,7 +183,6 @@ def previous_design(store_path: str) -> None:
                     "record_type, operation, result_status, user_id, client_ip, user_agent, application, object_id, "
                     "site_url, file_name, v6, CAST(num AS UHUGEINT) FROM f")
         con.unregister("f")
-        position = rows[-1][0]
     load = time.perf_counter() - began
     start = (NOW - timedelta(days=7)).replace(tzinfo=None)
 

@@ -3,8 +3,8 @@ pages filter, count and draw on, so that a question costs what its time range ho
 
 - rows are appended in store order, which is nearly time order (blobs arrive within hours), so DuckDB's per-row-
   group minimum and maximum of `ts` let a 7-day question skip the other 83 days of a 90-day index;
-- it survives restarts: opening it and copying what the store gained since the position it recorded is all a
-  start costs; it is rebuilt (with progress) when missing, damaged, of an older layout, or from another store;
+- it survives restarts: opening it and copying what the store gained since the cursor it recorded (the store's
+  feed: positions in SQLite, `_ts` in Cosmos DB, each event kept once by its position) is all a start costs; it is rebuilt (with progress) when missing, damaged, of an older layout, or from another store;
 - retention follows the store's horizon by deleting old hours in small transactions, never by a reload;
 - its memory is DuckDB's `memory_limit` (DASHBOARD_INDEX_MEMORY), not a function of the event count.
 
@@ -25,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 import pandas as pd
 
-from eventstore import EventStore, Filter, ip
+from eventstore import Changes, EventStore, Filter, ip
 from eventstore.model import EVENT_COLUMNS, fold
 
 log = logging.getLogger("dashboard.index")
@@ -70,7 +70,7 @@ class Catching:
     """A copy from the store in progress (a first build, or a long backlog)."""
 
     done: int
-    total: int
+    total: int | None  # None: the store cannot say how many are left (Cosmos DB's feed)
     rebuild: bool
 
 
@@ -80,8 +80,11 @@ class ActivityIndex:
         self._lock = threading.Lock()  # one writer at a time in this process
         self._copying = threading.Lock()  # one copy from the store at a time (inline or in the background)
         self._con = self._open(memory_limit)
-        self._position, self._horizon = self._state()
-        self.version = (self._position, self._horizon)
+        state = dict(self._con.execute("SELECT key, value FROM state").fetchall())
+        # an index of layout 2 recorded a SQLite position, which is that store's cursor
+        self._cursor, self._horizon = state.get("cursor", state.get("position", "")), state.get("horizon", "")
+        self._events = self._con.execute("SELECT count(*) FROM ev").fetchone()[0]
+        self.version = (self._events, self._horizon)
         self.catching: Catching | None = None  # a background copy and how far it got
         self._distinct: dict = {}  # (column, day range, version) → distinct values, for case folding
 
@@ -106,18 +109,13 @@ class ActivityIndex:
             con = duckdb.connect(self.path, config=config)
         con.execute(_SCHEMA)
         state = dict(con.execute("SELECT key, value FROM state").fetchall())
-        position = int(state.get("position", 0))
         if state.get("layout", LAYOUT) != LAYOUT or state.get("store", self.store.identity()) != \
-                self.store.identity() or position > self.store.data_version()[0]:
+                self.store.identity():
             log.warning("the index %s was built for another store or layout: building it again", self.path)
             con.execute("DROP TABLE ev; DROP TABLE ips; DROP TABLE state")
             con.execute(_SCHEMA)
         con.execute("INSERT OR REPLACE INTO state VALUES ('layout', ?), ('store', ?)", [LAYOUT, self.store.identity()])
         return con
-
-    def _state(self) -> tuple[int, str]:
-        state = dict(self._con.execute("SELECT key, value FROM state").fetchall())
-        return int(state.get("position", 0)), state.get("horizon", "")
 
     def close(self) -> None:
         self._con.close()
@@ -127,25 +125,26 @@ class ActivityIndex:
         """Follow the store: drop what retention removed, copy what it gained. A small backlog is copied now; a
         large one (a first build) in the background, with `catching` saying how far it got. While another thread
         copies, this one answers from what is indexed so far."""
-        position, horizon = self.store.data_version()
-        if (horizon > self._horizon or position > self._position) and self._copying.acquire(blocking=False):
+        if self._copying.acquire(blocking=False):
             handed_over = False
             try:
+                horizon = self.store.horizon()
                 if horizon > self._horizon:
                     self._follow_horizon(horizon)
-                if position - self._position > INLINE:
-                    self.catching = Catching(0, position - self._position, rebuild=self._position == 0)
-                    threading.Thread(target=self._copy_in_background, args=(position,), name="index-catch-up",
-                                     daemon=True).start()
+                changes = self._append(self.store.changes(self._cursor, BATCH))
+                if changes.remaining is None or changes.remaining > INLINE:
+                    self.catching = Catching(len(changes.rows), changes.remaining and
+                                             changes.remaining + len(changes.rows), rebuild=self._events == 0)
+                    threading.Thread(target=self._copy_in_background, name="index-catch-up", daemon=True).start()
                     handed_over = True
-                else:
-                    self._copy(position)
+                elif changes.remaining:
+                    self._copy()
             except (duckdb.Error, OSError) as error:  # e.g. a full disk: keep answering from what is indexed
                 log.error("could not bring the index up to date with the store: %s", error)
             finally:
                 if not handed_over:
                     self._copying.release()
-        self.version = (self._position, self._horizon)
+        self.version = (self._events, self._horizon)
         return self.version
 
     def wait(self, timeout: float = 600) -> None:
@@ -155,46 +154,57 @@ class ActivityIndex:
             time.sleep(0.05)
         self.refresh()
 
-    def _copy_in_background(self, target: int) -> None:
+    def _copy_in_background(self) -> None:
         try:
-            self._copy(target)
+            self._copy()
         except Exception:  # noqa: BLE001 - the next refresh tries again; the pages keep what is indexed
             log.exception("copying from the store into the index failed")
         finally:
             self.catching = None
-            self.version = (self._position, self._horizon)
+            self.version = (self._events, self._horizon)
             self._copying.release()
 
-    def _copy(self, target: int) -> None:
-        while self._position < target:
-            rows = self.store.rows_since(self._position, BATCH)
-            if not rows:
-                break
-            self._append(rows)
+    def _copy(self) -> None:
+        while True:
+            changes = self._append(self.store.changes(self._cursor, BATCH))
             if self.catching is not None:
-                self.catching.done += len(rows)
+                self.catching.done += len(changes.rows)
+            if not changes.remaining:
+                break
 
-    def _append(self, rows: list[tuple]) -> None:
-        frame = pd.DataFrame(rows, columns=["seq", *NARROW])
+    def _append(self, changes: Changes) -> Changes:
+        """Index these rows, each position once (a feed may deliver a row again), and remember the cursor."""
+        if not changes.rows:
+            if changes.cursor != self._cursor:
+                with self._lock:
+                    self._con.execute("INSERT OR REPLACE INTO state VALUES ('cursor', ?)", [changes.cursor])
+                self._cursor = changes.cursor
+            return changes
+        frame = pd.DataFrame(changes.rows, columns=["seq", *NARROW])
         addresses = pd.DataFrame([(a, *ip.number(a)) for a in frame["client_ip"].unique()],
                                  columns=["client_ip", "v6", "num"]).astype({"num": "string"})
         horizon = self._horizon or "0000"
+        low, high = int(frame["seq"].min()), int(frame["seq"].max())
         with self._lock:
             cursor = self._con.cursor()
             try:
                 cursor.register("incoming", frame)
                 cursor.register("addresses", addresses)
                 cursor.execute("BEGIN")
-                cursor.execute(
+                # the range lets DuckDB skip, by their min/max, the row groups that cannot hold these positions
+                (added,) = cursor.execute(
                     f"INSERT INTO ev SELECT seq, TRY_STRPTIME(time, '%Y-%m-%dT%H:%M:%SZ'), "
-                    f"{', '.join(INDEXED[1:])} FROM incoming WHERE time >= ? ORDER BY seq", [horizon])
+                    f"{', '.join(INDEXED[1:])} FROM incoming WHERE time >= ? AND seq NOT IN "
+                    f"(SELECT seq FROM ev WHERE seq BETWEEN ? AND ?) ORDER BY seq", [horizon, low, high]).fetchone()
                 cursor.execute("INSERT INTO ips SELECT client_ip, v6, CAST(num AS UHUGEINT) FROM addresses "
                                "WHERE v6 IS NOT NULL ON CONFLICT DO NOTHING")
-                cursor.execute("INSERT OR REPLACE INTO state VALUES ('position', ?)", [str(rows[-1][0])])
+                cursor.execute("INSERT OR REPLACE INTO state VALUES ('cursor', ?)", [changes.cursor])
                 cursor.execute("COMMIT")
             finally:
                 cursor.close()
-        self._position = rows[-1][0]
+        self._cursor = changes.cursor
+        self._events += added
+        return changes
 
     def _follow_horizon(self, horizon: str) -> None:
         """Delete what is older than the store's horizon, six hours of events per transaction (from the oldest
@@ -206,7 +216,7 @@ class ActivityIndex:
                 break
             with self._lock:
                 upper = min(oldest.to_pydatetime() + timedelta(hours=6), end)
-                self._con.execute("DELETE FROM ev WHERE ts < ?", [upper])
+                self._events -= self._con.execute("DELETE FROM ev WHERE ts < ?", [upper]).fetchone()[0]
         with self._lock:
             self._con.execute("INSERT OR REPLACE INTO state VALUES ('horizon', ?)", [horizon])
         self._horizon = horizon

@@ -44,8 +44,11 @@ def _indexing() -> None:
     if catching is None:
         st.rerun(scope="app")
     what = "Building the dashboard's index from the store" if catching.rebuild else "Indexing newly synced events"
-    st.progress(min(1.0, catching.done / max(1, catching.total)),
-                text=f"{what}: {catching.done:,} of {catching.total:,} events. The page appears when it is done.")
+    if catching.total:
+        st.progress(min(1.0, catching.done / catching.total),
+                    text=f"{what}: {catching.done:,} of {catching.total:,} events. The page appears when it is done.")
+    else:
+        st.progress(0.5, text=f"{what}: {catching.done:,} events so far. The page appears when it is done.")
 
 
 def empty_state() -> None:

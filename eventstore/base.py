@@ -5,9 +5,17 @@ import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from .model import BlobRecord, Checkpoint, EventRow, StoreStats
+
+
+@dataclass
+class Changes:
+    rows: list[tuple]
+    cursor: str
+    remaining: int | None  # events stored after `cursor`; None when the backend cannot say cheaply
 
 
 class StoreError(RuntimeError):
@@ -98,14 +106,15 @@ class EventStore(ABC):
 
     # --- what the dashboard's index needs to keep in step incrementally --------------------------
     @abstractmethod
-    def data_version(self) -> tuple[int, str]:
-        """(position after the last stored event, horizon). Positions grow with every stored event; the
-        horizon is the first UTC day ("YYYY-MM-DD") retention has kept, "" until anything was pruned."""
+    def horizon(self) -> str:
+        """The first UTC day ("YYYY-MM-DD") retention has kept; "" until anything was pruned."""
 
     @abstractmethod
-    def rows_since(self, position: int, limit: int = 50_000) -> list[tuple]:
-        """Up to `limit` events stored after `position`, in storage order, as (position, *narrow columns)
-        tuples: every EventRow field except raw."""
+    def changes(self, cursor: str, limit: int = 50_000) -> Changes:
+        """Events stored since `cursor` ("" for everything), about `limit` at a time, as (position, *narrow
+        columns) tuples (every EventRow field except raw), with the cursor to pass next. At least once: a backend
+        whose feed must be read with an overlap (Cosmos DB's `_ts`) may deliver a row again; a position names one
+        event for good, so the reader keeps each position once."""
 
     @abstractmethod
     def events_at(self, positions: Sequence[int]) -> list[EventRow]:

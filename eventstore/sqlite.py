@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import groupby
 
-from .base import EventStore, StoreError, StoreUnavailable, translate_errors
+from .base import Changes, EventStore, StoreError, StoreUnavailable, translate_errors
 from .model import BlobRecord, Checkpoint, EventRow, StoreStats, parse_utc, utc_text
 
 log = logging.getLogger("eventstore.sqlite")
@@ -316,12 +316,13 @@ class SqliteStore(EventStore):
         per_type = dict(conn.execute("SELECT content_type, sum(events) FROM days GROUP BY content_type"))
         return StoreStats(total, first, last, per_type)
 
-    def data_version(self) -> tuple[int, str]:
-        values = dict(self._conn().execute("SELECT key, value FROM meta WHERE key IN ('next_seq', 'horizon')"))
-        return int(values["next_seq"]) - 1, values["horizon"]
+    def horizon(self) -> str:
+        return self.get_meta("horizon") or ""
 
-    def rows_since(self, position: int, limit: int = 50_000) -> list[tuple]:
-        conn, found = self._conn(), []
+    def changes(self, cursor: str, limit: int = 50_000) -> Changes:
+        """The cursor is the last position delivered: positions are handed out in commit order under the write
+        lock, so nothing ever appears behind it and nothing is delivered twice."""
+        conn, position, found = self._conn(), int(cursor or 0), []
         (start,) = conn.execute("SELECT coalesce(max(first_seq), 0) FROM blocks WHERE first_seq <= ?",
                                 (position + 1,)).fetchone()
         for first, narrow in conn.execute("SELECT first_seq, narrow FROM blocks WHERE first_seq >= ? "
@@ -330,7 +331,10 @@ class SqliteStore(EventStore):
                          if first + n > position)
             if len(found) >= limit:
                 break
-        return found[:limit]
+        found = found[:limit]
+        last = found[-1][0] if found else position
+        (next_seq,) = conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()
+        return Changes(found, str(last), int(next_seq) - 1 - last)
 
     def events_at(self, positions: Sequence[int]) -> list[EventRow]:
         found = {}

@@ -43,12 +43,26 @@ VARIABLES = {
     "AUDIT_STORE": f"sqlite:///path/file.db (default {DEFAULT_STORE}) or cosmos.",
     "AUDIT_RETENTION_DAYS": "Events older than this are pruned (Cosmos DB: container TTL). Default 90.",
     "COSMOS_ENDPOINT": "Cosmos DB account endpoint, with AUDIT_STORE=cosmos.",
-    "COSMOS_KEY": "Cosmos DB account key, with AUDIT_STORE=cosmos.",
+    "COSMOS_KEY": "Cosmos DB account key (read-only is enough for a dashboard), or managed-identity.",
+    "COSMOS_CA_BUNDLE": "PEM file of CAs to trust for Cosmos DB instead of the system's (an emulator).",
     "COSMOS_DATABASE": "Cosmos DB database name. Default o365audit.",
     "COSMOS_CONTAINER": "Cosmos DB container name. Default events.",
     "DASHBOARD_INDEX": "The dashboard's index file (DuckDB). Default: beside the SQLite store, or data/ for Cosmos DB.",
     "DASHBOARD_INDEX_MEMORY": "Memory the index may use, as DuckDB reads it (e.g. 1GB, 512MB). Default 1GB.",
 }
+
+
+MANAGED_IDENTITY = "managed-identity"
+
+
+def azure_credential():
+    """The host's Azure identity (managed identity on Azure, a developer's `az login` elsewhere), for Cosmos DB
+    and the storage queue when no key is given."""
+    try:
+        from azure.identity import DefaultAzureCredential
+    except ImportError:
+        raise SettingsError("managed-identity needs the azure-identity package: pip install azure-identity") from None
+    return DefaultAzureCredential()
 
 
 class SettingsError(ValueError):
@@ -77,6 +91,7 @@ class Settings:
     cosmos_key: str = field(default="", repr=False)
     cosmos_database: str = "o365audit"
     cosmos_container: str = "events"
+    cosmos_ca_bundle: str = ""
     index_path: str = ""  # "" = beside the store (see index_file)
     index_memory: str = "1GB"
     demo: bool = False  # no tenant configured: the simulated demo tenant stands in
@@ -94,8 +109,9 @@ class Settings:
         return self.store_url[len("sqlite:///"):] + ".index"
 
     def cosmos_options(self) -> dict:
-        return {"endpoint": self.cosmos_endpoint, "key": self.cosmos_key,
-                "database": self.cosmos_database, "container": self.cosmos_container}
+        return {"endpoint": self.cosmos_endpoint, "key": azure_credential() if self.cosmos_key == MANAGED_IDENTITY
+                else self.cosmos_key, "database": self.cosmos_database, "container": self.cosmos_container,
+                "ca_bundle": self.cosmos_ca_bundle}
 
     def for_demo_tenant(self, env: Mapping[str, str]) -> "Settings":
         """These settings pointed at the simulated tenant described by `env` (from start_simulator)."""
@@ -214,6 +230,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         cosmos_key=get("COSMOS_KEY"),
         cosmos_database=get("COSMOS_DATABASE") or "o365audit",
         cosmos_container=get("COSMOS_CONTAINER") or "events",
+        cosmos_ca_bundle=_readable_file("COSMOS_CA_BUNDLE", get("COSMOS_CA_BUNDLE")),
         index_path=get("DASHBOARD_INDEX"),
         index_memory=_memory("DASHBOARD_INDEX_MEMORY", get("DASHBOARD_INDEX_MEMORY") or "1GB"),
         demo=not tenant_id,

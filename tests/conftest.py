@@ -1,6 +1,14 @@
-"""Shared fixtures: a real HTTPS simulator of the tenant on loopback, stores on disk, settings for both."""
+"""Shared fixtures: a real HTTPS simulator of the tenant on loopback, stores on disk, settings for both, and the
+real local servers that stand in for Azure (a Cosmos DB REST server, Azurite's queue service)."""
 from __future__ import annotations
 
+import itertools
+import os
+import shutil
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -9,6 +17,9 @@ from eventstore.model import CONTENT_TYPES
 from eventstore.sqlite import SqliteStore
 from ingest.settings import load_settings
 from ingest.simulator import SimulatedTenant, SimulatorConfig, start_simulator
+from ingest.simulator.tls import make_loopback_tls
+
+SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
 
 
 def week_start() -> datetime:
@@ -94,3 +105,91 @@ def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> i
 @pytest.fixture(scope="session")
 def demo_like_tenant():
     return SimulatedTenant(week_start(), seed=7, events_per_week=8_000, blob_minutes=240)
+
+
+# --- Azure stand-ins ------------------------------------------------------------------------------------------
+def _node_server(package: str) -> str:
+    if not os.path.isdir(os.path.join(SERVERS, "node_modules", *package.split("/"))):
+        pytest.fail(f"The test server {package} is not installed: run `bash tests/install-test-tools.sh` (or "
+                    "`make test`), which runs npm ci in tests/servers.")
+    node = shutil.which("node")
+    assert node, "Node.js is needed for the Azure stand-ins (tests/servers)"
+    return node
+
+
+@dataclass
+class CosmosServer:
+    endpoint: str
+    key: str
+    read_only_key: str
+    ca_bundle: str
+    _databases = itertools.count()
+
+    def store(self, read_only: bool = False, database: str = "", **options):
+        """A CosmosStore in a database of its own (each test starts empty)."""
+        from eventstore.cosmos import CosmosStore
+
+        return CosmosStore(self.endpoint, self.read_only_key if read_only else self.key,
+                           database=database or f"db{next(self._databases)}", ca_bundle=self.ca_bundle, **options)
+
+    def env(self, database: str) -> dict:
+        return {"AUDIT_STORE": "cosmos", "COSMOS_ENDPOINT": self.endpoint, "COSMOS_KEY": self.key,
+                "COSMOS_DATABASE": database, "COSMOS_CA_BUNDLE": self.ca_bundle}
+
+
+def start_cosmos_server(tls_dir: str, *extra: str) -> tuple[subprocess.Popen, CosmosServer]:
+    node = _node_server("@vercel/cosmosdb-server")
+    ca, cert, key = make_loopback_tls(tls_dir)
+    read_only_key = "cmVhZC1vbmx5LWtleS1mb3ItdGhlLXRlc3RzLW9ubHktMTIzNA=="
+    process = subprocess.Popen([node, "cosmos.js", "0", "--cert", cert, "--key", key, "--read-only-key", read_only_key,
+                                *extra], cwd=SERVERS, stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()
+    assert line.startswith("listening"), line
+    return process, CosmosServer(f"https://127.0.0.1:{int(line.split()[1])}",
+                                 "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==",
+                                 read_only_key, ca)
+
+
+@pytest.fixture(scope="session")
+def cosmos_server(tmp_path_factory):
+    process, server = start_cosmos_server(str(tmp_path_factory.mktemp("cosmos-tls")))
+    yield server
+    process.terminate()
+    process.wait(timeout=10)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_azurite() -> tuple[subprocess.Popen, str]:
+    """Azurite's queue service, in memory; returns the process and its connection string."""
+    node = _node_server("azurite")
+    port = _free_port()
+    process = subprocess.Popen(
+        [node, os.path.join(SERVERS, "node_modules", "azurite", "dist", "src", "queue", "main.js"),
+         "--queueHost", "127.0.0.1", "--queuePort", str(port), "--inMemoryPersistence", "--skipApiVersionCheck",
+         "--disableTelemetry", "--silent"], cwd=SERVERS, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        pytest.fail("Azurite did not start within 20 s")
+    return process, ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDX"
+                     "J1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+                     f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
+
+
+@pytest.fixture(scope="session")
+def azurite():
+    process, connection_string = start_azurite()
+    yield connection_string
+    process.terminate()
+    process.wait(timeout=10)

@@ -178,8 +178,8 @@ def test_the_index_survives_a_restart_and_copies_only_what_is_new(tmp_path, demo
     reopened = ActivityIndex(store, path)
     assert reopened.count(Filter()) == first, "what was indexed is there at once, before any copy"
     copied = []
-    original = store.rows_since
-    store.rows_since = lambda position, limit=50_000: copied.append(position) or original(position, limit)
+    original = store.changes
+    store.changes = lambda cursor, limit=50_000: copied.append(int(cursor)) or original(cursor, limit)
     reopened.refresh()
     reopened.wait()
     assert copied and min(copied) >= first, "only the events stored since are copied"
@@ -240,11 +240,16 @@ def test_retention_moves_the_horizon_without_a_reload(tmp_path, demo_like_tenant
     assert removed > 0
     appended = []
     original = index._append
-    index._append = lambda rows: appended.append(len(rows)) or original(rows)
+
+    def append(changes):
+        appended.extend(changes.rows)
+        return original(changes)
+
+    index._append = append
     index.refresh()
     assert not appended, "a prune is followed by deleting old rows, not by copying everything again"
     assert index.count(Filter()) == before - removed == store.stats().events
-    horizon = store.data_version()[1]
+    horizon = store.horizon()
     assert horizon == cutoff.strftime("%Y-%m-%d")
     assert index.count(Filter(end=datetime.fromisoformat(horizon).replace(tzinfo=timezone.utc))) == 0
     index.close()

@@ -17,26 +17,7 @@ from eventstore.model import BlobRecord, Checkpoint
 from eventstore.normalize import normalize
 from eventstore.sqlite import SqliteStore
 
-SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
-
-
-@pytest.fixture(scope="session")
-def cosmos_server():
-    if not os.path.isdir(os.path.join(SERVERS, "node_modules", "@vercel", "cosmosdb-server")):
-        pytest.fail("The Cosmos DB test server is not installed: run `bash tests/install-test-tools.sh` "
-                    "(or `make test`), which runs npm ci in tests/servers.")
-    node = shutil.which("node")
-    assert node, "Node.js is needed for the Cosmos DB test server"
-    process = subprocess.Popen([node, "cosmos.js", "0"], cwd=SERVERS, stdout=subprocess.PIPE, text=True)
-    line = process.stdout.readline()
-    assert line.startswith("listening"), line
-    yield f"https://127.0.0.1:{int(line.split()[1])}"
-    process.terminate()
-    process.wait(timeout=10)
-
-
-_counter = iter(range(10**6))
 
 
 @pytest.fixture(params=["sqlite", "cosmos"])
@@ -44,11 +25,7 @@ def backend(request, tmp_path):
     if request.param == "sqlite":
         store = SqliteStore(str(tmp_path / "contract.db"))
     else:
-        from eventstore.cosmos import CosmosStore
-
-        endpoint = request.getfixturevalue("cosmos_server")
-        store = CosmosStore(endpoint, "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==",
-                            database=f"db{next(_counter)}", retention_days=30, verify=False)
+        store = request.getfixturevalue("cosmos_server").store(retention_days=30)
     yield store
     store.close()
 
@@ -90,19 +67,32 @@ def test_original_record_comes_back_byte_for_byte_by_position(backend):
 
     row = normalize(json.loads(text), "Audit.Exchange", NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), text)
     backend.store_blobs([(BlobRecord("x", "Audit.Exchange", row.time, "2099-01-01T00:00:00Z"), [row])])
-    (position, *narrow) = backend.rows_since(0)[0]
+    (position, *narrow) = backend.changes("").rows[0]
     (back,) = backend.events_at([position])
     assert back.raw == text and back == row and tuple(narrow) == row[:-1]
 
 
-def test_positions_grow_and_rows_since_pages_through_them(backend):
+def everything(backend) -> list[tuple]:
+    """The whole feed, each position once (as the index keeps it), 7 rows per read."""
+    rows, cursor = {}, ""
+    while True:
+        changes = backend.changes(cursor, limit=7)
+        rows.update((row[0], row) for row in changes.rows)
+        cursor = changes.cursor
+        if not changes.remaining:
+            return sorted(rows.values())
+
+
+def test_the_feed_delivers_every_event_and_each_position_names_one(backend):
     backend.store_blobs([blob("b1", [record(i, age_hours=i % 30) for i in range(1, 40)])])
     backend.store_blobs([blob("b2", [record(i, age_hours=i % 30) for i in range(35, 60)])])  # 5 already stored
-    position, horizon = backend.data_version()
-    rows = backend.rows_since(0)
-    assert [r[0] for r in rows] == sorted(r[0] for r in rows) and len(rows) == 59 and rows[-1][0] == position
-    assert [r[0] for r in backend.rows_since(rows[9][0], limit=5)] == [r[0] for r in rows[10:15]]
-    assert horizon == ""
+    rows = everything(backend)
+    assert len(rows) == 59 and len({r[1] for r in rows}) == 59, "every event once, under one position"
+    latest = backend.changes("").cursor
+    assert backend.changes(latest).remaining == 0
+    backend.store_blobs([blob("b3", [record(100)])])
+    assert record(100)["Id"] in {r[1] for r in backend.changes(latest).rows}, "what follows the cursor comes next"
+    assert backend.horizon() == ""
     events = backend.events_at([rows[3][0], rows[50][0], 10**9])
     assert [e.id for e in events] == [rows[3][1], rows[50][1]], "in the order asked; missing positions left out"
 
@@ -113,7 +103,7 @@ def test_prune_removes_whole_days_and_moves_the_horizon(backend):
     older = sum(1 for r in backend.iter_events() if r.time[:10] < cutoff.strftime("%Y-%m-%d"))
     assert backend.prune(cutoff) == older > 0
     assert all(r.time[:10] >= cutoff.strftime("%Y-%m-%d") for r in backend.iter_events())
-    assert backend.data_version()[1] == cutoff.strftime("%Y-%m-%d")
+    assert backend.horizon() == cutoff.strftime("%Y-%m-%d")
     assert backend.stats().events == len(list(backend.iter_events()))
     assert backend.store_blobs([blob("again", [record(3)])]) == 0, "what is kept still dedupes"
 
@@ -165,8 +155,8 @@ def test_racing_writers_never_share_a_position(backend):
         t.start()
     for t in threads:
         t.join()
-    positions = [row[0] for row in backend.rows_since(0)]
-    assert len(positions) == 80 == len(set(positions))
+    rows = everything(backend)
+    assert len(rows) == 80 == len({row[1] for row in rows})
 
 
 def test_index_keeps_in_step_and_follows_retention(backend):
@@ -200,9 +190,7 @@ def test_meta_values(backend):
 
 
 def test_cosmos_container_is_partitioned_by_day_with_retention_as_ttl(cosmos_server):
-    from eventstore.cosmos import CosmosStore
-
-    store = CosmosStore(cosmos_server, "a2V5", database="ttlcheck", retention_days=30, verify=False)
+    store = cosmos_server.store(retention_days=30)
     assert store.retention_seconds() == 30 * 86400
     store.store_blobs([blob("b", [record(1)])])
     (doc,) = list(store._events.query_items("SELECT * FROM c", enable_cross_partition_query=True))
