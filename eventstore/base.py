@@ -49,9 +49,19 @@ class EventStore(ABC):
         is "lost". Returns the record as stored."""
 
     @abstractmethod
-    def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
-        """Of these content ids, the ones already stored or recorded lost (so a re-list skips them); a
-        retrying blob is not known yet."""
+    def known_blob_ids(self, content_type: str, content_ids: Iterable[str], queued_too: bool = False) -> set[str]:
+        """Of these content ids, the ones already stored or recorded lost (so a re-list skips them), and with
+        `queued_too` also those waiting in the queue; a retrying blob is not known yet."""
+
+    @abstractmethod
+    def record_queued(self, blobs: Sequence[BlobRecord]) -> None:
+        """Remember blobs whose messages the queue accepted, as "queued" — except those with a record already (a
+        worker may have stored one before this is written)."""
+
+    @abstractmethod
+    def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
+        """(how many blobs are queued or retrying, the contentCreated of the oldest): what keeps `listed_until`
+        behind `queued_until`."""
 
     @abstractmethod
     def get_checkpoint(self, content_type: str) -> Checkpoint: ...

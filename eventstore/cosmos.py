@@ -194,7 +194,8 @@ class CosmosStore(EventStore):
         the local stand-in ignores a query's partition key; real Cosmos DB uses it to touch one partition."""
         return list(self._state.query_items(
             f"SELECT {fields} FROM c WHERE c.kind = @kind AND ({where})",
-            parameters=(params or []) + [{"name": "@kind", "value": kind}], enable_cross_partition_query=True))
+            parameters=(params or []) + [{"name": "@kind", "value": kind}], partition_key=kind,
+            response_hook=self.meter))
 
     def _lease_positions(self, count: int) -> int:
         """Take `count` consecutive positions from the counter, with an etag so two processes never share one."""
@@ -283,30 +284,55 @@ class CosmosStore(EventStore):
         self._write_blob(recorded, 0, recorded.status)
         return recorded
 
-    def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
-        ids = list(content_ids)
-        found: set[str] = set()
-        for i in range(0, len(ids), 200):
+    def known_blob_ids(self, content_type: str, content_ids: Iterable[str], queued_too: bool = False) -> set[str]:
+        ids, found = list(content_ids), set()
+        known = ["stored", "lost", "queued" if queued_too else "lost"]
+        for i in range(0, len(ids), _QUERY_CHUNK):
             found.update(d["name"] for d in self._state_query(
-                "blob", "ARRAY_CONTAINS(@ids, c.name) AND c.status <> 'retrying'",
-                [{"name": "@ids", "value": ids[i:i + 200]}], "c.name"))
+                "blob", "ARRAY_CONTAINS(@ids, c.name) AND ARRAY_CONTAINS(@known, c.status)",
+                [{"name": "@ids", "value": ids[i:i + _QUERY_CHUNK]}, {"name": "@known", "value": known}], "c.name"))
         return found
+
+    def record_queued(self, blobs: Sequence[BlobRecord]) -> None:
+        """Create-only, 100 per batch: a blob with a record already (a worker stored it first) keeps it."""
+        docs = [{"id": f"blob:{b.content_id}", "kind": "blob", "name": b.content_id,
+                 **self._blob_doc(b, 0, "queued")} for b in blobs]
+        for i in range(0, len(docs), BATCH_OPERATIONS):
+            chunk = docs[i:i + BATCH_OPERATIONS]
+            while chunk:
+                try:
+                    self._state.execute_item_batch([("create", (doc,)) for doc in chunk], partition_key="blob",
+                                                   response_hook=self.meter)
+                    break
+                except CosmosBatchOperationError:
+                    existing = {d["id"] for d in self._state_query("blob", "ARRAY_CONTAINS(@ids, c.id)", [
+                        {"name": "@ids", "value": [doc["id"] for doc in chunk]}], "c.id")}
+                    chunk = [doc for doc in chunk if doc["id"] not in existing]
+
+    def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
+        where = "c.content_type = @t AND (c.status = 'queued' OR c.status = 'retrying')"
+        params = [{"name": "@t", "value": content_type}]
+        (count,) = self._state_query("blob", where, params, "VALUE COUNT(1)")
+        oldest = self._state_query("blob", where, params, "VALUE MIN(c.content_created)") if count else [None]
+        return count, oldest[0]
 
     def get_checkpoint(self, content_type: str) -> Checkpoint:
         doc = self._read("checkpoint", content_type)
         if doc is None:
             return Checkpoint(content_type)
         return Checkpoint(content_type, _dt(doc.get("listed_until")), _dt(doc.get("last_success")),
-                          doc.get("last_error", ""))
+                          doc.get("last_error", ""), _dt(doc.get("queued_until")))
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         self._write("checkpoint", checkpoint.content_type, {
             "listed_until": utc_text(checkpoint.listed_until) if checkpoint.listed_until else None,
             "last_success": utc_text(checkpoint.last_success) if checkpoint.last_success else None,
-            "last_error": checkpoint.last_error})
+            "last_error": checkpoint.last_error,
+            "queued_until": utc_text(checkpoint.queued_until) if checkpoint.queued_until else None})
 
     def blob_issues(self) -> list[BlobRecord]:
-        docs = self._state_query("blob", "c.status <> 'stored' OR c.error_code <> ''")
+        docs = self._state_query("blob", "c.status = 'lost' OR c.status = 'retrying' OR (c.status = 'stored' AND "
+                                 "c.error_code <> '')")
         return sorted((BlobRecord(d["name"], d["content_type"], d["content_created"], d["content_expiration"],
                                   d["events"], d["status"], d["error_code"], d["error_message"], d.get("attempts", 0))
                        for d in docs), key=lambda b: b.content_created)

@@ -58,19 +58,22 @@ class Filter:
 @dataclass
 class Checkpoint:
     """Per content type: every blob whose contentCreated is before `listed_until` has been listed and
-    either stored or recorded as lost. The next pass re-lists from a little before it (late content)."""
+    either stored or recorded as lost. The next pass re-lists from a little before it (late content).
+    With queue fan-out, `queued_until` runs ahead of it: every blob created before it has been listed and its
+    message accepted by the queue; `listed_until` follows once the workers have stored (or lost) them."""
 
     content_type: str
     listed_until: datetime | None = None
     last_success: datetime | None = None
     last_error: str = ""
+    queued_until: datetime | None = None
 
 
 @dataclass(frozen=True)
 class BlobRecord:
     """A content blob as the store remembers it. `status`: "stored" (its events are; an error code then says
-    what had to be repaired or skipped), "retrying" (its answer was unusable; fetched again next pass) or
-    "lost" (it will never be had)."""
+    what had to be repaired or skipped), "queued" (its message waits for a worker), "retrying" (its answer was
+    unusable; fetched again next pass, or when its message comes back) or "lost" (it will never be had)."""
 
     content_id: str
     content_type: str

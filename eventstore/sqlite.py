@@ -57,8 +57,10 @@ CREATE TABLE IF NOT EXISTS blobs (
     attempts INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
-    content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT, last_error TEXT NOT NULL DEFAULT ''
+    content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT, last_error TEXT NOT NULL DEFAULT '',
+    queued_until TEXT
 );
+CREATE INDEX IF NOT EXISTS blobs_pending ON blobs(content_type, content_created) WHERE status IN ('queued', 'retrying');
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
@@ -68,6 +70,10 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1'), ('horizon', '')
 _STATE_TABLES = ("blobs", "checkpoints", "leases", "meta", "watchlists")
 _DAMAGED_ADVICE = ("Stop the dashboard and the sync, then restore the file from a backup — or move it aside and "
                    "sync again, which brings back the last 7 days (what the Management Activity API keeps).")
+
+
+def _text(moment: datetime | None) -> str | None:
+    return utc_text(moment) if moment else None
 
 
 def _day(time_text: str) -> int:
@@ -157,7 +163,11 @@ class SqliteStore(EventStore):
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             _upgrade_if_older(path, progress or (lambda message: log.warning("%s", message)))
-            self._conn().executescript(_SCHEMA)
+            conn = self._conn()
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone() and not any(
+                    column[1] == "queued_until" for column in conn.execute("PRAGMA table_info(checkpoints)")):
+                conn.execute("ALTER TABLE checkpoints ADD COLUMN queued_until TEXT")  # a store from before fan-out
+            conn.executescript(_SCHEMA)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"Cannot open the SQLite store at {path}: {exc}. Check that the folder exists and is writable, "
@@ -209,38 +219,52 @@ class SqliteStore(EventStore):
              blob.error_code, blob.error_message, utc_text(datetime.now(timezone.utc)), blob.attempts),
         )
 
-    def known_blob_ids(self, content_type: str, content_ids: Iterable[str]) -> set[str]:
+    def known_blob_ids(self, content_type: str, content_ids: Iterable[str], queued_too: bool = False) -> set[str]:
         values, found, conn = list(content_ids), set(), self._conn()
+        known = ["stored", "lost", "queued" if queued_too else "lost"]
         for i in range(0, len(values), 500):  # under SQLite's variable limit
             chunk = values[i:i + 500]
             found.update(r[0] for r in conn.execute(
                 f"SELECT content_id FROM blobs WHERE content_id IN ({', '.join('?' * len(chunk))}) "
-                "AND status <> 'retrying'", chunk))
+                "AND status IN (?, ?, ?)", chunk + known))
         return found
+
+    def record_queued(self, blobs: Sequence[BlobRecord]) -> None:
+        now = utc_text(datetime.now(timezone.utc))
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO blobs(content_id, content_type, content_created, content_expiration, events, "
+                "status, recorded_at) VALUES (?,?,?,?,0,'queued',?)",
+                [(b.content_id, b.content_type, b.content_created, b.content_expiration, now) for b in blobs])
+
+    def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
+        count, oldest = self._conn().execute(
+            "SELECT count(*), min(content_created) FROM blobs WHERE content_type = ? AND status IN ('queued', "
+            "'retrying')", (content_type,)).fetchone()
+        return count, oldest
 
     def get_checkpoint(self, content_type: str) -> Checkpoint:
         row = self._conn().execute(
-            "SELECT listed_until, last_success, last_error FROM checkpoints WHERE content_type = ?", (content_type,)
-        ).fetchone()
+            "SELECT listed_until, last_success, last_error, queued_until FROM checkpoints WHERE content_type = ?",
+            (content_type,)).fetchone()
         if row is None:
             return Checkpoint(content_type)
-        return Checkpoint(content_type, _dt(row[0]), _dt(row[1]), row[2])
+        return Checkpoint(content_type, _dt(row[0]), _dt(row[1]), row[2], _dt(row[3]))
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         with self._write() as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO checkpoints(content_type, listed_until, last_success, last_error) "
-                "VALUES (?,?,?,?)",
-                (checkpoint.content_type,
-                 utc_text(checkpoint.listed_until) if checkpoint.listed_until else None,
-                 utc_text(checkpoint.last_success) if checkpoint.last_success else None,
-                 checkpoint.last_error),
+                "INSERT OR REPLACE INTO checkpoints(content_type, listed_until, last_success, last_error, "
+                "queued_until) VALUES (?,?,?,?,?)",
+                (checkpoint.content_type, _text(checkpoint.listed_until), _text(checkpoint.last_success),
+                 checkpoint.last_error, _text(checkpoint.queued_until)),
             )
 
     def blob_issues(self) -> list[BlobRecord]:
         rows = self._conn().execute(
             "SELECT content_id, content_type, content_created, content_expiration, events, status, error_code, "
-            "error_message, attempts FROM blobs WHERE status <> 'stored' OR error_code <> '' ORDER BY content_created"
+            "error_message, attempts FROM blobs WHERE status IN ('lost', 'retrying') OR (status = 'stored' AND "
+            "error_code <> '') ORDER BY content_created"
         ).fetchall()
         return [BlobRecord(*row) for row in rows]
 

@@ -1,4 +1,4 @@
-"""python -m ingest sync | run | status [--json] | export | check | subscribe | simulate
+"""python -m ingest sync | run | enqueue | worker | status [--json] | export | check | subscribe | simulate
 
 Log lines go to stderr; `export` and `status --json` write only data to stdout."""
 from __future__ import annotations
@@ -18,6 +18,7 @@ from eventstore.export import write_csv, write_jsonl
 from . import redact
 from .api import ApiError, FatalApiError
 from .auth import AuthError
+from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
 from .sync import Progress, SyncAlreadyRunning, connect, run_sync
 
@@ -79,18 +80,26 @@ class _ProgressPrinter:
 
 def _one_pass(settings: Settings, args, stop: threading.Event, check: str = "state"):
     with _open(settings, check) as store:
-        report = run_sync(settings, store, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
+        if args.command == "enqueue":
+            from .fanout import run_enqueue
+
+            report = run_enqueue(settings, store, stop=stop)
+        else:
+            report = run_sync(settings, store, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
     (log.info if report.ok else log.error)("%s", report.summary())
     return report
 
 
 def cmd_sync(settings: Settings, args, stop: threading.Event) -> int:
+    if getattr(args, "loop", False):
+        return cmd_run(settings, args, stop)
     report = _one_pass(settings, args, stop)
     return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
 
 
 def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
-    log.info("%s: syncing every %d s until stopped (SIGTERM or Ctrl-C)", settings.tenant_label, settings.sync_interval)
+    log.info("%s: %s every %d s until stopped (SIGTERM or Ctrl-C)", settings.tenant_label,
+             "queueing new content" if args.command == "enqueue" else "syncing", settings.sync_interval)
     while not stop.is_set():
         try:
             _one_pass(settings, args, stop, "daily")
@@ -103,6 +112,16 @@ def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
         stop.wait(settings.sync_interval)
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+def cmd_worker(settings: Settings, args, stop: threading.Event) -> int:
+    from .fanout import run_worker
+
+    log.info("%s: working on the queue %s%s", settings.tenant_label, settings.queue_name,
+             " until it is empty" if args.drain else " until stopped (SIGTERM or Ctrl-C)")
+    report = run_worker(settings, stop=stop, drain=args.drain, threads=args.threads)
+    (log.error if report.fatal else log.info)("worker done: %s", report.summary())
+    return EXIT_FATAL if report.fatal else EXIT_OK
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -129,6 +148,7 @@ def status_data(settings: Settings) -> dict:
             "sync_running": store.lease_holder("sync") is not None,
             "content_types": [
                 {"content_type": cp.content_type, "listed_until": _iso(cp.listed_until),
+                 "queued_until": _iso(cp.queued_until), "blobs_queued": store.pending_blobs(cp.content_type)[0],
                  "last_success": _iso(cp.last_success), "last_error": cp.last_error,
                  "events_stored": stats.per_content_type.get(cp.content_type, 0),
                  "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
@@ -149,10 +169,11 @@ def cmd_status(settings: Settings, args, stop) -> int:
     out.write(f"{data['tenant']} · {data['store']} · {data['events']:,} events "
               f"({data['first_event'] or '-'} … {data['last_event'] or '-'})"
               f"{' · a sync is running' if data['sync_running'] else ''}\n")
-    out.write(f"{'content type':<28}{'listed until':<22}{'last success':<22}{'events':>10}{'lost':>6}  error\n")
+    out.write(f"{'content type':<28}{'listed until':<22}{'last success':<22}{'events':>10}{'queued':>8}{'lost':>6}"
+              "  error\n")
     for ct in data["content_types"]:
         out.write(f"{ct['content_type']:<28}{ct['listed_until'] or 'never':<22}{ct['last_success'] or 'never':<22}"
-                  f"{ct['events_stored']:>10,}{ct['blobs_lost']:>6}  {ct['last_error']}\n")
+                  f"{ct['events_stored']:>10,}{ct['blobs_queued']:>8,}{ct['blobs_lost']:>6}  {ct['last_error']}\n")
     for blob in data["lost_blobs"] + data["blob_issues"]:
         out.write(f"{blob['status']}: {blob['content_type']} {blob['content_id']} ({blob['code']}) "
                   f"{blob['message']}\n")
@@ -225,6 +246,13 @@ def build_parser() -> argparse.ArgumentParser:
                             ("run", "sync every O365_SYNC_INTERVAL seconds until SIGTERM or Ctrl-C")):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--workers", type=int, default=4, help="blobs fetched and parsed in parallel (default 4)")
+    p = sub.add_parser("enqueue", help="queue fan-out: list new content and queue one message per blob for the "
+                                       "workers (QUEUE_CONNECTION_STRING); the checkpoint follows what they finish")
+    p.add_argument("--loop", action="store_true", help="again every O365_SYNC_INTERVAL seconds until stopped")
+    p = sub.add_parser("worker", help="queue fan-out: fetch, normalize and store the queued blobs; run as many as "
+                                      "you like, on as many machines")
+    p.add_argument("--drain", action="store_true", help="stop once the queue is empty (else run until stopped)")
+    p.add_argument("--threads", type=int, default=4, help="blobs fetched at once (default 4)")
     p = sub.add_parser("status", help="checkpoints, last success, events stored and lost blobs per content type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("export", help="every stored event: the original record per line (jsonl) or a CSV table")
@@ -247,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"sync": cmd_sync, "run": cmd_run, "status": cmd_status, "export": cmd_export, "check": cmd_check,
+COMMANDS = {"sync": cmd_sync, "run": cmd_run, "enqueue": cmd_sync, "worker": cmd_worker, "status": cmd_status, "export": cmd_export, "check": cmd_check,
             "subscribe": cmd_subscribe, "simulate": cmd_simulate}
 
 
@@ -267,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("DEMO mode: no O365_TENANT_ID is set, so a simulated tenant stands in. "
                         "Nothing here comes from a real Microsoft 365 tenant.")
         return COMMANDS[args.command](settings, args, stop)
-    except (SettingsError, StoreError, AuthError, FatalApiError, SyncAlreadyRunning) as error:
+    except (SettingsError, StoreError, AuthError, FatalApiError, SyncAlreadyRunning, QueueError) as error:
         log.error("%s", error)
         return EXIT_FATAL
     except ApiError as error:

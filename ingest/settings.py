@@ -23,6 +23,7 @@ CLOUDS = {
 }
 
 DEFAULT_STORE = "sqlite:///data/audit.db"
+DEFAULT_QUEUE = "o365-content"
 
 # name → one-line description; the README's configuration table says the same
 VARIABLES = {
@@ -47,6 +48,11 @@ VARIABLES = {
     "COSMOS_CA_BUNDLE": "PEM file of CAs to trust for Cosmos DB instead of the system's (an emulator).",
     "COSMOS_DATABASE": "Cosmos DB database name. Default o365audit.",
     "COSMOS_CONTAINER": "Cosmos DB container name. Default events.",
+    "QUEUE_CONNECTION_STRING": "Azure Storage connection string for queue fan-out (Functions: AzureWebJobsStorage).",
+    "QUEUE_ACCOUNT_URL": "Or the queue service URL (https://<account>.queue.core.windows.net), with managed identity.",
+    "QUEUE_NAME": f"Queue of content blobs for `ingest worker`; <name>-poison holds failures. Default {DEFAULT_QUEUE}.",
+    "QUEUE_MAX_DEQUEUES": "Deliveries of one message before it goes to the poison queue. Default 5.",
+    "QUEUE_VISIBILITY_TIMEOUT": "Seconds a worker holds a message before another may take it. Default 300.",
     "DASHBOARD_INDEX": "The dashboard's index file (DuckDB). Default: beside the SQLite store, or data/ for Cosmos DB.",
     "DASHBOARD_INDEX_MEMORY": "Memory the index may use, as DuckDB reads it (e.g. 1GB, 512MB). Default 1GB.",
 }
@@ -92,6 +98,11 @@ class Settings:
     cosmos_database: str = "o365audit"
     cosmos_container: str = "events"
     cosmos_ca_bundle: str = ""
+    queue_connection_string: str = field(default="", repr=False)
+    queue_account_url: str = ""
+    queue_name: str = DEFAULT_QUEUE
+    queue_max_dequeues: int = 5
+    queue_visibility_timeout: int = 300
     index_path: str = ""  # "" = beside the store (see index_file)
     index_memory: str = "1GB"
     demo: bool = False  # no tenant configured: the simulated demo tenant stands in
@@ -206,7 +217,14 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
                 raise SettingsError(f"{name} is not set: it is needed with AUDIT_STORE=cosmos.")
         _https_url("COSMOS_ENDPOINT", get("COSMOS_ENDPOINT"))
 
-    for value in (secret, get("COSMOS_KEY")):
+    queue_connection = get("QUEUE_CONNECTION_STRING") or get("AzureWebJobsStorage")
+    queue_name = get("QUEUE_NAME") or DEFAULT_QUEUE
+    if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]", queue_name):
+        raise SettingsError("QUEUE_NAME must be 3-56 lower-case letters, digits and single hyphens (Azure's rule, "
+                            f"leaving room for -poison), not {queue_name!r}.")
+    if get("QUEUE_ACCOUNT_URL"):
+        _https_url("QUEUE_ACCOUNT_URL", get("QUEUE_ACCOUNT_URL"))
+    for value in (secret, get("COSMOS_KEY"), queue_connection, *re.findall(r"(?i)AccountKey=([^;]+)", queue_connection)):
         redact.remember(value)  # whatever peer echoes it from now on, it is not logged, stored or shown
     return Settings(
         tenant_id=tenant_id,
@@ -231,6 +249,11 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         cosmos_database=get("COSMOS_DATABASE") or "o365audit",
         cosmos_container=get("COSMOS_CONTAINER") or "events",
         cosmos_ca_bundle=_readable_file("COSMOS_CA_BUNDLE", get("COSMOS_CA_BUNDLE")),
+        queue_connection_string=queue_connection,
+        queue_account_url=get("QUEUE_ACCOUNT_URL"),
+        queue_name=queue_name,
+        queue_max_dequeues=_positive_int("QUEUE_MAX_DEQUEUES", get("QUEUE_MAX_DEQUEUES"), 5),
+        queue_visibility_timeout=_positive_int("QUEUE_VISIBILITY_TIMEOUT", get("QUEUE_VISIBILITY_TIMEOUT"), 300),
         index_path=get("DASHBOARD_INDEX"),
         index_memory=_memory("DASHBOARD_INDEX_MEMORY", get("DASHBOARD_INDEX_MEMORY") or "1GB"),
         demo=not tenant_id,

@@ -76,6 +76,7 @@ class ContentTypeResult:
     blobs_stored: int = 0
     blobs_lost: int = 0
     blobs_retrying: int = 0  # unusable this pass; fetched again next pass
+    blobs_queued: int = 0  # sent to the workers' queue (queue fan-out)
     events_seen: int = 0
     events_new: int = 0
     error: str = ""
@@ -98,8 +99,9 @@ class SyncReport:
         return sum(r.events_new for r in self.results)
 
     def summary(self) -> str:
-        parts = [f"{r.content_type}: +{r.events_new} events ({r.blobs_stored} blobs"
-                 f"{f', {r.blobs_lost} lost' if r.blobs_lost else ''}"
+        parts = [(f"{r.content_type}: {r.blobs_queued} blobs queued (" if r.blobs_queued else
+                  f"{r.content_type}: +{r.events_new} events ({r.blobs_stored} blobs")
+                 + f"{f', {r.blobs_lost} lost' if r.blobs_lost else ''}"
                  f"{f', {r.blobs_retrying} to retry' if r.blobs_retrying else ''})"
                  + (f" ERROR {r.error}" if r.error else "") for r in self.results]
         return f"{'DEMO ' if self.demo else ''}sync {'done' if self.ok else 'finished with errors'} in " \
@@ -168,7 +170,7 @@ class _Syncer:
                  progress: Callable[[Progress], None] | None, guard: _PassGuard):
         self.api, self.store, self.workers, self.guard = api, store, workers, guard
         self.progress = progress or (lambda p: None)
-        self.parser: Executor = _parser()
+        self.parser: Executor = new_parser()
 
     def close(self) -> None:
         self.parser.shutdown(wait=True, cancel_futures=True)
@@ -217,17 +219,7 @@ class _Syncer:
         return []
 
     def fetch(self, blob: ContentBlob) -> Decoded:
-        """Runs in a worker thread: fetch, then parse in the helper process (parsing is CPU-bound Python; in
-        this process it would compete with the writes for the interpreter lock). No local judgement of
-        expiry: only the service's AF20051 says a blob is gone (our clock, or its, may be wrong)."""
-        body = self.api.fetch_blob(blob.content_uri)
-        try:
-            decoded = self.parser.submit(decode_blob, body, blob.content_type, blob.created).result()
-        except NotRecords as wrong:
-            raise BadAnswer(f"the content is not a JSON array of records ({wrong})", "MALFORMED") from None
-        if decoded.broken:
-            raise _Broken(decoded)
-        return decoded
+        return fetch_decoded(self.api, self.parser, blob)
 
     def sync_content_type(self, content_type: str) -> ContentTypeResult:
         result = ContentTypeResult(content_type)
@@ -291,15 +283,9 @@ class _Syncer:
 
         def keep(number: int, blob: ContentBlob, decoded: Decoded, code: str, notes: str) -> None:
             nonlocal batched_rows
-            batch.append((number, BlobRecord(blob.content_id, content_type, blob.created, blob.expiration,
-                                             error_code=code, error_message=redact.short(notes.strip("; "), 300)),
-                          decoded.rows))
+            batch.append((number, kept_record(blob, code, notes), decoded.rows))
             batched_rows += len(decoded.rows)
             result.events_seen += len(decoded.rows)
-
-        def record(blob: ContentBlob, error: ApiError) -> BlobRecord:
-            return BlobRecord(blob.content_id, content_type, blob.created, blob.expiration, 0, "lost",
-                              error.code or "ERROR", redact.short(str(error), 300))
 
         settle([])  # windows with nothing new are done already
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
@@ -324,11 +310,11 @@ class _Syncer:
                     except BlobUnavailable as lost:
                         self.api.check_clock()  # "expired" from a service whose clock is off proves nothing
                         log.warning("%s: content %s lost (%s): %s", content_type, blob.content_id, lost.code, lost)
-                        self.store.record_lost_blob(record(blob, lost))
+                        self.store.record_lost_blob(blob_record(blob, lost))
                         result.blobs_lost += 1
                         settle([number])
                     except BadAnswer as bad:
-                        kept = self.store.record_blob_failure(record(blob, bad), MAX_BLOB_ATTEMPTS)
+                        kept = self.store.record_blob_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
                         log.warning("%s: content %s: %s (%s, attempt %d of %d)", content_type, blob.content_id,
                                     bad, kept.status, kept.attempts, MAX_BLOB_ATTEMPTS)
                         if kept.status != "lost":
@@ -345,7 +331,7 @@ class _Syncer:
                             trouble.append(str(gave_up) if isinstance(gave_up, RetriesExhausted) else
                                            "the helper process that parses content ended unexpectedly")
                         if isinstance(gave_up, BrokenProcessPool):
-                            self.parser = _parser()
+                            self.parser = new_parser()
                     except Interrupted:
                         pass  # the stop is noticed below
                     except (FatalApiError, AuthError) as refused:
@@ -372,7 +358,33 @@ class _Syncer:
             raise _Stopped()
 
 
-def _parser() -> Executor:
+def fetch_decoded(api: ActivityApi, parser: Executor, blob: ContentBlob) -> Decoded:
+    """Fetch a blob, then parse it in the helper process (parsing is CPU-bound Python; in this process it would
+    compete with the writes for the interpreter lock). No local judgement of expiry: only the service's AF20051
+    says a blob is gone (our clock, or its, may be wrong). Raises _Broken for JSON that breaks part-way."""
+    body = api.fetch_blob(blob.content_uri)
+    try:
+        decoded = parser.submit(decode_blob, body, blob.content_type, blob.created).result()
+    except NotRecords as wrong:
+        raise BadAnswer(f"the content is not a JSON array of records ({wrong})", "MALFORMED") from None
+    if decoded.broken:
+        raise _Broken(decoded)
+    return decoded
+
+
+def blob_record(blob: ContentBlob, error: ApiError) -> BlobRecord:
+    """How a blob that could not be had is recorded (lost, or retrying: the store decides)."""
+    return BlobRecord(blob.content_id, blob.content_type, blob.created, blob.expiration, 0, "lost",
+                      error.code or "ERROR", redact.short(str(error), 300))
+
+
+def kept_record(blob: ContentBlob, code: str, notes: str) -> BlobRecord:
+    """How a blob whose records are kept is recorded: an error code says what had to be repaired or skipped."""
+    return BlobRecord(blob.content_id, blob.content_type, blob.created, blob.expiration, error_code=code,
+                      error_message=redact.short(notes.strip("; "), 300))
+
+
+def new_parser() -> Executor:
     # "spawn": a fork of this threaded process could inherit a lock held by another thread
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
                                initargs=(os.getpid(),))
@@ -389,10 +401,12 @@ def _record_error(store: EventStore, content_type: str, message: str) -> None:
 
 def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...], *, retention_days: int,
               demo: bool = False, workers: int = 4, progress: Callable[[Progress], None] | None = None,
-              stop: threading.Event | None = None) -> SyncReport:
+              stop: threading.Event | None = None,
+              step: Callable[["_Syncer", str], ContentTypeResult] | None = None) -> SyncReport:
     """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds the
     store's sync lease; everything else that goes wrong is in the report (and in each content type's
-    checkpoint, for status and the Sync page)."""
+    checkpoint, for status and the Sync page). `step` does one content type in place of fetching its blobs here
+    (ingest.fanout queues them for the workers)."""
     stop = stop or threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holder = store.lease_holder(LEASE)
@@ -413,7 +427,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
                 if report.fatal:
                     _record_error(store, content_type, report.fatal)
                 continue
-            report.results.append(_sync_one(syncer, content_type, report))
+            report.results.append(_sync_one(syncer, content_type, report, step or _Syncer.sync_content_type))
         if not api.stop.is_set():
             try:
                 report.pruned = store.prune(datetime.now(timezone.utc) - timedelta(days=retention_days))
@@ -430,11 +444,11 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
     return report
 
 
-def _sync_one(syncer: _Syncer, content_type: str, report: SyncReport) -> ContentTypeResult:
+def _sync_one(syncer: _Syncer, content_type: str, report: SyncReport, step) -> ContentTypeResult:
     """One content type; whatever goes wrong becomes its result's error, recorded in its checkpoint (and, when
     every request would be refused, the report's `fatal`)."""
     try:
-        return syncer.sync_content_type(content_type)
+        return step(syncer, content_type)
     except (_Stopped, Interrupted):
         return ContentTypeResult(content_type, error="stopped before the window finished")
     except (FatalApiError, AuthError) as refused:
@@ -482,9 +496,10 @@ def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], Non
 
 
 def run_sync(settings: Settings, store: EventStore | None = None, *, progress: Callable[[Progress], None] | None = None,
-             stop: threading.Event | None = None, workers: int = 4) -> SyncReport:
-    """What `python -m ingest sync` and the dashboard's Sync now button both call. Raises SyncAlreadyRunning,
-    or StoreError when the store cannot be opened; every other failure is in the report."""
+             stop: threading.Event | None = None, workers: int = 4, step=None) -> SyncReport:
+    """What `python -m ingest sync` and the dashboard's Sync now button both call (and, with the step of
+    ingest.fanout, `python -m ingest enqueue`). Raises SyncAlreadyRunning, or StoreError when the store cannot be
+    opened; every other failure is in the report."""
     own_store = store is None
     store = store or open_store(settings.store_url, cosmos=settings.cosmos_options(),
                                 retention_days=settings.retention_days)
@@ -498,7 +513,7 @@ def run_sync(settings: Settings, store: EventStore | None = None, *, progress: C
                 report.results.append(ContentTypeResult(content_type, error=report.fatal))
             return report
         return sync_once(api, store, settings.content_types, retention_days=settings.retention_days,
-                         demo=settings.demo, workers=workers, progress=progress, stop=stop)
+                         demo=settings.demo, workers=workers, progress=progress, stop=stop, step=step)
     finally:
         if own_store:
             store.close()

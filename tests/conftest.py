@@ -182,8 +182,9 @@ def start_azurite() -> tuple[subprocess.Popen, str]:
     else:
         process.kill()
         pytest.fail("Azurite did not start within 20 s")
-    return process, ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDX"
-                     "J1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    # Azurite's well-known development account (public, in Azure's documentation)
+    return process, ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=Eby8vdM02xNOcqFlqUwJPLlm"
+                     "EtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
                      f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;")
 
 

@@ -2,9 +2,6 @@
 on loopback): the promises ingest and the dashboard rely on."""
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -247,3 +244,20 @@ def test_a_store_of_the_first_layout_is_upgraded_with_everything_in_it(tmp_path,
     assert upgraded.store_blobs([(BlobRecord("again", "Audit.SharePoint", "x", "y"), events[:50])]) == 0
     upgraded.close()
     reference.close()
+
+
+def test_queued_blobs_wait_for_a_worker_and_hold_the_checkpoint_back(backend):
+    queued = [BlobRecord(f"q{k}", "Audit.Exchange", f"2026-11-2{k}T00:00:00Z", "2026-12-01T00:00:00Z") for k in (3, 1, 2)]
+    backend.store_blobs([(queued[0], [])])  # a worker stored this one before its record was written
+    backend.record_queued(queued)
+    assert backend.pending_blobs("Audit.Exchange") == (2, "2026-11-21T00:00:00Z"), "stored stays stored"
+    assert backend.pending_blobs("DLP.All") == (0, None)
+    assert backend.known_blob_ids("Audit.Exchange", ["q1", "q2", "q3"]) == {"q3"}, "a sync still fetches them"
+    assert backend.known_blob_ids("Audit.Exchange", ["q1", "q2", "q3"], queued_too=True) == {"q1", "q2", "q3"}
+    assert backend.blob_issues() == [], "waiting is not an issue"
+    backend.store_blobs([(queued[1], [])])
+    backend.record_lost_blob(replace(queued[2], status="lost", error_code="POISON"))
+    assert backend.pending_blobs("Audit.Exchange") == (0, None)
+    checkpoint = Checkpoint("Audit.Exchange", NOW - timedelta(hours=2), NOW, "", NOW - timedelta(hours=1))
+    backend.save_checkpoint(checkpoint)
+    assert backend.get_checkpoint("Audit.Exchange") == checkpoint

@@ -1,0 +1,329 @@
+"""Queue fan-out: one `enqueue` lists the content and queues one message per new blob; any number of workers,
+on any number of machines, fetch, normalize and store them. The same listing, fetching, normalization and store
+as `sync` (ingest.sync); only who fetches differs.
+
+Why nothing is lost or stored twice:
+- enqueue sends a window's messages, then records those blobs as "queued", then moves `queued_until` past the
+  window. A crash before the record re-sends them next pass (a duplicate message is harmless: a worker skips a
+  blob already stored, and events dedupe on their Id); the record never overwrites a worker's "stored".
+- a worker deletes a message only after the blob's events are stored (or the blob is recorded lost). A worker
+  killed mid-message leaves it invisible for QUEUE_VISIBILITY_TIMEOUT, then another takes it.
+- a message delivered more than QUEUE_MAX_DEQUEUES times (workers keep dying on it) goes to the poison queue and
+  its blob is recorded lost ("POISON"), so `status` and the Sync page show it. Throttling and refused sign-ins
+  are not the message's fault: it is sent again with its count reset.
+- `listed_until`, what `status` calls the checkpoint, is only moved by enqueue, to the oldest blob still queued
+  or retrying (or `queued_until` when none is): everything created before it is stored or recorded lost."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+from eventstore import EventStore, open_store
+from eventstore.model import CONTENT_TYPES, BlobRecord, parse_utc
+
+from . import redact
+from .api import (
+    ActivityApi,
+    BadAnswer,
+    BlobUnavailable,
+    ContentBlob,
+    FatalApiError,
+    Interrupted,
+    RetriesExhausted,
+    parse_json,
+    parse_listing,
+)
+from .auth import AuthError
+from .queues import ContentQueue, QueueError, Received, encode
+from .settings import Settings
+from .sync import (
+    MAX_BLOB_ATTEMPTS,
+    ContentTypeResult,
+    SyncReport,
+    _Broken,
+    _Syncer,
+    blob_record,
+    connect,
+    fetch_decoded,
+    kept_record,
+    new_parser,
+    run_sync,
+)
+
+log = logging.getLogger("ingest.fanout")
+MAX_MESSAGE_CHARS = 8000
+RECEIVE = 16  # messages per receive (the service's maximum is 32)
+REQUEUE_DELAY = 60  # seconds before a throttled or refused message is offered again
+
+
+# --- the message: one listing item, in the API's own shape, checked like one -----------------------------------
+def message_text(blob: ContentBlob) -> str:
+    return json.dumps({"contentType": blob.content_type, "contentId": blob.content_id,
+                       "contentUri": blob.content_uri, "contentCreated": blob.created,
+                       "contentExpiration": blob.expiration})
+
+
+def parse_message(text: str) -> ContentBlob:
+    """A queue message → the blob it names, or BadAnswer. The storage account is another party: its messages
+    are checked as the API's listings are (and the token still only goes to this tenant's feed)."""
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise BadAnswer(f"a queue message of {len(text)} characters is not a blob reference", "MALFORMED")
+    item = parse_json(text.encode("utf-8"), "a queue message")
+    content_type = item.get("contentType") if isinstance(item, dict) else None
+    if content_type not in CONTENT_TYPES:
+        raise BadAnswer("a queue message names no known content type", "MALFORMED")
+    (blob,) = parse_listing(json.dumps([item]).encode("utf-8"), content_type)
+    return blob
+
+
+# --- enqueue: the listing half of a sync pass -------------------------------------------------------------------
+def enqueue_content_type(syncer: _Syncer, queue: ContentQueue, content_type: str) -> ContentTypeResult:
+    store, result, errors = syncer.store, ContentTypeResult(content_type), []
+    checkpoint = store.get_checkpoint(content_type)
+    plan_from = replace(checkpoint, listed_until=checkpoint.queued_until or checkpoint.listed_until)
+    sent: set[str] = set()
+    for end, blobs in syncer.list_windows(content_type, plan_from, errors):
+        if blobs is None:
+            break  # not listed: `queued_until` must not pass this window
+        known = store.known_blob_ids(content_type, (b.content_id for b in blobs), queued_too=True) | sent
+        fresh = list({b.content_id: b for b in blobs if b.content_id not in known}.values())
+        result.blobs_listed += len(blobs)
+        result.blobs_skipped += len(blobs) - len(fresh)
+        try:
+            queue.send([message_text(b) for b in fresh])
+        except QueueError as error:
+            errors.append(str(error))
+            break
+        store.record_queued([BlobRecord(b.content_id, content_type, b.created, b.expiration, status="queued")
+                             for b in fresh])
+        sent.update(b.content_id for b in fresh)
+        result.blobs_queued += len(fresh)
+        syncer.guard.check()
+        checkpoint.queued_until = end
+        store.save_checkpoint(checkpoint)
+    settle(store, checkpoint)
+    result.error = checkpoint.last_error = redact.short("; ".join(errors), 600)
+    if not errors:
+        checkpoint.last_success = datetime.now(timezone.utc)
+    store.save_checkpoint(checkpoint)
+    return result
+
+
+def settle(store: EventStore, checkpoint) -> None:
+    """Move `listed_until` up to what the workers have finished."""
+    if checkpoint.queued_until is None:
+        return
+    pending, oldest = store.pending_blobs(checkpoint.content_type)
+    settled = min(checkpoint.queued_until, parse_utc(oldest)) if pending else checkpoint.queued_until
+    if checkpoint.listed_until is None or settled > checkpoint.listed_until:
+        checkpoint.listed_until = settled
+
+
+def run_enqueue(settings: Settings, store: EventStore | None = None, *, stop: threading.Event | None = None
+                ) -> SyncReport:
+    """One enqueue pass: what `python -m ingest enqueue` and the Functions timer call."""
+    queue = ContentQueue(settings)
+    try:
+        return run_sync(settings, store, stop=stop,
+                        step=lambda syncer, content_type: enqueue_content_type(syncer, queue, content_type))
+    finally:
+        queue.close()
+
+
+# --- the worker: the fetching half ---------------------------------------------------------------------------
+@dataclass
+class WorkReport:
+    messages: int = 0
+    stored: int = 0  # blobs
+    events_new: int = 0
+    skipped: int = 0  # already stored or lost (a duplicate message)
+    lost: int = 0
+    retrying: int = 0
+    requeued: int = 0
+    poisoned: int = 0
+    left: int = 0  # left in the queue, to come back after the visibility timeout
+    fatal: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, other: "WorkReport") -> None:
+        for name in ("messages", "stored", "events_new", "skipped", "lost", "retrying", "requeued", "poisoned", "left"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.fatal = self.fatal or other.fatal
+        self.errors.extend(other.errors)
+
+    def summary(self) -> str:
+        return (f"{self.messages} messages: {self.stored} blobs stored (+{self.events_new} events), {self.skipped} "
+                f"already done, {self.lost} lost, {self.retrying} to retry, {self.requeued} requeued, "
+                f"{self.poisoned} poisoned" + (f"; STOPPED: {self.fatal}" if self.fatal else ""))
+
+
+class Worker:
+    """Handles what one receive brought: at most `threads` blobs fetched at once, their events stored in one
+    call, each message deleted only once its blob is settled."""
+
+    def __init__(self, api: ActivityApi, store: EventStore, queue: ContentQueue, max_dequeues: int,
+                 threads: int = 4):
+        self.api, self.store, self.queue, self.max_dequeues = api, store, queue, max_dequeues
+        self.parser = new_parser()
+        self.pool = ThreadPoolExecutor(threads, thread_name_prefix="worker-fetch")
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.parser.shutdown(wait=True, cancel_futures=True)
+
+    def handle(self, received: list[Received]) -> WorkReport:
+        report = WorkReport(messages=len(received))
+        todo: list[tuple[Received, ContentBlob]] = []
+        for message in received:
+            try:
+                blob = parse_message(message.text if message.text is not None else "\0")
+            except BadAnswer as bad:
+                log.error("queue message %s is not a blob reference (%s): moved to the poison queue",
+                          message.message_id, bad)
+                self.queue.poison(message)
+                report.poisoned += 1
+                continue
+            if message.dequeue_count > self.max_dequeues:
+                self._poison(message, blob)
+                report.poisoned += 1
+                continue
+            todo.append((message, blob))
+        done = set()
+        for content_type in {blob.content_type for _, blob in todo}:
+            done |= self.store.known_blob_ids(content_type, [b.content_id for _, b in todo
+                                                              if b.content_type == content_type])
+        for message, blob in [(m, b) for m, b in todo if b.content_id in done]:
+            self.queue.delete(message)
+            report.skipped += 1
+        todo = [(m, b) for m, b in todo if b.content_id not in done]
+        futures = [(message, blob, self.pool.submit(fetch_decoded, self.api, self.parser, blob))
+                   for message, blob in todo]
+        keep: list[tuple[Received, BlobRecord, list]] = []
+        for message, blob, future in futures:
+            try:
+                decoded = future.result()
+            except BlobUnavailable as lost:
+                self.store.record_lost_blob(blob_record(blob, lost))
+                self.queue.delete(message)
+                report.lost += 1
+            except BadAnswer as bad:
+                kept = self.store.record_blob_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
+                report.errors.append(f"{blob.content_id}: {bad}")
+                if kept.status != "lost":
+                    report.retrying += 1  # left in the queue: it comes back after the visibility timeout
+                    report.left += 1
+                elif isinstance(bad, _Broken):  # never whole: keep what can be read, say what cannot
+                    keep.append((message, kept_record(blob, "PARTIAL", f"{bad}; {bad.decoded.notes}"),
+                                 bad.decoded.rows))
+                else:
+                    self.queue.delete(message)
+                    report.lost += 1
+            except Interrupted:
+                report.left += 1  # stopping: the message comes back after the visibility timeout
+            except (RetriesExhausted, BrokenProcessPool, FatalApiError, AuthError) as failed:
+                if isinstance(failed, BrokenProcessPool):
+                    self.parser = new_parser()
+                elif isinstance(failed, (FatalApiError, AuthError)):
+                    report.fatal = report.fatal or str(failed)
+                report.errors.append(str(failed) or type(failed).__name__)
+                self.queue.requeue(message, REQUEUE_DELAY)
+                report.requeued += 1
+            else:
+                keep.append((message, kept_record(blob, "REPAIRED" if decoded.notes else "", decoded.notes),
+                             decoded.rows))
+        if keep:
+            report.events_new += self.store.store_blobs([(record, rows) for _, record, rows in keep])
+            report.stored += len(keep)
+            for message, _, _ in keep:
+                self.queue.delete(message)
+        return report
+
+    def _poison(self, message: Received, blob: ContentBlob) -> None:
+        log.error("%s: content %s failed %d deliveries (workers died or timed out on it): recorded lost and moved "
+                  "to the poison queue", blob.content_type, blob.content_id, message.dequeue_count - 1)
+        self.store.record_lost_blob(BlobRecord(
+            blob.content_id, blob.content_type, blob.created, blob.expiration, 0, "lost", "POISON",
+            f"its queue message failed {message.dequeue_count - 1} deliveries; it is in the poison queue"))
+        self.queue.poison(message)
+
+
+def run_worker(settings: Settings, *, stop: threading.Event | None = None, drain: bool = False,
+               threads: int = 4, on_batch: Callable[[WorkReport], None] | None = None) -> WorkReport:
+    """Receive and handle messages until stopped (or, with `drain`, until the queue is empty). Stops early when
+    the service refuses this identity: every message would fail alike."""
+    stop = stop or threading.Event()
+    total = WorkReport()
+    store = open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
+    queue = ContentQueue(settings)
+    worker = None
+    try:
+        worker = Worker(connect(settings, store), store, queue, settings.queue_max_dequeues, threads)
+        idle = 1.0
+        while not stop.is_set():
+            received = queue.receive(RECEIVE, settings.queue_visibility_timeout)
+            if not received:
+                if drain and queue.depth()[0] == 0:
+                    break
+                stop.wait(idle)
+                idle = min(idle * 2, 30.0)
+                continue
+            idle = 1.0
+            report = worker.handle(received)
+            total.add(report)
+            (on_batch or (lambda r: log.info("%s", r.summary())))(report)
+            if report.fatal:
+                break
+    finally:
+        if worker is not None:
+            worker.close()
+        queue.close()
+        store.close()
+    return total
+
+
+class _Delivered:
+    """The messages of Azure Functions' queue trigger: the runtime deletes one when the function returns and
+    delivers it again when the function raises; sending a copy (requeue, poison) goes through our queue."""
+
+    def __init__(self, queue: ContentQueue):
+        self.queue = queue
+
+    def delete(self, message: Received) -> None:
+        pass
+
+    def requeue(self, message: Received, delay: int) -> None:
+        self.queue.send([message.text or ""], delay)
+
+    def poison(self, message: Received) -> None:
+        self.queue.copy_to_poison(message)
+
+
+class MessageLeft(RuntimeError):
+    """Raised to Azure Functions so that it delivers the message again later."""
+
+
+_function_worker: Worker | None = None
+_function_lock = threading.Lock()
+
+
+def handle_one(settings: Settings, text: str, dequeue_count: int, message_id: str = "") -> WorkReport:
+    """One message as Azure Functions delivers it (already decoded): the same handling as the CLI worker's. The
+    store, queue, API session and parser are opened by the first invocation and kept by the Functions process.
+    Raises MessageLeft when the message must come back (its blob is retrying)."""
+    global _function_worker
+    with _function_lock:
+        if _function_worker is None:
+            store = open_store(settings.store_url, cosmos=settings.cosmos_options(),
+                               retention_days=settings.retention_days)
+            _function_worker = Worker(connect(settings, store), store, _Delivered(ContentQueue(settings)),
+                                      settings.queue_max_dequeues, threads=1)
+    report = _function_worker.handle([Received(message_id, "", dequeue_count, text, encode(text))])
+    if report.left:
+        raise MessageLeft(f"content is retrying ({'; '.join(report.errors)[:300]}); delivered again later")
+    return report
