@@ -86,6 +86,7 @@ class ActivityIndex:
         self._events = self._con.execute("SELECT count(*) FROM ev").fetchone()[0]
         self.version = (self._events, self._horizon)
         self.catching: Catching | None = None  # a background copy and how far it got
+        self._asked = float("-inf")  # when the store was last asked what changed (monotonic seconds)
         self._distinct: dict = {}  # (column, day range, version) → distinct values, for case folding
 
     # --- the file ------------------------------------------------------------------------------
@@ -121,20 +122,24 @@ class ActivityIndex:
         self._con.close()
 
     # --- keeping in step with the store ---------------------------------------------------------
-    def refresh(self) -> tuple[int, str]:
+    def refresh(self, max_age: float = 0.0) -> tuple[int, str]:
         """Follow the store: drop what retention removed, copy what it gained. A small backlog is copied now; a
         large one (a first build) in the background, with `catching` saying how far it got. While another thread
-        copies, this one answers from what is indexed so far."""
+        copies, this one answers from what is indexed so far. With `max_age`, the store is not asked again within
+        that many seconds of the last time (a page asks many times per click; Cosmos DB charges every ask)."""
+        if time.monotonic() - self._asked < max_age:
+            return self.version
         if self._copying.acquire(blocking=False):
             handed_over = False
             try:
                 horizon = self.store.horizon()
                 if horizon > self._horizon:
                     self._follow_horizon(horizon)
+                first_build = self._events == 0
                 changes = self._append(self.store.changes(self._cursor, BATCH))
                 if changes.remaining is None or changes.remaining > INLINE:
                     self.catching = Catching(len(changes.rows), changes.remaining and
-                                             changes.remaining + len(changes.rows), rebuild=self._events == 0)
+                                             changes.remaining + len(changes.rows), rebuild=first_build)
                     threading.Thread(target=self._copy_in_background, name="index-catch-up", daemon=True).start()
                     handed_over = True
                 elif changes.remaining:
@@ -142,6 +147,7 @@ class ActivityIndex:
             except (duckdb.Error, OSError) as error:  # e.g. a full disk: keep answering from what is indexed
                 log.error("could not bring the index up to date with the store: %s", error)
             finally:
+                self._asked = time.monotonic()  # after the answer: a slow store is not asked back to back
                 if not handed_over:
                     self._copying.release()
         self.version = (self._events, self._horizon)

@@ -42,6 +42,9 @@ def store() -> EventStore:
     return opened
 
 
+REFRESH_SECONDS = 1.0  # the store is asked what changed at most this often, however many times a page asks
+
+
 @st.cache_resource(show_spinner=False)
 def _index() -> ActivityIndex:
     """The on-disk index beside the store (IndexBusy when another dashboard process serves it)."""
@@ -54,7 +57,7 @@ def index() -> ActivityIndex:
     up on the next interaction, no restart needed. A large backlog (a first build) is copied in the
     background; `index().catching` says how far it got."""
     ix = _index()
-    ix.refresh()
+    ix.refresh(max_age=REFRESH_SECONDS)
     return ix
 
 
@@ -101,6 +104,17 @@ def values(column: str, flt: Filter) -> list:
 # --- watch-lists ---------------------------------------------------------------------------------
 def watchlists() -> dict[str, WatchList]:
     return {name: WatchList.from_json(name, payload) for name, payload in store().watchlists().items()}
+
+
+READ_ONLY = ("This dashboard reads the store with a read-only Cosmos DB key: watch-lists can be used here but are "
+             "saved, renamed and deleted where the read-write key is (a dashboard configured with it).")
+READ_ONLY_SYNC = ("This dashboard reads the store with a read-only Cosmos DB key, so it cannot sync: the ingest "
+                  "(`python -m ingest run`, or enqueue and workers) keeps the store up to date with the read-write "
+                  "key.")
+
+
+def read_only() -> bool:
+    return store().read_only
 
 
 def save_watchlist(watchlist: WatchList) -> None:
@@ -172,7 +186,9 @@ class BackgroundSync:
         self.state = SyncState()
 
     def start(self) -> str | None:
-        """Start a sync; returns why not if one is already running."""
+        """Start a sync; returns why not if one is already running (or this dashboard may not write)."""
+        if read_only():
+            return READ_ONLY_SYNC
         with self._lock:
             if self.state.running:
                 return f"A sync is already running (started {self.state.started:%H:%M:%S} UTC)."

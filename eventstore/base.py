@@ -30,6 +30,8 @@ class StoreUnavailable(StoreError):
 class EventStore(ABC):
     #: a short, secret-free description for logs and the UI, e.g. "SQLite data/audit.db"
     description: str = ""
+    #: opened with credentials that may read but not write (a Cosmos DB read-only key)
+    read_only: bool = False
 
     # --- ingest side -------------------------------------------------------------------------
     @abstractmethod

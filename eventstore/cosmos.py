@@ -22,6 +22,7 @@ but the local test server cannot serve a second change-feed read, and an unteste
 Filtering and aggregating are the index's work: no RU-priced cross-partition scan per click."""
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -48,6 +49,7 @@ from .model import CONTENT_TYPES, EVENT_COLUMNS, BlobRecord, Checkpoint, EventRo
 
 # The SDK logs every request and response at INFO: thousands of lines per sync. Its warnings still show.
 logging.getLogger("azure").setLevel(logging.WARNING)
+log = logging.getLogger("eventstore.cosmos")
 
 _NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 _SEQ_KEY = "next_seq"
@@ -56,14 +58,33 @@ POSITION_BLOCK = 10_000
 FEED_LAG = 15  # seconds of `_ts` read again by every feed read
 BATCH_OPERATIONS = 100  # the service's limit per transactional batch
 BATCH_BYTES = 1_500_000  # of documents per batch, under the service's 2 MB request limit
+MAX_RAW_CHARS = 1_000_000  # of one record's original JSON (escaped, a character can take 6 bytes of JSON)
 WRITERS = 4  # batches in flight at once (different day partitions)
 _QUERY_CHUNK = 200  # ids per ARRAY_CONTAINS parameter
+# Only what the store queries is indexed: every indexed path costs request units on every write, and the original
+# record (`raw`, the bulk of a document) is never searched here — the dashboard's index does the searching.
+EVENT_INDEXING = {
+    "indexingMode": "consistent",
+    "includedPaths": [{"path": f"/{name}/?"} for name in ("day", "seq", "_ts", "content_type", "time")],
+    "excludedPaths": [{"path": "/*"}],
+}
+
+
+def _fitting(row: EventRow) -> EventRow:
+    """An event as a Cosmos DB item can hold it (2 MB at most): a record larger than that — none Microsoft sends
+    comes near it — keeps its columns, and its original JSON is replaced by a note saying so."""
+    if len(row.raw) <= MAX_RAW_CHARS:
+        return row
+    log.warning("record %s: its original JSON (%d characters) exceeds a Cosmos DB item; only its columns are kept",
+                row.id[:80], len(row.raw))
+    return row._replace(raw=json.dumps({"Id": row.id, "_omitted": f"the original record of {len(row.raw)} "
+                                        "characters exceeds Cosmos DB's 2 MB item limit"}))
 
 
 def _chunks(day: str, rows: list[EventRow]) -> Iterator[tuple[str, list[EventRow]]]:
     """One day's events in pieces a transactional batch takes: at most 100, and well under 2 MB."""
     chunk, size = [], 0
-    for row in rows:
+    for row in map(_fitting, rows):
         row_size = sum(len(str(value)) for value in row) + 300  # JSON quoting, names, system fields
         if chunk and (len(chunk) == BATCH_OPERATIONS or size + row_size > BATCH_BYTES):
             yield day, chunk
@@ -153,7 +174,8 @@ class CosmosStore(EventStore):
             try:
                 db = self._client.create_database_if_not_exists(database)
                 self._events = db.create_container_if_not_exists(
-                    container, partition_key=PartitionKey(path="/day"), default_ttl=retention_days * 86400)
+                    container, partition_key=PartitionKey(path="/day"), default_ttl=retention_days * 86400,
+                    indexing_policy=EVENT_INDEXING)
                 self._state = db.create_container_if_not_exists(f"{container}-state",
                                                                 partition_key=PartitionKey(path="/kind"))
             except CosmosHttpResponseError as refused:

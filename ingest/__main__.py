@@ -221,7 +221,7 @@ def cmd_simulate(settings: Settings, args, stop: threading.Event) -> int:
     if args.warm:
         held = tenant.warm(datetime.now(timezone.utc))
         log.info("pre-generated %.0f MB of content blobs", held / 1e6)
-    config = SimulatorConfig(page_size=args.page_size, quota_requests=args.rate_limit,
+    config = SimulatorConfig(page_size=args.page_size, quota_requests=args.rate_limit, latency=args.latency,
                              faults=Faults(throttle_every=args.throttle_every, retry_after=1))
     server, env = start_simulator(tenant, config, port=args.port)
     lines = "".join(f"{k}={v}\n" for k, v in env.items())
@@ -270,6 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--page-size", type=int, default=100, help="content items per listing page")
     p.add_argument("--rate-limit", type=int, default=2000, help="requests per minute before AF429")
     p.add_argument("--throttle-every", type=int, default=0, help="answer every Nth request with AF429")
+    p.add_argument("--latency", type=float, default=0.0, help="seconds each request takes (a real network)")
     p.add_argument("--env-file", help="also write the client settings to this file")
     p.add_argument("--warm", action="store_true", help="generate every blob before serving (benchmarks)")
     return parser

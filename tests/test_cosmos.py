@@ -85,3 +85,12 @@ def test_a_certificate_the_store_does_not_trust_is_refused_even_on_loopback(cosm
     other_ca = make_loopback_tls(str(tmp_path / "other"))[0]
     with pytest.raises(StoreUnavailable, match="Cannot open Cosmos DB"):
         CosmosStore(cosmos_server.endpoint, cosmos_server.key, database="mitm", ca_bundle=other_ca)
+
+
+def test_a_record_too_large_for_a_cosmos_item_keeps_its_columns_and_says_why(cosmos_server):
+    store = cosmos_server.store()
+    huge = record(7, Subject="x" * 3_000_000)
+    assert store.store_blobs([blob("huge", [huge, record(8)])]) == 2, "one outsized record does not sink the batch"
+    (kept,) = [row for row in store.iter_events() if row.id == huge["Id"]]
+    assert kept.user_id == huge["UserId"] and "exceeds Cosmos DB's 2 MB item limit" in kept.raw
+    store.close()

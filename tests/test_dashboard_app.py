@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import time
+from datetime import timedelta
 
 import pytest
 import streamlit as st
@@ -307,3 +308,32 @@ def test_a_large_backlog_is_indexed_in_the_background_with_progress(app, monkeyp
     services._index().wait()
     at.run()
     assert graph_json(at)["nodes"], "the graph once the index is built"
+
+
+def test_on_cosmos_with_a_read_only_key_the_dashboard_follows_the_store_and_changes_nothing(
+        app, cosmos_server, demo_like_tenant, monkeypatch, tmp_path):
+    from dashboard import services
+    from eventstore import Filter
+
+    writer = cosmos_server.store(database="dashboard-ro")
+    fill_store(writer, demo_like_tenant, now=demo_like_tenant.start + timedelta(days=3))
+    for name, value in cosmos_server.env("dashboard-ro").items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("COSMOS_KEY", cosmos_server.read_only_key)
+    monkeypatch.setenv("DASHBOARD_INDEX", str(tmp_path / "cosmos.index"))
+    at = app()
+    assert graph_json(at)["nodes"]
+    assert services._index().count(Filter()) == writer.stats().events
+    fill_store(writer, demo_like_tenant)  # the ingest goes on storing; the next interaction shows it, each event once
+    time.sleep(services.REFRESH_SECONDS)
+    at.run()
+    assert services._index().count(Filter()) == writer.stats().events > 0
+
+    at.switch_page("app_pages/watchlists.py").run()
+    assert any("read-only Cosmos DB key" in info.value for info in at.info)
+    assert not at.get("file_uploader"), "no upload offered where nothing can be saved"
+    at.switch_page("app_pages/sync.py").run()
+    at.button(key="sync_page_button").click().run()
+    assert any("cannot sync" in info.value for info in at.info), "Sync now is refused on the server, in words"
+    assert not services.background_sync().state.running
+    writer.close()

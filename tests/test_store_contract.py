@@ -189,6 +189,8 @@ def test_meta_values(backend):
 def test_cosmos_container_is_partitioned_by_day_with_retention_as_ttl(cosmos_server):
     store = cosmos_server.store(retention_days=30)
     assert store.retention_seconds() == 30 * 86400
+    indexed = {p["path"] for p in store._events.read()["indexingPolicy"]["includedPaths"]}
+    assert "/raw/?" not in indexed and "/_ts/?" in indexed, "writes pay for indexing only what is queried"
     store.store_blobs([blob("b", [record(1)])])
     (doc,) = list(store._events.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert doc["day"] == doc["time"][:10] and doc["id"] == "00000000-0000-4000-8000-000000000001"

@@ -18,10 +18,14 @@ st.caption("A CSV with one column of accounts or IPs (with or without a header),
            "Email, IP or ClientIP. IPv4/IPv6 addresses and CIDR ranges. UTF-8 (with or without BOM), `,` or `;`. "
            "Saved in the event store, so everyone using it sees them.")
 
-with st.form("upload", clear_on_submit=False):
-    upload = st.file_uploader("Watch-list file", type=["csv", "txt"], key="wl_upload")
-    name = st.text_input("Name", key="wl_name", placeholder="admins")
-    submitted = st.form_submit_button("Save watch-list")
+if services.read_only():
+    st.info(services.READ_ONLY)
+    submitted = False
+else:
+    with st.form("upload", clear_on_submit=False):
+        upload = st.file_uploader("Watch-list file", type=["csv", "txt"], key="wl_upload")
+        name = st.text_input("Name", key="wl_name", placeholder="admins")
+        submitted = st.form_submit_button("Save watch-list")
 if submitted:
     if upload is None:
         st.error("Choose a file first.")
@@ -38,7 +42,7 @@ if submitted:
 
 saved = services.watchlists()
 if not saved:
-    st.info("No watch-lists yet. Upload one above.")
+    st.info("No watch-lists yet." + ("" if services.read_only() else " Upload one above."))
     st.stop()
 
 for wl in saved.values():
@@ -51,17 +55,18 @@ for wl in saved.values():
                         f"**{len(unmatched):,}** entries matched nothing")
             if unmatched:
                 st.dataframe(pd.DataFrame({"matched nothing": sorted(unmatched)}), hide_index=True, height=150)
-        a, b, c = st.columns([2, 1, 1])
-        new_name = a.text_input("Rename to", key=f"rename_{wl.name}", label_visibility="collapsed",
-                                placeholder="new name")
-        if b.button("Rename", key=f"do_rename_{wl.name}"):
-            refused = services.rename_watchlist(wl.name, new_name)
-            if refused:
-                st.error(markdown(refused))
-            else:
+        if not services.read_only():
+            a, b, c = st.columns([2, 1, 1])
+            new_name = a.text_input("Rename to", key=f"rename_{wl.name}", label_visibility="collapsed",
+                                    placeholder="new name")
+            if b.button("Rename", key=f"do_rename_{wl.name}"):
+                refused = services.rename_watchlist(wl.name, new_name)
+                if refused:
+                    st.error(markdown(refused))
+                else:
+                    st.rerun()
+            if c.button("Delete", key=f"delete_{wl.name}"):
+                services.delete_watchlist(wl.name)
                 st.rerun()
-        if c.button("Delete", key=f"delete_{wl.name}"):
-            services.delete_watchlist(wl.name)
-            st.rerun()
         st.button("Use in the filters", key=f"use_{wl.name}", on_click=ui.apply_view,
                   args=(replace(cur.view, watchlist=wl.name),))
