@@ -36,6 +36,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/ingest.py
 	$(PY) bench/hostile.py
 	$(PY) bench/scale.py
+	$(PY) bench/scaleout.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache

@@ -76,7 +76,7 @@ def cosmos_figures(server, blobs) -> None:
             if not changes.remaining:
                 break
         print(f"  index feed: {1000 * (store.meter.round_trips - before_trips) / read:.1f} round trips per 1,000 "
-              f"events read ({read:,} rows with the overlap)")
+              f"events read ({read:,} rows delivered for {store.stats().events:,} distinct events stored)")
         store.close()
 
 
@@ -85,7 +85,8 @@ def fanout_figures(events: int, latency: float, workdir: str) -> None:
     env_file = os.path.join(workdir, "sim.env")
     simulator = subprocess.Popen([sys.executable, "-m", "ingest", "simulate", "--port", "0", "--events", str(events),
                                   "--rate-limit", "2000", "--latency", str(latency), "--blob-minutes", "30",
-                                  "--env-file", env_file, "--warm"], cwd=workdir, env={**os.environ, "PYTHONPATH": ROOT},
+                                  "--env-file", env_file, "--warm"], cwd=workdir,
+                                 env={**os.environ, "PYTHONPATH": ROOT},
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         while not (os.path.exists(env_file) and os.path.getsize(env_file)):

@@ -4,7 +4,8 @@ pages filter, count and draw on, so that a question costs what its time range ho
 - rows are appended in store order, which is nearly time order (blobs arrive within hours), so DuckDB's per-row-
   group minimum and maximum of `ts` let a 7-day question skip the other 83 days of a 90-day index;
 - it survives restarts: opening it and copying what the store gained since the cursor it recorded (the store's
-  feed: positions in SQLite, `_ts` in Cosmos DB, each event kept once by its position) is all a start costs; it is rebuilt (with progress) when missing, damaged, of an older layout, or from another store;
+  feed: positions in SQLite, `_ts` in Cosmos DB, each event kept once by its position) is all a start costs;
+  it is rebuilt (with progress) when missing, damaged, of an older layout, or from another store;
 - retention follows the store's horizon by deleting old hours in small transactions, never by a reload;
 - its memory is DuckDB's `memory_limit` (DASHBOARD_INDEX_MEMORY), not a function of the event count.
 

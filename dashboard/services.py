@@ -106,6 +106,29 @@ def watchlists() -> dict[str, WatchList]:
     return {name: WatchList.from_json(name, payload) for name, payload in store().watchlists().items()}
 
 
+@dataclass(frozen=True)
+class IngestStatus:
+    stats: object  # eventstore.model.StoreStats
+    checkpoints: list
+    issues: list  # BlobRecord: lost, retrying, or stored with a repair
+    queued: dict[str, int]  # content type → blobs waiting for a queue worker
+    description: str
+
+
+def ingest_status(content_types: tuple[str, ...]) -> IngestStatus:
+    """What the Sync page shows: at most 5 s old (the page redraws every second, and on Cosmos DB every count is
+    a priced query), and asked again as soon as a Sync now starts or ends."""
+    state = background_sync().state
+    return _ingest_status(content_types, store().description, (state.started, state.running))
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _ingest_status(content_types: tuple[str, ...], store_name: str, sync_key: tuple) -> IngestStatus:
+    s = store()
+    return IngestStatus(s.stats(), s.checkpoints(content_types), s.blob_issues(),
+                        {ct: s.pending_blobs(ct)[0] for ct in content_types}, s.description)
+
+
 READ_ONLY = ("This dashboard reads the store with a read-only Cosmos DB key: watch-lists can be used here but are "
              "saved, renamed and deleted where the read-write key is (a dashboard configured with it).")
 READ_ONLY_SYNC = ("This dashboard reads the store with a read-only Cosmos DB key, so it cannot sync: the ingest "

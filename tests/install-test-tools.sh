@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tools the tests drive for real: Debian's Chromium (for Playwright) and the Cosmos DB REST server (npm).
+# Tools the tests drive for real: Debian's Chromium (for Playwright), the Cosmos DB REST server and Azurite (npm).
 # Idempotent and quiet when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -11,7 +11,7 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 
-if [ -f servers/package.json ] && [ ! -d servers/node_modules ]; then
-  echo "installing the Cosmos DB test server (npm)..."
+if [ ! -d servers/node_modules/@vercel/cosmosdb-server ] || [ ! -d servers/node_modules/azurite ]; then
+  echo "installing the Cosmos DB and Azure queue test servers (npm)..."
   (cd servers && npm ci --silent --no-audit --no-fund)
 fi

@@ -289,10 +289,15 @@ def test_the_sync_page_lists_blobs_that_are_retrying_lost_or_repaired(app, tmp_p
         store.record_blob_failure(BlobRecord("b$1", "Audit.Exchange", "2026-11-27T10:00:00Z", "2026-12-04T10:00:00Z",
                                              error_code="MALFORMED", error_message=CRAFTED), give_up_after=3)
         store.record_lost_blob(BlobRecord("b$2", "Audit.Exchange", "2026-11-27T11:00:00Z", "2026-12-04T11:00:00Z",
-                                          status="lost", error_code="AF20051", error_message="expired"))
+                                          status="lost", error_code="POISON", error_message="failed 5 deliveries"))
+        store.record_queued([BlobRecord("b$3", "DLP.All", "2026-11-27T12:00:00Z", "2026-12-04T12:00:00Z")])
     at = app("sync")
     frames = [d.value for d in at.dataframe if "status" in d.value.columns]
-    assert frames and set(frames[0]["status"]) == {"retrying", "lost"}
+    assert frames and set(frames[0]["status"]) == {"retrying", "lost"}, "a queued blob is not an issue"
+    assert "POISON" in set(frames[0]["code"])
+    (per_type,) = [d.value for d in at.dataframe if "content type" in d.value.columns and "blobs queued" in
+                   d.value.columns]
+    assert dict(zip(per_type["content type"], per_type["blobs queued"]))["DLP.All"] == 1, "the workers' backlog"
     assert CRAFTED in set(frames[0]["message"]), "a table cell shows the peer's text as text"
 
 

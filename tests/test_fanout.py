@@ -47,7 +47,8 @@ def assert_exact(service, store) -> None:
     assert set(ids) == expected_ids, f"{len(expected_ids - set(ids))} missing, {len(set(ids) - expected_ids)} extra"
     assert {b.content_id for b in store.blob_issues() if b.status == "lost"} == expected_lost
     for checkpoint in store.checkpoints(CONTENT_TYPES):
-        assert checkpoint.listed_until == checkpoint.queued_until and store.pending_blobs(checkpoint.content_type)[0] == 0
+        assert checkpoint.listed_until == checkpoint.queued_until
+        assert store.pending_blobs(checkpoint.content_type)[0] == 0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "cosmos"])

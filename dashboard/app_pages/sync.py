@@ -37,24 +37,25 @@ def status_panel() -> None:
     elif state.report:
         (st.success if state.report.ok else st.warning)(markdown(state.report.summary(), limit=2000))
 
-    store = services.store()
-    stats = store.stats()
-    issues = store.blob_issues()
+    status = services.ingest_status(settings.content_types)
+    stats, issues = status.stats, status.issues
     rows = []
-    for cp in store.checkpoints(settings.content_types):
+    for cp in status.checkpoints:
         rows.append({"content type": cp.content_type,
                      "listed until (UTC)": cp.listed_until.strftime("%Y-%m-%d %H:%M") if cp.listed_until else "never",
                      "last success": ui.ago(cp.last_success),
                      "events stored": stats.per_content_type.get(cp.content_type, 0),
+                     **({"blobs queued": status.queued[cp.content_type]} if any(status.queued.values()) else {}),
                      "blobs lost": sum(1 for b in issues if b.content_type == cp.content_type and b.status == "lost"),
                      "last error": cp.last_error})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")  # a table shows text as text
-    st.caption(f"{stats.events:,} events in {markdown(store.description)} · from {stats.first_time or '-'} to "
+    st.caption(f"{stats.events:,} events in {markdown(status.description)} · from {stats.first_time or '-'} to "
                f"{stats.last_time or '-'}")
     if issues:
         st.subheader("Content that could not be stored whole")
         st.caption("Recorded, so the sync goes on. lost: AF20051 = expired before it was fetched, AF20050 = unknown "
-                   "to the API, or an answer that stayed unusable. retrying: fetched again by the next pass. "
+                   "to the API, POISON = its queue message failed every delivery (see the poison queue), or an "
+                   "answer that stayed unusable. retrying: fetched again by the next pass. "
                    "stored: kept, with what had to be repaired or skipped.")
         st.dataframe(pd.DataFrame([{"status": b.status, "content type": b.content_type, "created": b.content_created,
                                     "code": b.error_code, "attempts": b.attempts, "message": b.error_message,
