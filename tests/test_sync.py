@@ -3,7 +3,7 @@ every error path, and the promise: no event lost, none stored twice."""
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -159,11 +159,17 @@ def test_service_clock_ahead_is_detected_from_the_date_header(simulator, make_se
 
 
 def test_late_announced_content_is_caught_by_the_overlap(simulator, make_settings, store):
-    tenant = SimulatedTenant(week_start(), seed=5, events_per_week=2_000, blob_minutes=15, late_listing_rate=0.5)
-    service, env = simulator(tenant, quota_requests=100_000)
+    tenant = SimulatedTenant(week_start(), seed=5, events_per_week=2_000, blob_minutes=2, late_listing_rate=0.5)
+    # The tenant's time moves on by 20 minutes between the passes (its clock, not a skew: a service clock 30 min
+    # off is refused); late blobs, created before the first pass and announced after it, turn up in the second.
+    began = datetime.now(timezone.utc) - timedelta(minutes=20)
+    service, env = simulator(tenant, quota_requests=100_000, frozen_at=began)
     settings = make_settings(env, O365_CONTENT_TYPES="Audit.SharePoint")
     sync(settings, store)
-    service.config.clock_skew += 45 * 60  # 45 minutes pass: blobs created before the last pass turn up now
+    late = [b for b in tenant.blobs_created("Audit.SharePoint", began - timedelta(hours=1), began + timedelta(minutes=20),
+                                            began + timedelta(minutes=20)) if b.created < began < b.listed_from]
+    assert late, "the test needs blobs announced late across the two passes"
+    service.config.frozen_at = began + timedelta(minutes=20)
     report, _ = sync(settings, store)
     assert report.ok
     expected, _ = ground_truth(service, ["Audit.SharePoint"])
