@@ -11,6 +11,8 @@ RUN mkdir -p data && chown -R app:app /app
 USER app
 # All interfaces inside the container; only the host names in STREAMLIT_SERVER_ALLOWED_HOSTS (space-separated) are
 # answered, so a page on another name that resolves here (DNS rebinding) is refused. Add yours with `-e`.
+# Listening beyond loopback, the dashboard serves no data until people sign in (DASHBOARD_CLIENT_ID and the rest)
+# or an authenticating proxy in front names them (DASHBOARD_PROXY_HEADER): see the README.
 ENV AUDIT_STORE=sqlite:////app/data/audit.db \
     STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
     STREAMLIT_SERVER_ALLOWED_HOSTS="localhost 127.0.0.1 ::1"

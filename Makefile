@@ -21,7 +21,7 @@ $(VENV)/.dev: requirements-dev.txt requirements.txt
 run: $(VENV)/.runtime
 	$(PY) -m ingest run & sync_pid=$$!; \
 	trap 'kill $$sync_pid 2>/dev/null; wait $$sync_pid' EXIT INT TERM; \
-	$(PY) -m streamlit run dashboard/app.py
+	$(PY) -m dashboard
 
 sync: $(VENV)/.runtime
 	$(PY) -m ingest sync

@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import streamlit as st  # noqa: E402
 
 from dashboard import services, ui  # noqa: E402
+from dashboard.access import AccessDenied  # noqa: E402
 from dashboard.index import IndexBusy  # noqa: E402
 from dashboard.untrusted import markdown  # noqa: E402
 from eventstore import StoreError  # noqa: E402
@@ -35,14 +36,40 @@ def main() -> None:
         st.caption("Check AUDIT_STORE (and for Cosmos DB: COSMOS_ENDPOINT, COSMOS_KEY, the network), then reload.")
         st.stop()
 
+    exposed = services.exposure_problem()
+    if exposed:
+        st.error(exposed)
+        st.stop()
+    who = services.access()
+    if not who.signed_in:
+        st.header("O365 Activity Graph")
+        st.write(f"Sign in with your organization's account to see the audit trail of {settings.tenant_label}.")
+        if st.button("Sign in with Microsoft", type="primary"):
+            st.login()
+        st.stop()
+    if not who.can("view"):
+        st.header("Ask your admin for access")
+        st.write("You are signed in, but this dashboard has no role for you." if who.name else
+                 "The authenticating proxy in front of this dashboard did not say who you are.")
+        st.caption(f"An admin gives you the Viewer, Analyst or Admin role. Signed in as: {markdown(who.name) or '-'}")
+        if who.how == "sign-in" and st.button("Sign out"):
+            st.logout()
+        st.stop()
+
+    ui.identity(who)
     st.session_state["current"] = ui.sidebar(settings, index)
-    pages = st.navigation([
+    pages = [
         st.Page("app_pages/explore.py", title="Explore", icon="🕸️", default=True),
         st.Page("app_pages/events.py", title="Events", icon="📋"),
         st.Page("app_pages/watchlists.py", title="Watch-lists", icon="👁️"),
         st.Page("app_pages/sync.py", title="Sync", icon="🔄"),
-    ])
-    pages.run()
+    ]
+    if who.can("read the activity log"):
+        pages.append(st.Page("app_pages/activity.py", title="Activity log", icon="🧾"))
+    try:
+        st.navigation(pages).run()
+    except AccessDenied as denied:  # a request the page would not have offered: refused on the server
+        st.error(markdown(denied))
 
 
 # Sync now parses in a helper process; where this script is the main module (AppTest), that process imports it

@@ -9,6 +9,7 @@ import streamlit as st
 
 from eventstore import Filter
 from eventstore.export import write_csv, write_jsonl
+from ingest import redact
 
 from . import services
 from .index import ActivityIndex, Watch
@@ -112,12 +113,17 @@ def _rows(index: ActivityIndex, flt: Filter, watch: Watch | None):
 
 
 def events_csv(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
-    out = io.StringIO()
-    write_csv(_rows(index, flt, watch), out)
-    return out.getvalue()
+    """The download's content, made when the button is pressed (and recorded in the activity log then)."""
+    return _export("CSV", write_csv, index, flt, watch)
 
 
 def events_jsonl(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
+    return _export("JSON Lines", write_jsonl, index, flt, watch)
+
+
+def _export(kind: str, write, index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
+    who = services.require("export")
     out = io.StringIO()
-    write_jsonl(_rows(index, flt, watch), out)
+    count = write(_rows(index, flt, watch), out)
+    services.record(who, "export", redact.short(f"{count:,} events as {kind}; {flt}", 1000))
     return out.getvalue()

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
 import streamlit as st
 
 from eventstore import EventStore, Filter, StoreError, open_store
+from eventstore.model import utc_text
 from ingest import redact
-from ingest.settings import Settings, load_settings
+from ingest.settings import Settings, SettingsError, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
+from .access import ROLES, Access, AccessDenied, role_from_claims
 from .filters import FilterInputError
 from .index import ActivityIndex, Watch
 from .watchlist import WatchList, WatchListError, check_name
@@ -26,7 +28,54 @@ log = logging.getLogger("dashboard")
 def settings() -> Settings:
     redact.install_log_scrubber()  # Sync now runs the ingest in this process: what peers echo stays out of logs
     logging.getLogger("msal").setLevel(logging.CRITICAL)
-    return load_settings()
+    loaded = load_settings()
+    if loaded.proxy_role not in ROLES:
+        raise SettingsError(f"DASHBOARD_PROXY_ROLE must be one of {', '.join(ROLES)}, not {loaded.proxy_role!r}.")
+    return loaded
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def exposure_problem() -> str:
+    """Why this server must not serve data, or "": it listens beyond loopback with nobody signing people in."""
+    address = st.get_option("server.address") or "all interfaces"
+    if address in LOOPBACK or settings().proxy_header or settings().signin_client_id:
+        return ""
+    return (f"This dashboard listens on {address}, beyond this machine, and nobody signs people in: it serves no "
+            "audit data like that. Put an authenticating proxy in front (App Service authentication, oauth2-proxy) "
+            "and set DASHBOARD_PROXY_HEADER to the header that names the signed-in user, or listen on 127.0.0.1 "
+            "only (STREAMLIT_SERVER_ADDRESS=127.0.0.1).")
+
+
+def access() -> Access:
+    """Who this session is, read on the server every time it is asked (never from what the page sent back)."""
+    s = settings()
+    if s.signin_client_id:
+        user = st.user
+        if not user.is_logged_in:
+            return Access("", None, "sign-in", signed_in=False)
+        name = str(user.get("preferred_username") or user.get("email") or user.get("name") or "signed-in user")
+        return Access(redact.short(name, 200), role_from_claims(user.get("roles")), "sign-in")
+    if s.proxy_header:
+        name = (st.context.headers.get(s.proxy_header) or "").strip()
+        return Access(redact.short(name, 200), s.proxy_role if name else None, "proxy")
+    return Access("local user", ROLES[-1], "local")  # loopback only: the person at this machine
+
+
+def require(action: str) -> Access:
+    """The session's access, or AccessDenied: every action that changes or takes data asks this first."""
+    who = access()
+    who.require(action)
+    return who
+
+
+def record(who: Access, action: str, detail: str) -> None:
+    """One entry in the dashboard's activity log (a store that may not be written logs it instead)."""
+    try:
+        store().record_activity(who.name, action, detail)
+    except StoreError as error:
+        log.warning("activity not recorded in the store (%s): %s %s %s", error, who.name, action, detail)
 
 
 @st.cache_resource(show_spinner=False)
@@ -140,8 +189,12 @@ def read_only() -> bool:
     return store().read_only
 
 
-def save_watchlist(watchlist: WatchList) -> None:
-    store().save_watchlist(watchlist.name, watchlist.to_json())
+def save_watchlist(watchlist: WatchList, action: str = "watch-list saved") -> None:
+    who = require("manage watch-lists")
+    stamped = replace(watchlist, changed_by=who.name, changed_at=utc_text(datetime.now(timezone.utc)))
+    store().save_watchlist(watchlist.name, stamped.to_json())
+    record(who, action, f"{watchlist.name}: {len(watchlist.accounts):,} accounts, {len(watchlist.networks):,} IP "
+                        "entries")
 
 
 def rename_watchlist(old: str, new: str) -> str:
@@ -151,13 +204,21 @@ def rename_watchlist(old: str, new: str) -> str:
     except WatchListError as error:
         return str(error)
     current = watchlists()[old]
-    save_watchlist(WatchList(new, current.accounts, current.networks))
+    save_watchlist(WatchList(new, current.accounts, current.networks), f"watch-list renamed from {old}")
     store().delete_watchlist(old)
     return ""
 
 
 def delete_watchlist(name: str) -> None:
+    who = require("manage watch-lists")
     store().delete_watchlist(name)
+    record(who, "watch-list deleted", name)
+
+
+def activity(limit: int = 1000) -> list[tuple[str, str, str, str]]:
+    require("read the activity log")
+    return store().activity(limit)
+
 
 
 def add_to_watchlist(name: str, kind: str, value: str) -> str:
@@ -212,11 +273,16 @@ class BackgroundSync:
         """Start a sync; returns why not if one is already running (or this dashboard may not write)."""
         if read_only():
             return READ_ONLY_SYNC
+        try:
+            who = require("sync")
+        except AccessDenied as denied:
+            return str(denied)
         with self._lock:
             if self.state.running:
                 return f"A sync is already running (started {self.state.started:%H:%M:%S} UTC)."
             self.state = SyncState(running=True, started=datetime.now(timezone.utc))
         threading.Thread(target=self._run, name="sync-now", daemon=True).start()
+        record(who, "sync now", "started")
         return None
 
     def _progress(self, progress: Progress) -> None:

@@ -11,6 +11,7 @@ from eventstore import Filter
 from ingest.settings import Settings
 
 from . import services, untrusted
+from .access import Access
 from .filters import LIST_FIELDS, PERIODS, WATCH_MODES, FilterInputError, View
 from .graph import RELATIONSHIPS
 from .index import ActivityIndex, Watch
@@ -56,6 +57,16 @@ def ago(moment: datetime | None) -> str:
     return f"{seconds / 86400:.0f} days ago"
 
 
+def identity(who: Access) -> None:
+    """Who this session is, on every page; and through what, when it is a proxy that said so."""
+    how = {"proxy": " · named by the authenticating proxy in front of this dashboard",
+           "local": " · on this machine, no sign-in"}.get(who.how, "")
+    left, right = st.sidebar.columns([3, 2])
+    left.caption(f"👤 {untrusted.markdown(who.name)} ({who.role}){how}")
+    if who.how == "sign-in" and right.button("Sign out", key="sign_out", width="stretch"):
+        st.logout()
+
+
 def tenant_banner(settings: Settings) -> None:
     if settings.demo:
         st.sidebar.warning("**DEMO tenant** — simulated data, not your Microsoft 365 tenant. "
@@ -77,7 +88,8 @@ def _sync_box(settings: Settings) -> None:
     left.caption(line)
     with st.sidebar:
         _new_events_notice(services.index().version)
-    if right.button("Sync now", key="sidebar_sync", disabled=state.running, width="stretch"):
+    if right.button("Sync now", key="sidebar_sync", disabled=state.running or not services.access().can("sync"),
+                    width="stretch"):
         refused = runner.start()
         if refused:
             st.sidebar.info(untrusted.markdown(refused))

@@ -28,18 +28,22 @@ class WatchList:
     name: str
     accounts: tuple[str, ...]
     networks: tuple[str, ...]  # single addresses and CIDR ranges, normalized
+    changed_by: str = ""  # who last saved it, and when (UTC text)
+    changed_at: str = ""
 
     @property
     def size(self) -> int:
         return len(self.accounts) + len(self.networks)
 
     def to_json(self) -> str:
-        return json.dumps({"accounts": list(self.accounts), "networks": list(self.networks)})
+        return json.dumps({"accounts": list(self.accounts), "networks": list(self.networks),
+                           "changed_by": self.changed_by, "changed_at": self.changed_at})
 
     @classmethod
     def from_json(cls, name: str, payload: str) -> "WatchList":
         data = json.loads(payload)
-        return cls(name, tuple(data.get("accounts", ())), tuple(data.get("networks", ())))
+        return cls(name, tuple(data.get("accounts", ())), tuple(data.get("networks", ())),
+                   str(data.get("changed_by", "")), str(data.get("changed_at", "")))
 
 
 def _decode(data: bytes) -> str:

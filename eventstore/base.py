@@ -143,6 +143,15 @@ class EventStore(ABC):
     @abstractmethod
     def delete_watchlist(self, name: str) -> None: ...
 
+    # --- the dashboard's own activity log: who changed or took what -----------------------------
+    @abstractmethod
+    def record_activity(self, who: str, action: str, detail: str) -> None:
+        """Append one entry (UTC time now) to the dashboard's activity log."""
+
+    @abstractmethod
+    def activity(self, limit: int = 1000) -> list[tuple[str, str, str, str]]:
+        """The newest entries first, as (time "YYYY-MM-DDTHH:MM:SSZ", who, action, detail)."""
+
     @abstractmethod
     def close(self) -> None: ...
 

@@ -483,6 +483,17 @@ class CosmosStore(EventStore):
         except (CosmosResourceNotFoundError, CosmosHttpResponseError):
             pass
 
+    def record_activity(self, who: str, action: str, detail: str) -> None:
+        now = datetime.now(timezone.utc)
+        # the id sorts by time (microseconds, then a random tail): newest first is one ORDER BY on the id
+        self._write("activity", f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}",
+                    {"at": utc_text(now), "who": who, "action": action, "detail": detail})
+
+    def activity(self, limit: int = 1000) -> list[tuple[str, str, str, str]]:
+        docs = self._state_query("activity", fields="c.name, c.at, c.who, c.action, c.detail")
+        docs.sort(key=lambda d: d["name"], reverse=True)
+        return [(d["at"], d["who"], d["action"], d["detail"]) for d in docs[:limit]]
+
     def retention_seconds(self) -> int | None:
         """The container's default TTL as Cosmos DB stores it (tests read it back)."""
         return self._events.read().get("defaultTtl")

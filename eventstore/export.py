@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from .model import EVENT_COLUMNS, EventRow
@@ -25,9 +25,10 @@ def safe_cell(value) -> str:
     return "'" + text if _AT_START.match(text) else text
 
 
-def write_csv(rows: Iterable[EventRow], out: TextIO) -> int:
+def write_csv(rows: Iterable[Sequence], out: TextIO, header: Sequence[str] = EVENT_COLUMNS) -> int:
+    """Events (or any rows under `header`) as CSV: every cell quoted and neutralized. Returns the row count."""
     writer = csv.writer(out, quoting=csv.QUOTE_ALL)
-    writer.writerow(EVENT_COLUMNS)
+    writer.writerow(header)
     count = 0
     for row in rows:
         writer.writerow([safe_cell(v) for v in row])

@@ -64,10 +64,11 @@ CREATE INDEX IF NOT EXISTS blobs_pending ON blobs(content_type, content_created)
 CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS activity (at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
 INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1'), ('horizon', ''), ('layout', '2'),
     ('store.id', lower(hex(randomblob(16))));
 """
-_STATE_TABLES = ("blobs", "checkpoints", "leases", "meta", "watchlists")
+_STATE_TABLES = ("blobs", "checkpoints", "leases", "meta", "watchlists", "activity")
 _DAMAGED_ADVICE = ("Stop the dashboard and the sync, then restore the file from a backup — or move it aside and "
                    "sync again, which brings back the last 7 days (what the Management Activity API keeps).")
 
@@ -396,6 +397,15 @@ class SqliteStore(EventStore):
         with self._write() as conn:
             conn.execute("DELETE FROM watchlists WHERE name = ?", (name,))
 
+    def record_activity(self, who: str, action: str, detail: str) -> None:
+        with self._write() as conn:
+            conn.execute("INSERT INTO activity(at, who, action, detail) VALUES (?, ?, ?, ?)",
+                         (utc_text(datetime.now(timezone.utc)), who, action, detail))
+
+    def activity(self, limit: int = 1000) -> list[tuple[str, str, str, str]]:
+        return [tuple(row) for row in self._conn().execute(
+            "SELECT at, who, action, detail FROM activity ORDER BY rowid DESC LIMIT ?", (limit,))]
+
     def close(self) -> None:
         with self._lock:
             for conn in self._connections:
@@ -493,6 +503,8 @@ def _upgrade_if_older(path: str, progress: Callable[[str], None]) -> None:
                 for table in _STATE_TABLES:
                     columns = [r[1] for r in old.execute(f"PRAGMA table_info({table})")]
                     keep = [c for c in columns if c in {r[1] for r in tx.execute(f"PRAGMA table_info({table})")}]
+                    if not keep:
+                        continue  # a table the first layout did not have
                     rows = old.execute(f"SELECT {', '.join(keep)} FROM {table}").fetchall()
                     tx.executemany(f"INSERT OR REPLACE INTO {table}({', '.join(keep)}) VALUES "
                                    f"({', '.join('?' * len(keep))})", rows)

@@ -53,6 +53,16 @@ VARIABLES = {
     "QUEUE_NAME": f"Queue of content blobs for `ingest worker`; <name>-poison holds failures. Default {DEFAULT_QUEUE}.",
     "QUEUE_MAX_DEQUEUES": "Deliveries of one message before it goes to the poison queue. Default 5.",
     "QUEUE_VISIBILITY_TIMEOUT": "Seconds a worker holds a message before another may take it. Default 300.",
+    "DASHBOARD_CLIENT_ID": "Sign-in with Entra ID: the dashboard's own app registration (Application ID). Set it to "
+                           "require sign-in.",
+    "DASHBOARD_CLIENT_SECRET": "That app registration's client secret.",
+    "DASHBOARD_COOKIE_SECRET": "A long random string that signs the sign-in cookie (at least 32 characters).",
+    "DASHBOARD_REDIRECT_URI": "The dashboard's address + /oauth2callback, as registered. Default "
+                              "http://localhost:8501/oauth2callback.",
+    "DASHBOARD_TENANT_ID": "The tenant people sign in with. Default: O365_TENANT_ID.",
+    "DASHBOARD_PROXY_HEADER": "With an authenticating proxy in front (App Service authentication, oauth2-proxy): the "
+                              "request header holding the signed-in user's name, e.g. X-MS-CLIENT-PRINCIPAL-NAME.",
+    "DASHBOARD_PROXY_ROLE": "The role everyone the proxy lets in has: Viewer (default), Analyst or Admin.",
     "DASHBOARD_INDEX": "The dashboard's index file (DuckDB). Default: beside the SQLite store, or data/ for Cosmos DB.",
     "DASHBOARD_INDEX_MEMORY": "Memory the index may use, as DuckDB reads it (e.g. 1GB, 512MB). Default 1GB.",
 }
@@ -103,6 +113,13 @@ class Settings:
     queue_name: str = DEFAULT_QUEUE
     queue_max_dequeues: int = 5
     queue_visibility_timeout: int = 300
+    signin_client_id: str = ""
+    signin_client_secret: str = field(default="", repr=False)
+    signin_cookie_secret: str = field(default="", repr=False)
+    signin_redirect_uri: str = "http://localhost:8501/oauth2callback"
+    signin_tenant: str = ""
+    proxy_header: str = ""
+    proxy_role: str = "Viewer"
     index_path: str = ""  # "" = beside the store (see index_file)
     index_memory: str = "1GB"
     demo: bool = False  # no tenant configured: the simulated demo tenant stands in
@@ -137,6 +154,12 @@ def _guid(name: str, value: str) -> str:
         return str(uuid.UUID(value))
     except ValueError:
         raise SettingsError(f"{name} must be a GUID such as 9f1c2d3e-4a5b-46c7-8d9e-0f1a2b3c4d5e.") from None
+
+
+def _header_name(name: str, value: str) -> str:
+    if value and not re.fullmatch(r"[A-Za-z0-9-]{1,100}", value):
+        raise SettingsError(f"{name} must be an HTTP header name such as X-MS-CLIENT-PRINCIPAL-NAME, not {value!r}.")
+    return value
 
 
 def _positive_int(name: str, value: str, default: int) -> int:
@@ -217,6 +240,18 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
                 raise SettingsError(f"{name} is not set: it is needed with AUDIT_STORE=cosmos.")
         _https_url("COSMOS_ENDPOINT", get("COSMOS_ENDPOINT"))
 
+    signin_client_id = _guid("DASHBOARD_CLIENT_ID", get("DASHBOARD_CLIENT_ID")) if get("DASHBOARD_CLIENT_ID") else ""
+    signin_tenant = get("DASHBOARD_TENANT_ID") or tenant_id
+    if signin_client_id:
+        if not get("DASHBOARD_CLIENT_SECRET"):
+            raise SettingsError("DASHBOARD_CLIENT_SECRET is not set: sign-in needs the dashboard app's client secret.")
+        if len(get("DASHBOARD_COOKIE_SECRET")) < 32:
+            raise SettingsError("DASHBOARD_COOKIE_SECRET must be a random string of at least 32 characters "
+                                "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
+        if not signin_tenant:
+            raise SettingsError("DASHBOARD_TENANT_ID (or O365_TENANT_ID) is needed for sign-in.")
+        if get("DASHBOARD_REDIRECT_URI") and not get("DASHBOARD_REDIRECT_URI").endswith("/oauth2callback"):
+            raise SettingsError("DASHBOARD_REDIRECT_URI must be the dashboard's address followed by /oauth2callback.")
     queue_connection = get("QUEUE_CONNECTION_STRING") or get("AzureWebJobsStorage")
     queue_name = get("QUEUE_NAME") or DEFAULT_QUEUE
     if not re.fullmatch(r"[a-z0-9](?!.*--)[a-z0-9-]{1,54}[a-z0-9]", queue_name):
@@ -224,7 +259,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
                             f"leaving room for -poison), not {queue_name!r}.")
     if get("QUEUE_ACCOUNT_URL"):
         _https_url("QUEUE_ACCOUNT_URL", get("QUEUE_ACCOUNT_URL"))
-    for value in (secret, get("COSMOS_KEY"), queue_connection, *re.findall(r"(?i)AccountKey=([^;]+)", queue_connection)):
+    for value in (secret, get("COSMOS_KEY"), get("DASHBOARD_CLIENT_SECRET"), get("DASHBOARD_COOKIE_SECRET"),
+                  queue_connection, *re.findall(r"(?i)AccountKey=([^;]+)", queue_connection)):
         redact.remember(value)  # whatever peer echoes it from now on, it is not logged, stored or shown
     return Settings(
         tenant_id=tenant_id,
@@ -254,6 +290,13 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         queue_name=queue_name,
         queue_max_dequeues=_positive_int("QUEUE_MAX_DEQUEUES", get("QUEUE_MAX_DEQUEUES"), 5),
         queue_visibility_timeout=_positive_int("QUEUE_VISIBILITY_TIMEOUT", get("QUEUE_VISIBILITY_TIMEOUT"), 300),
+        signin_client_id=signin_client_id,
+        signin_client_secret=get("DASHBOARD_CLIENT_SECRET"),
+        signin_cookie_secret=get("DASHBOARD_COOKIE_SECRET"),
+        signin_redirect_uri=get("DASHBOARD_REDIRECT_URI") or "http://localhost:8501/oauth2callback",
+        signin_tenant=signin_tenant,
+        proxy_header=_header_name("DASHBOARD_PROXY_HEADER", get("DASHBOARD_PROXY_HEADER")),
+        proxy_role=get("DASHBOARD_PROXY_ROLE") or "Viewer",  # checked by the dashboard, which defines the roles
         index_path=get("DASHBOARD_INDEX"),
         index_memory=_memory("DASHBOARD_INDEX_MEMORY", get("DASHBOARD_INDEX_MEMORY") or "1GB"),
         demo=not tenant_id,

@@ -42,6 +42,8 @@ def app(filled_db, tmp_path, monkeypatch):
             monkeypatch.delenv(key)
     monkeypatch.setenv("AUDIT_STORE", f"sqlite:///{path}")
     monkeypatch.chdir(tmp_path)  # no .env from the repo
+    real = st.get_option  # listening as .streamlit/config.toml says: on loopback only
+    monkeypatch.setattr(st, "get_option", lambda name: "127.0.0.1" if name == "server.address" else real(name))
     st.cache_resource.clear()
 
     def make(page: str | None = None, **params) -> AppTest:
@@ -342,3 +344,78 @@ def test_on_cosmos_with_a_read_only_key_the_dashboard_follows_the_store_and_chan
     assert any("cannot sync" in info.value for info in at.info), "Sync now is refused on the server, in words"
     assert not services.background_sync().state.running
     writer.close()
+
+
+# --- sign-in and roles (st.user as Entra ID's ID token gives it; the real flow is in test_signin.py) ----------
+SIGN_IN = {"DASHBOARD_CLIENT_ID": "0d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a", "DASHBOARD_CLIENT_SECRET": "s" * 24,
+           "DASHBOARD_COOKIE_SECRET": "c" * 40, "DASHBOARD_TENANT_ID": "7c3e9a51-2b4d-4f6e-8a1c-3d5f7b9e1a2c"}
+
+
+def signed_in(monkeypatch, roles, page: str | None = None, username: str = "vic@contoso.com") -> AppTest:
+    for name, value in SIGN_IN.items():
+        monkeypatch.setenv(name, value)
+    at = AppTest.from_file(APP, default_timeout=60)
+    if roles is not None:
+        at.user = {"is_logged_in": True, "preferred_username": username, "name": username, "roles": roles}
+    else:
+        at.user = {"is_logged_in": False}
+    at.run()
+    if page:
+        at.switch_page(f"app_pages/{page}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def shown(at: AppTest) -> str:
+    return " ".join(e.value for kind in ("markdown", "caption", "info", "error", "header", "warning") for e in
+                    getattr(at, kind))
+
+
+def test_without_signing_in_nothing_is_shown_but_the_sign_in(app, monkeypatch):
+    at = signed_in(monkeypatch, None)
+    assert [b.label for b in at.button] == ["Sign in with Microsoft"]
+    assert not at.get("component_instance") and not at.dataframe, "no graph, no table before sign-in"
+
+
+def test_someone_with_no_role_is_asked_to_get_one(app, monkeypatch):
+    at = signed_in(monkeypatch, [])
+    assert "Ask your admin for access" in shown(at)
+    assert not at.get("component_instance") and not at.dataframe
+
+
+def test_a_viewer_browses_and_is_refused_changes_on_the_server(app, monkeypatch):
+    at = signed_in(monkeypatch, ["Viewer"])
+    assert graph_json(at)["nodes"] and "👤 vic" in shown(at) and "(Viewer)" in shown(at)
+    at.switch_page("app_pages/watchlists.py").run()
+    assert "need the Analyst role" in shown(at) or "Analyst role" in shown(at)
+    assert not at.get("file_uploader")
+    at.switch_page("app_pages/sync.py").run()
+    at.button(key="sync_page_button").click().run()  # the services refuse it, whatever the page offers
+    assert "need the Admin role" in shown(at)
+    from dashboard import services
+
+    assert not services.background_sync().state.running
+
+
+def test_an_analyst_changes_watch_lists_and_the_admin_reads_who_did(app, monkeypatch):
+    at = signed_in(monkeypatch, ["Analyst"], "watchlists", username="ana@contoso.com")
+    at.get("file_uploader")[0].upload("admins.csv", b"account\nAdeleV@contoso.com\n", "text/csv")
+    at.text_input(key="wl_name").input("admins")
+    at.button[0].click().run()
+    assert "Last changed by ana" in shown(at)
+
+    admin = signed_in(monkeypatch, ["Admin"], "activity", username="ada@contoso.com")
+    (log,) = [d.value for d in admin.dataframe]
+    assert list(log["who"][:1]) == ["ana@contoso.com"] and list(log["action"][:1]) == ["watch-list saved"]
+
+
+def test_listening_beyond_loopback_without_sign_in_serves_nothing(app, monkeypatch):
+    real = st.get_option
+    monkeypatch.setattr(st, "get_option", lambda name: "0.0.0.0" if name == "server.address" else real(name))
+    at = app()
+    assert "listens on 0.0.0.0" in shown(at) and "DASHBOARD_PROXY_HEADER" in shown(at)
+    assert not at.get("component_instance")
+    monkeypatch.setenv("DASHBOARD_PROXY_HEADER", "X-MS-CLIENT-PRINCIPAL-NAME")
+    st.cache_resource.clear()
+    at = app()
+    assert "did not say who you are" in shown(at), "a proxy that names nobody lets nobody in"

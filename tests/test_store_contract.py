@@ -263,3 +263,13 @@ def test_queued_blobs_wait_for_a_worker_and_hold_the_checkpoint_back(backend):
     checkpoint = Checkpoint("Audit.Exchange", NOW - timedelta(hours=2), NOW, "", NOW - timedelta(hours=1))
     backend.save_checkpoint(checkpoint)
     assert backend.get_checkpoint("Audit.Exchange") == checkpoint
+
+
+def test_the_dashboards_activity_log_keeps_who_did_what_newest_first(backend):
+    backend.record_activity("ada@contoso.com", "watch-list saved", "admins: 3 accounts, 0 IP entries")
+    backend.record_activity("vic@contoso.com", "export", "events.csv: 120 events")
+    (newest, oldest) = backend.activity()
+    assert newest[1:] == ("vic@contoso.com", "export", "events.csv: 120 events")
+    assert oldest[1:] == ("ada@contoso.com", "watch-list saved", "admins: 3 accounts, 0 IP entries")
+    assert newest[0] >= oldest[0] and newest[0].endswith("Z")
+    assert len(backend.activity(limit=1)) == 1

@@ -72,7 +72,8 @@ else:
             b1, b2 = st.columns(2)
             b1.button("Pivot on this", on_click=ui.apply_view, args=(view.pivot(kind, value),),
                       help="Narrow the filters to this entity", width="stretch")
-            with b2.popover("+ watch-list", width="stretch"):
+            with b2.popover("+ watch-list", width="stretch",
+                            disabled=not services.access().can("manage watch-lists") or services.read_only()):
                 names = sorted(services.watchlists())
                 target = st.selectbox("Watch-list", names + ["(new)"], key="add_target")
                 new_name = st.text_input("New watch-list name", key="add_new_name") if target == "(new)" else target

@@ -19,6 +19,7 @@ if settings.demo:
 def status_panel() -> None:
     runner = services.background_sync()
     state = runner.state
+    # offered to everyone: a role without the right is told which it needs (and refused on the server anyway)
     if st.button("Sync now", type="primary", disabled=state.running, key="sync_page_button"):
         refused = runner.start()
         if refused:

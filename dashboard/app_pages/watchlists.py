@@ -18,8 +18,13 @@ st.caption("A CSV with one column of accounts or IPs (with or without a header),
            "Email, IP or ClientIP. IPv4/IPv6 addresses and CIDR ranges. UTF-8 (with or without BOM), `,` or `;`. "
            "Saved in the event store, so everyone using it sees them.")
 
+can_manage = services.access().can("manage watch-lists") and not services.read_only()
 if services.read_only():
     st.info(services.READ_ONLY)
+    submitted = False
+elif not can_manage:
+    st.info("Your role lets you use watch-lists, not change them: uploading, renaming and deleting need the "
+            "Analyst role.")
     submitted = False
 else:
     with st.form("upload", clear_on_submit=False):
@@ -42,7 +47,7 @@ if submitted:
 
 saved = services.watchlists()
 if not saved:
-    st.info("No watch-lists yet." + ("" if services.read_only() else " Upload one above."))
+    st.info("No watch-lists yet." + (" Upload one above." if can_manage else ""))
     st.stop()
 
 for wl in saved.values():
@@ -50,12 +55,14 @@ for wl in saved.values():
                      expanded=wl.name == st.session_state.get("wl_last_saved")):
         if cur.filter is not None:
             matched, unmatched = index.watch_matches(Watch(wl.accounts, wl.networks), cur.filter)
+            if wl.changed_by:
+                st.caption(f"Last changed by {markdown(wl.changed_by)} at {markdown(wl.changed_at)}")
             st.markdown(f"**{len(wl.accounts):,}** accounts and **{len(wl.networks):,}** IP entries read · "
                         f"**{matched:,}** events in the current filters involve them · "
                         f"**{len(unmatched):,}** entries matched nothing")
             if unmatched:
                 st.dataframe(pd.DataFrame({"matched nothing": sorted(unmatched)}), hide_index=True, height=150)
-        if not services.read_only():
+        if can_manage:
             a, b, c = st.columns([2, 1, 1])
             new_name = a.text_input("Rename to", key=f"rename_{wl.name}", label_visibility="collapsed",
                                     placeholder="new name")

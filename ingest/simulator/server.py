@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from eventstore.model import CONTENT_TYPES
 
+from .signin import SignIn
 from .tenant import SimulatedTenant, parse_content_id
 
 SHARED_PUBLISHER = "00000000-0000-0000-0000-000000000000"
@@ -117,6 +118,7 @@ class SimulatedService:
     def __init__(self, tenant: SimulatedTenant, config: SimulatorConfig | None = None):
         self.tenant = tenant
         self.config = config or SimulatorConfig()
+        self.signin = SignIn()  # people signing in to the dashboard (OpenID Connect)
         self.subscriptions: dict[str, str] = {}  # content type → "enabled" | "disabled"
         self.tokens: dict[str, tuple[str, float, tuple[str, ...]]] = {}
         self.log: deque[RequestRecord] = deque(maxlen=200_000)  # answered requests
@@ -168,7 +170,11 @@ class SimulatedService:
         return {"issuer": f"{self.base_url}/{tenant}/v2.0",
                 "authorization_endpoint": f"{self.base_url}/{tenant}/oauth2/v2.0/authorize",
                 "token_endpoint": f"{self.base_url}/{tenant}/oauth2/v2.0/token",
-                "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt"]}
+                "jwks_uri": f"{self.base_url}/{tenant}/discovery/v2.0/keys",
+                "response_types_supported": ["code"], "subject_types_supported": ["pairwise"],
+                "id_token_signing_alg_values_supported": ["RS256"], "scopes_supported": ["openid", "profile", "email"],
+                "code_challenge_methods_supported": ["S256"],
+                "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"]}
 
     def issue_token(self, tenant: str, form: dict[str, str]) -> tuple[int, dict]:
         def oauth_error(status: int, error: str, description: str) -> tuple[int, dict]:
@@ -413,8 +419,25 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(200, service.openid_configuration(url.path.split("/")[1]))
             elif url.path.endswith("/oauth2/v2.0/token") and method == "POST":
                 form = {k: v[0] for k, v in parse_qs(body.decode()).items()}
-                status, answer = service.issue_token(url.path.split("/")[1], form)
+                tenant = url.path.split("/")[1]
+                if form.get("grant_type") == "authorization_code" and tenant == service.config.tenant_id:
+                    status, answer = service.signin.token(f"{service.base_url}/{tenant}/v2.0", form,
+                                                          self.headers.get("Authorization", ""))
+                else:
+                    status, answer = service.issue_token(tenant, form)
                 self._send(status, answer)
+            elif url.path.endswith("/oauth2/v2.0/authorize") and method == "GET":
+                status, page = service.signin.authorize_page(service.base_url, url.path.split("/")[1], query)
+                self._send_answer(Answer(status, page.encode(), content_type="text/html; charset=utf-8"))
+            elif url.path.endswith("/oauth2/v2.0/authorize/pick") and method == "GET":
+                try:
+                    status = 302
+                    self._send_answer(Answer(302, b"", {"Location": service.signin.pick(query)}))
+                except ValueError:
+                    status = 400
+                    self._send(400, {"error": "invalid_request"})
+            elif url.path.endswith("/discovery/v2.0/keys") and method == "GET":
+                self._send(200, service.signin.jwks())
             else:
                 status, answer, headers = service.handle_api(method, url.path, query,
                                                              self.headers.get("Authorization", ""))
