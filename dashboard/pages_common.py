@@ -9,7 +9,6 @@ import streamlit as st
 
 from eventstore import Filter
 from eventstore.export import write_csv, write_jsonl
-from ingest import redact
 
 from . import services
 from .index import ActivityIndex, Watch
@@ -112,18 +111,19 @@ def _rows(index: ActivityIndex, flt: Filter, watch: Watch | None):
         after, left = keys[-1], left - len(keys)
 
 
-def events_csv(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
-    """The download's content, made when the button is pressed (and recorded in the activity log then)."""
-    return _export("CSV", write_csv, index, flt, watch)
+def events_csv(index: ActivityIndex, flt: Filter, watch: Watch | None):
+    """A download button's data: the matching events as CSV, made when the button is pressed."""
+    return _exporter("CSV", write_csv, index, flt, watch)
 
 
-def events_jsonl(index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
-    return _export("JSON Lines", write_jsonl, index, flt, watch)
+def events_jsonl(index: ActivityIndex, flt: Filter, watch: Watch | None):
+    return _exporter("JSON Lines", write_jsonl, index, flt, watch)
 
 
-def _export(kind: str, write, index: ActivityIndex, flt: Filter, watch: Watch | None) -> str:
-    who = services.require("export")
-    out = io.StringIO()
-    count = write(_rows(index, flt, watch), out)
-    services.record(who, "export", redact.short(f"{count:,} events as {kind}; {flt}", 1000))
-    return out.getvalue()
+def _exporter(kind: str, write, index: ActivityIndex, flt: Filter, watch: Watch | None):
+    def make() -> str:
+        out = io.StringIO()
+        write(_rows(index, flt, watch), out)
+        return out.getvalue()
+
+    return services.exporter(f"events as {kind}; {flt}", make)

@@ -70,6 +70,19 @@ def require(action: str) -> Access:
     return who
 
 
+def exporter(what: str, make):
+    """A download button's data: the role is checked now, in the page's run (where the session is known), and
+    `make` runs when the button is pressed — on another thread, as Streamlit calls it — and is recorded then."""
+    who = require("export")
+
+    def produce():
+        content = make()
+        record(who, "export", redact.short(what, 1000))
+        return content
+
+    return produce
+
+
 def record(who: Access, action: str, detail: str) -> None:
     """One entry in the dashboard's activity log (a store that may not be written logs it instead)."""
     try:

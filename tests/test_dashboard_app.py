@@ -386,14 +386,20 @@ def test_someone_with_no_role_is_asked_to_get_one(app, monkeypatch):
 def test_a_viewer_browses_and_is_refused_changes_on_the_server(app, monkeypatch):
     at = signed_in(monkeypatch, ["Viewer"])
     assert graph_json(at)["nodes"] and "👤 vic" in shown(at) and "(Viewer)" in shown(at)
+    at.session_state["selected_node"] = graph_json(at)["nodes"][0]["id"]
+    at.run()
+    at.text_input(key="add_new_name").input("forged")
+    at.button(key="add_to_watchlist").click().run()  # inside a popover the viewer cannot open: a forged click
+    assert "need the Analyst role" in shown(at)
+    from dashboard import services
+
+    assert services.store().watchlists() == {}, "nothing was saved"
     at.switch_page("app_pages/watchlists.py").run()
     assert "need the Analyst role" in shown(at) or "Analyst role" in shown(at)
     assert not at.get("file_uploader")
     at.switch_page("app_pages/sync.py").run()
     at.button(key="sync_page_button").click().run()  # the services refuse it, whatever the page offers
     assert "need the Admin role" in shown(at)
-    from dashboard import services
-
     assert not services.background_sync().state.running
 
 

@@ -104,8 +104,12 @@ def test_each_role_sees_what_it_may_do(signin_dashboard, browser):
     analyst.locator('input[type="file"]').first.wait_for(state="attached", timeout=30_000)
 
     admin = sign_in(browser, url, "Ada Admin")
+    admin.get_by_role("link", name="Events").click(timeout=30_000)
+    with admin.expect_download(timeout=60_000) as download:
+        admin.get_by_role("button", name="Download CSV").click(timeout=30_000)
+    assert download.value.suggested_filename == "events.csv"
     admin.get_by_role("link", name="Activity log").click(timeout=30_000)
-    admin.get_by_text("Activity log").first.wait_for(timeout=30_000)
+    admin.get_by_text("events as CSV").first.wait_for(state="attached", timeout=30_000)  # the export, recorded
     admin.get_by_role("button", name="Sign out").click()
     admin.get_by_role("button", name="Sign in with Microsoft").wait_for(timeout=30_000)
 

@@ -42,7 +42,7 @@ middle.button("Older ⟩", disabled=following is None, width="stretch", on_click
 right.button("Newest", disabled=pages == [None], width="stretch", on_click=_newest)
 
 d, e = st.columns(2)
-d.download_button("Download CSV", lambda: events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
+d.download_button("Download CSV", events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
                   help=f"The normalized columns; formula-like cells are neutralized. At most {EXPORT_LIMIT:,} events.")
-e.download_button("Download JSONL", lambda: events_jsonl(index, cur.filter, cur.watch), "events.jsonl",
+e.download_button("Download JSONL", events_jsonl(index, cur.filter, cur.watch), "events.jsonl",
                   "application/jsonl", help=f"The original records, one per line. At most {EXPORT_LIMIT:,} events.")

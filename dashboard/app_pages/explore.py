@@ -92,7 +92,9 @@ else:
         st.bar_chart(chart, height=220, x_label="UTC", y_label="events")
 
     d1, d2, d3 = st.columns(3)
-    d1.download_button("Graph as GraphML", to_graphml(graph), "activity-graph.graphml", "application/xml")
-    d2.download_button("Graph as JSON", to_json(graph), "activity-graph.json", "application/json")
-    d3.download_button("Events as CSV", lambda: events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
+    d1.download_button("Graph as GraphML", services.exporter("graph as GraphML", lambda: to_graphml(graph)),
+                       "activity-graph.graphml", "application/xml")
+    d2.download_button("Graph as JSON", services.exporter("graph as JSON", lambda: to_json(graph)),
+                       "activity-graph.json", "application/json")
+    d3.download_button("Events as CSV", events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
                        help="The events behind this graph, newest first (at most 100,000).")
