@@ -41,7 +41,7 @@ from .api import (
 )
 from .auth import AuthError
 from .queues import ContentQueue, QueueError, Received, encode
-from .settings import Settings
+from .settings import Settings, SettingsError
 from .sync import (
     MAX_BLOB_ATTEMPTS,
     ContentTypeResult,
@@ -128,12 +128,20 @@ def settle(store: EventStore, checkpoint) -> None:
 def run_enqueue(settings: Settings, store: EventStore | None = None, *, stop: threading.Event | None = None
                 ) -> SyncReport:
     """One enqueue pass: what `python -m ingest enqueue` and the Functions timer call."""
+    _not_demo(settings)
     queue = ContentQueue(settings)
     try:
         return run_sync(settings, store, stop=stop,
                         step=lambda syncer, content_type: enqueue_content_type(syncer, queue, content_type))
     finally:
         queue.close()
+
+
+def _not_demo(settings: Settings) -> None:
+    if settings.demo:
+        raise SettingsError("Queue fan-out needs a real tenant (O365_TENANT_ID and the app's credentials): the DEMO "
+                            "tenant is simulated inside each process, so an enqueue and its workers would not share "
+                            "it. Use `python -m ingest sync` (or `make run`) for the demo.")
 
 
 # --- the worker: the fetching half ---------------------------------------------------------------------------
@@ -257,6 +265,7 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None, drain
                threads: int = 4, on_batch: Callable[[WorkReport], None] | None = None) -> WorkReport:
     """Receive and handle messages until stopped (or, with `drain`, until the queue is empty). Stops early when
     the service refuses this identity: every message would fail alike."""
+    _not_demo(settings)
     stop = stop or threading.Event()
     total = WorkReport()
     store = open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
@@ -317,6 +326,7 @@ def handle_one(settings: Settings, text: str, dequeue_count: int, message_id: st
     store, queue, API session and parser are opened by the first invocation and kept by the Functions process.
     Raises MessageLeft when the message must come back (its blob is retrying)."""
     global _function_worker
+    _not_demo(settings)
     with _function_lock:
         if _function_worker is None:
             store = open_store(settings.store_url, cosmos=settings.cosmos_options(),

@@ -167,3 +167,9 @@ def test_the_functions_app_runs_the_same_enqueue_and_worker(simulator, fanout_en
         assert_exact(service, store)
     queue.close()
     assert encode("x") == "eA=="  # messages are Base64, as the queue trigger decodes them by default
+
+
+def test_fan_out_refuses_the_demo_tenant_in_words(fanout_env, tmp_path):
+    for command in ("enqueue", "worker"):
+        result = run_cli(tmp_path, fanout_env, command)
+        assert result.returncode == 2 and "needs a real tenant" in result.stderr, result.stderr[-500:]
