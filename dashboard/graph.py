@@ -21,12 +21,17 @@ KIND_COLORS = {"user": "#4f8df7", "ip": "#f2994a", "operation": "#27ae60", "file
 KIND_LABELS = {"user": "user", "ip": "IP", "operation": "operation", "file": "file", "site": "site",
                "workload": "workload", "application": "application", "agent": "user agent"}
 HIGHLIGHT = "#ffd400"
-DEFAULT_CAP, MAX_CAP = 150, 300
+DEFAULT_CAP, MAX_CAP = 60, 300  # the first view is read at a glance; the analyst raises it when they need to
 # vis-network slows sharply with many edges (measured: 1,500 edges take 8 s to draw, 200 take 1 s), so
 # draw each kept entity's strongest link, then the strongest of the rest, up to this many.
 MAX_LINKS = 400
 MIN_SIZE, MAX_SIZE = 10.0, 50.0
 MIN_WIDTH, MAX_WIDTH = 1.0, 10.0
+# Names drawn at first sight: the biggest entities' (every one's on a small graph); the others' appear as the
+# analyst zooms in, and all are in the tooltips. The first view is fitted to the canvas, so a label's size in
+# graph units is chosen to come out at LABEL_PX on a canvas about CANVAS_PX wide.
+LABELLED, SMALL_GRAPH = 15, 30
+LABEL_PX, CANVAS_PX = 13, 560
 
 # What the analyst can ask to see, as chains of entity kinds.
 RELATIONSHIPS = {
@@ -67,6 +72,7 @@ class Graph:
     links: list[Link] = field(default_factory=list)
     total_entities: int = 0  # before the cap
     total_links: int = 0  # among the kept entities, before the link cap
+    label_size: float = float(LABEL_PX)  # font size, in graph units, of the names drawn at first sight
 
     @property
     def capped(self) -> bool:
@@ -112,7 +118,7 @@ def scale(count: int, smallest: int, largest: int, low: float, high: float) -> f
 
 
 def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozenset[tuple[str, str]] = frozenset(),
-                seed: int = 7, max_links: int = MAX_LINKS) -> Graph:
+                seed: int = 7, max_links: int | None = None) -> Graph:
     """`edges` has columns src_kind, src, dst_kind, dst, n. Keeps the `cap` entities with the most events
     (highlighted ones first), the edges among them, and lays them out once."""
     cap = max(1, min(int(cap), MAX_CAP))
@@ -133,7 +139,9 @@ def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozense
     among_kept = sources.isin(kept_ids) & targets.isin(kept_ids)
     candidates = [Link(source, target, int(n)) for source, target, n in
                   zip(sources[among_kept], targets[among_kept], edges["n"][among_kept])]
-    links = _strongest_links(candidates, max_links, {node.id: node.count for node in nodes.values()})
+    # two links per entity on average reads as a picture; every entity keeps its strongest link in any case
+    budget = min(MAX_LINKS, 2 * cap) if max_links is None else max_links
+    links = _strongest_links(candidates, budget, {node.id: node.count for node in nodes.values()})
     thinnest, widest = min((k.count for k in links), default=1), max((k.count for k in links), default=1)
     for link in links:
         link.width = scale(link.count, thinnest, widest, MIN_WIDTH, MAX_WIDTH)
@@ -164,10 +172,12 @@ def _layout(graph: Graph, seed: int) -> None:
     g.add_nodes_from(n.id for n in graph.nodes)
     g.add_weighted_edges_from((link.source, link.target, math.log1p(link.count)) for link in graph.links)
     positions = nx.spring_layout(g, seed=seed, iterations=40, k=3.0 / math.sqrt(max(1, len(graph.nodes))))
-    spread = 300 + 110 * math.sqrt(len(graph.nodes))  # px: room for labels as the graph grows
+    spread = 250 + 40 * math.sqrt(len(graph.nodes))  # graph units: room between nodes as the graph grows
     for node in graph.nodes:
         x, y = positions[node.id]
         node.x, node.y = round(float(x) * spread, 1), round(float(y) * spread, 1)
+    extent = 2 * max((max(abs(n.x), abs(n.y)) for n in graph.nodes), default=0.0) + 2 * MAX_SIZE
+    graph.label_size = round(LABEL_PX * extent / CANVAS_PX, 1)  # the first view fits `extent` into the canvas
 
 
 def tooltip(count: int, kind: str, value: str) -> str:
@@ -176,9 +186,17 @@ def tooltip(count: int, kind: str, value: str) -> str:
     return f"{count:,} events · {KIND_LABELS[kind]}: {html_text(value, 300)}"
 
 
+def labelled(graph: Graph) -> set[str]:
+    """The ids of the nodes whose names are drawn at first sight."""
+    if len(graph.nodes) <= SMALL_GRAPH:
+        return {n.id for n in graph.nodes}
+    return {n.id for n in sorted(graph.nodes, key=lambda n: -n.count)[:LABELLED]}
+
+
 def vis_nodes(graph: Graph) -> list[dict]:
-    """Node dicts as the vis-network component takes them."""
-    out = []
+    """Node dicts as the vis-network component takes them. Every node has its label; the ones not drawn at first
+    sight get a font small enough that vis-network skips it until the analyst zooms in."""
+    out, shown = [], labelled(graph)
     for node in graph.nodes:
         color = KIND_COLORS[node.kind]
         out.append({
@@ -187,7 +205,8 @@ def vis_nodes(graph: Graph) -> list[dict]:
             "color": {"background": color, "border": HIGHLIGHT if node.highlighted else color},
             "borderWidth": 5 if node.highlighted else 1,
             # readable on a light and a dark theme alike
-            "font": {"color": "#f0f0f0", "size": 12, "strokeWidth": 3, "strokeColor": "#1e1e1e"},
+            "font": {"color": "#f0f0f0", "size": graph.label_size if node.id in shown else graph.label_size / 4,
+                     "strokeWidth": graph.label_size / 5, "strokeColor": "#1e1e1e"},
         })
     return out
 

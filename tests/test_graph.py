@@ -2,6 +2,7 @@
 import json
 
 import networkx as nx
+import pytest
 import pandas as pd
 
 from dashboard.graph import MAX_CAP, build_graph, split_node_id, to_graphml, to_json, vis_edges, vis_nodes, \
@@ -111,3 +112,21 @@ def test_graphml_holds_control_characters_from_audit_text():
 
 def test_empty_edges_make_an_empty_graph():
     assert build_graph(edges([])).nodes == []
+
+
+def test_the_biggest_names_are_readable_at_first_sight_and_the_rest_on_zooming_in():
+    from dashboard.graph import CANVAS_PX, LABEL_PX, LABELLED, MAX_SIZE
+
+    graph = build_graph(star(149), cap=150)
+    nodes = vis_nodes(graph)
+    drawn = [n for n in nodes if n["font"]["size"] == graph.label_size]
+    assert len(drawn) == LABELLED and all(n["label"] for n in nodes), "every node keeps its name for zooming in"
+    biggest = sorted(graph.nodes, key=lambda n: -n.count)[:LABELLED]
+    assert {n["id"] for n in drawn} == {n.id for n in biggest}
+    # the first view is fitted to the canvas: what size do the names come out at?
+    extent = max(max(abs(n.x), abs(n.y)) for n in graph.nodes) * 2 + 2 * MAX_SIZE
+    zoom = CANVAS_PX / extent
+    assert graph.label_size * zoom == pytest.approx(LABEL_PX, rel=0.02), "the biggest names are readable"
+    assert all(n["font"]["size"] * zoom < 5 for n in nodes if n not in drawn), "below vis-network's drawThreshold"
+    small = build_graph(star(12), cap=150)
+    assert all(n["font"]["size"] == small.label_size for n in vis_nodes(small)), "a small graph: every name"

@@ -54,7 +54,9 @@ else:
         clicked = draw(graph)
         legend = " ".join(f"<span style='color:{KIND_COLORS[k]}'>●</span> {KIND_LABELS[k]}" for k in
                           dict.fromkeys(kind for kind in chain))
-        st.markdown(legend + (" · <span style='color:#ffd400'>◯</span> on the watch-list" if highlight else ""),
+        st.markdown(legend + (" · <span style='color:#ffd400'>◯</span> on the watch-list" if highlight else "")
+                    + " · dot size: the entity's events · line width: the events joining two entities · names of the "
+                    "biggest shown, zoom in for the rest",
                     unsafe_allow_html=True)  # our own fixed text only: no audit data in here
     if clicked:
         st.session_state["selected_node"] = clicked
