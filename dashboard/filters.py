@@ -12,7 +12,7 @@ from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
 LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status")
 WATCH_MODES = ("highlight", "restrict")
-EARLIEST, LATEST = date(2000, 1, 1), date(2100, 12, 31)  # a custom range outside these is a typo
+EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
 
 
 class FilterInputError(ValueError):
@@ -22,8 +22,8 @@ class FilterInputError(ValueError):
 @dataclass(frozen=True)
 class View:
     period: str = "last 7 days"
-    start: date | None = None  # with period "custom"
-    end: date | None = None  # inclusive day
+    start: datetime | None = None  # with period "custom": UTC, naive, to the minute
+    end: datetime | None = None  # exclusive; none: until now
     workload: tuple[str, ...] = ()
     content_type: tuple[str, ...] = ()
     operation: tuple[str, ...] = ()
@@ -49,8 +49,8 @@ class View:
                 params[name] = [str(v) for v in value]
             elif isinstance(value, bool):
                 params[name] = "1" if value else "0"
-            elif isinstance(value, date):
-                params[name] = value.isoformat()
+            elif isinstance(value, datetime):
+                params[name] = value.isoformat(timespec="minutes")
             else:
                 params[name] = str(value)
         return params
@@ -69,7 +69,7 @@ class View:
             text = raw[-1]
             try:
                 if f.name in ("start", "end"):
-                    values[f.name] = date.fromisoformat(text)
+                    values[f.name] = _moment(text, f.name == "end")
                 elif f.name == "case_sensitive":
                     values[f.name] = text not in ("0", "false", "False")
                 elif f.name == "cap":
@@ -102,12 +102,11 @@ class View:
         # to the minute: the same view asked twice in a minute is the same question (and a cache hit)
         now = now or datetime.now(timezone.utc).replace(second=0, microsecond=0)
         if self.period == "custom" and self.start:
-            last = self.end or now.date()
-            if not EARLIEST <= self.start <= last <= LATEST:
-                raise FilterInputError(f"The custom range must run forward, between {EARLIEST} and {LATEST}; it is "
-                                       f"{self.start} to {last}.")
-            start = datetime.combine(self.start, time.min, tzinfo=timezone.utc)
-            end = datetime.combine(last, time.min, tzinfo=timezone.utc) + timedelta(days=1)
+            last = self.end or now.replace(tzinfo=None)
+            if not EARLIEST <= self.start < last <= LATEST:
+                raise FilterInputError(f"The custom range must run forward, between {EARLIEST:%Y-%m-%d} and "
+                                       f"{LATEST:%Y-%m-%d}; it is {self.start:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}.")
+            start, end = self.start.replace(tzinfo=timezone.utc), last.replace(tzinfo=timezone.utc)
         else:
             start, end = now - timedelta(days=PERIODS.get(self.period) or 7), None
         record_types = []
@@ -121,6 +120,10 @@ class View:
                       user_id=self.users(), client_ip=self.ips(), text=self.text.strip(),
                       case_sensitive=self.case_sensitive)
 
+    def narrowed(self, start: datetime, end: datetime) -> "View":
+        """This view over a custom span (a span picked on the timeline)."""
+        return replace(self, period="custom", start=_minute(start), end=_minute(end))
+
     def pivot(self, kind: str, value: str) -> "View":
         """This view narrowed to one entity (the graph's Pivot button)."""
         if kind == "user":
@@ -130,3 +133,21 @@ class View:
         if kind in ("operation", "workload"):
             return replace(self, **{kind: (value,)})
         return replace(self, text=value)
+
+
+def _minute(moment: datetime) -> datetime:
+    """UTC, naive, to the minute: how a custom range is kept (and written in the URL)."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return moment.replace(second=0, microsecond=0)
+
+
+def _moment(text: str, end: bool) -> datetime:
+    """A custom range's bound from the URL: a time to the minute, or a whole day (the "to" day included, as the
+    dashboard's links had it before ranges had hours)."""
+    if len(text) == 10:
+        day = datetime.combine(date.fromisoformat(text), time.min)
+        if not end:
+            return day
+        return day + timedelta(days=1) if day.date() < date.max else datetime.max.replace(second=0, microsecond=0)
+    return _minute(datetime.fromisoformat(text))

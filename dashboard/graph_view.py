@@ -1,6 +1,12 @@
-"""The one place that knows the drawing component (streamlit-agraph, i.e. vis-network). Swap it here."""
+"""The one place that knows the drawing components (streamlit-agraph, i.e. vis-network, for the graph; Vega-Lite
+for the timeline). Swap them here."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
+import altair as alt
+import pandas as pd
+import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
 from .graph import Graph, vis_edges, vis_nodes
@@ -16,3 +22,23 @@ def draw(graph: Graph, height: int = 620) -> str | None:
                     nodes={"shape": "dot"})
     config.width = "100%"  # Config formats numbers as px; the component accepts any CSS length
     return agraph(nodes=nodes, edges=edges, config=config)
+
+
+def timeline_chart(timeline: pd.DataFrame, stack_by: str) -> tuple[datetime, datetime] | None:
+    """Stacked bars per time bucket, in UTC; dragging across it picks a span, returned as (start, end) in UTC."""
+    frame = timeline.assign(bucket=pd.to_datetime(timeline["bucket"]).dt.tz_localize("UTC"))
+    brush = alt.selection_interval(encodings=["x"], name="span")
+    chart = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("bucket:T", title="UTC (drag across to pick a span)", scale=alt.Scale(type="utc"),
+                axis=alt.Axis(format="%b %d %H:%M", labelOverlap=True)),
+        y=alt.Y("sum(n):Q", title="events"),
+        color=alt.Color("series:N", title=stack_by),
+        tooltip=[alt.Tooltip("utcyearmonthdatehoursminutes(bucket):T", title="UTC", format="%Y-%m-%d %H:%M"),
+                 alt.Tooltip("series:N", title=stack_by), alt.Tooltip("n:Q", title="events")],
+    ).add_params(brush).properties(height=220)
+    event = st.altair_chart(chart, on_select="rerun", selection_mode="span", key="timeline", width="stretch")
+    picked = (event.selection.get("span") or {}).get("bucket") if event else None
+    if not picked or len(picked) != 2:
+        return None
+    start, end = (datetime.fromtimestamp(float(ms) / 1000, tz=timezone.utc) for ms in picked)
+    return (start, end) if start < end else None

@@ -316,13 +316,15 @@ class ActivityIndex:
         return self._query(" UNION ALL ".join(parts), all_params)
 
     def timeline(self, flt: Filter, stack_by: str, watch: Watch | None = None, top: int = 8) -> pd.DataFrame:
-        """Events per time bucket (an hour, or a day over long ranges), stacked by the top values of a column."""
+        """Events per time bucket — a minute over a few hours, an hour over a week, a day beyond — stacked by the
+        top values of a column."""
         where, params = self.where(flt, watch)
         column = {"workload": "workload", "operation": "operation", "content type": "content_type"}[stack_by]
         span = self._query(f"SELECT min(ts) AS a, max(ts) AS b FROM ev WHERE {where}", params)
         if span["a"].isna().all():
             return pd.DataFrame(columns=["bucket", "series", "n"])
-        bucket = "hour" if (span["b"][0] - span["a"][0]).total_seconds() <= 8 * 86400 else "day"
+        seconds = (span["b"][0] - span["a"][0]).total_seconds()
+        bucket = "minute" if seconds <= 6 * 3600 else "hour" if seconds <= 8 * 86400 else "day"
         return self._query(
             f"WITH f AS (SELECT date_trunc('{bucket}', ts) AS bucket, {column} AS series FROM ev WHERE {where}), "
             f"top AS (SELECT series FROM f GROUP BY series ORDER BY count(*) DESC LIMIT {int(top)}) "

@@ -119,9 +119,8 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
     sb = st.sidebar
     sb.selectbox("Time", list(PERIODS), key=_KEY + "period")
     if st.session_state.get(_KEY + "period") == "custom":
-        a, b = sb.columns(2)
-        a.date_input("From (UTC)", key=_KEY + "start")
-        b.date_input("To (UTC)", key=_KEY + "end")
+        sb.datetime_input("From (UTC)", key=_KEY + "start", step=60, format="YYYY-MM-DD")
+        sb.datetime_input("To (UTC; empty: now)", key=_KEY + "end", step=60, format="YYYY-MM-DD")
     sb.text_input("User (UPN; several: comma separated)", key=_KEY + "user", placeholder="megan.b@contoso.com")
     sb.toggle("Aa  case-sensitive", key=_KEY + "case_sensitive",
               help="On (the default), values match exactly as a Cosmos DB query does: megan.b@contoso.com does not "

@@ -136,6 +136,30 @@ def test_explore_draws_the_graph_and_a_click_opens_the_detail_panel(dashboard, p
     assert page.get_by_text("events ·").count() > 0
 
 
+def test_brushing_the_timeline_narrows_the_graph_and_the_url_keeps_it(dashboard, page, shots):
+    url, db = dashboard
+    page.goto(url)
+    graph_canvas(page)
+    total = int(page.get_by_text(" events · showing").first.inner_text().split()[0].replace(",", ""))
+    chart = page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").first
+    chart.scroll_into_view_if_needed()
+    chart.wait_for(state="visible", timeout=30_000)
+    box = chart.bounding_box()
+    y = box["y"] + box["height"] * 0.5
+    page.mouse.move(box["x"] + box["width"] * 0.45, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, y, steps=8)
+    page.mouse.up()
+    page.get_by_role("button", name="Narrow to this span").click(timeout=30_000)
+    page.wait_for_url("**period=custom**", timeout=30_000)
+    page.wait_for_timeout(2000)
+    narrowed = int(page.get_by_text(" events · showing").first.inner_text().split()[0].replace(",", ""))
+    assert 0 < narrowed < total, f"the graph keeps {narrowed:,} of {total:,} events"
+    page.screenshot(path=os.path.join(shots, "explore-brushed.png"), full_page=True)
+    page.goto(page.url)  # a copied link opens the same view
+    page.get_by_text(f"{narrowed:,} events · showing").first.wait_for(timeout=30_000)
+
+
 def test_watchlist_upload_restricts_the_graph(dashboard, page, shots, tmp_path):
     url, db = dashboard
     csv_path = tmp_path / "adminlist.csv"

@@ -1,5 +1,5 @@
 """filters.py: a view survives the URL, and becomes the Filter the analyst meant."""
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 
 import pytest
 
@@ -19,14 +19,30 @@ def test_default_view_has_an_empty_url_and_means_last_7_days_case_sensitive():
 
 
 def test_every_field_survives_the_url():
-    view = View(period="custom", start=date(2026, 11, 20), end=date(2026, 11, 22), workload=("Exchange",),
+    view = View(period="custom", start=datetime(2026, 11, 20, 3, 10), end=datetime(2026, 11, 20, 4, 0),
+                workload=("Exchange",),
                 operation=("UserLoginFailed", "Add member to role."), record_type=("15",), user="a@c.com, B@c.com",
                 ip="198.51.100.0/24", text="python", case_sensitive=False, watchlist="admins", watch_mode="restrict",
                 relationship="IP → user", cap=60)
     assert View.from_params(params_of(view)) == view
     flt = view.to_filter(NOW)
     assert flt.user_id == ("a@c.com", "B@c.com") and flt.record_type == (15,)
-    assert flt.end == datetime(2026, 11, 23, tzinfo=timezone.utc)  # the "to" day is included
+    assert (flt.start, flt.end) == (datetime(2026, 11, 20, 3, 10, tzinfo=timezone.utc),
+                                    datetime(2026, 11, 20, 4, 0, tzinfo=timezone.utc)), "to the minute"
+    assert view.to_params()["start"] == "2026-11-20T03:10"
+
+
+def test_a_link_from_before_ranges_had_hours_still_means_whole_days():
+    view = View.from_params({"period": ["custom"], "start": ["2026-11-20"], "end": ["2026-11-22"]})
+    flt = view.to_filter(NOW)
+    assert (flt.start, flt.end) == (datetime(2026, 11, 20, tzinfo=timezone.utc),
+                                    datetime(2026, 11, 23, tzinfo=timezone.utc)), "the 'to' day included"
+
+
+def test_a_span_picked_on_the_timeline_becomes_a_custom_range():
+    view = View().narrowed(datetime(2026, 11, 24, 3, 12, 40, tzinfo=timezone.utc),
+                           datetime(2026, 11, 24, 4, 2, 5, tzinfo=timezone.utc))
+    assert (view.period, view.start, view.end) == ("custom", datetime(2026, 11, 24, 3, 12), datetime(2026, 11, 24, 4, 2))
 
 
 def test_a_hand_edited_url_falls_back_instead_of_failing():

@@ -16,7 +16,7 @@ from dashboard.graph import (
     to_json,
     watched_entities,
 )
-from dashboard.graph_view import draw
+from dashboard.graph_view import draw, timeline_chart
 from dashboard.pages_common import events_csv, page_start, related_table, show_events
 from dashboard.untrusted import markdown
 
@@ -90,8 +90,13 @@ else:
     timeline = services.timeline(cur.filter, st.session_state["stack_by"], cur.watch)
     if not timeline.empty:
         st.subheader("Timeline")
-        chart = timeline.pivot_table(index="bucket", columns="series", values="n", aggfunc="sum", fill_value=0)
-        st.bar_chart(chart, height=220, x_label="UTC", y_label="events")
+        span = timeline_chart(timeline, st.session_state["stack_by"])
+        if span:
+            start, end = span
+            left, right = st.columns([3, 1])
+            left.caption(f"Selected on the timeline: {start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC")
+            right.button("Narrow to this span", key="narrow_to_span", on_click=ui.apply_view,
+                         args=(cur.view.narrowed(start, end),), width="stretch")
 
     d1, d2, d3 = st.columns(3)
     d1.download_button("Graph as GraphML", services.exporter("graph as GraphML", lambda: to_graphml(graph)),
