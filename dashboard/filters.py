@@ -12,6 +12,7 @@ from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
 LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status")
 WATCH_MODES = ("highlight", "restrict")
+STACKS = ("workload", "operation", "content type")  # what the timeline's bars are stacked by
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
 
 
@@ -37,6 +38,8 @@ class View:
     watch_mode: str = "highlight"
     relationship: str = "user → IP"
     cap: int = DEFAULT_CAP
+    stack_by: str = "workload"
+    node: str = ""  # the graph node whose detail panel is open (its id, e.g. "ip:198.51.100.9")
 
     def to_params(self) -> dict[str, str | list[str]]:
         """Only what differs from the default view, so a URL stays short."""
@@ -85,6 +88,8 @@ class View:
             view = replace(view, relationship="user → IP")
         if view.watch_mode not in WATCH_MODES:
             view = replace(view, watch_mode="highlight")
+        if view.stack_by not in STACKS:
+            view = replace(view, stack_by="workload")
         return view
 
     def users(self) -> tuple[str, ...]:

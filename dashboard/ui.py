@@ -145,6 +145,7 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
                   "in the graph and listed first.")
     # Explore's own controls live in the view too, so the URL carries them
     st.session_state.setdefault(_KEY + "relationship", "user → IP")
+    st.session_state.setdefault(_KEY + "stack_by", "workload")
     if st.session_state[_KEY + "relationship"] not in RELATIONSHIPS:
         st.session_state[_KEY + "relationship"] = "user → IP"
 
@@ -170,21 +171,26 @@ def _days_of_view() -> Filter:
 
 
 def _case_hint(index: ActivityIndex, view: View, flt: Filter, watch: Watch | None) -> None:
-    """When a case-sensitive user filter misses much (values that differ only by case), say so."""
-    if not flt.case_sensitive or not flt.user_id:
+    """When a case-sensitive filter misses much — the user filter, or a watch-list that restricts the view — because
+    the log has values that differ only by case, say so above the page, where the analyst is looking."""
+    if not flt.case_sensitive:
         return
-    variants = index.case_variants("user_id", flt.user_id, flt)
-    if variants.empty:
-        return
-    matched, missed = index.count(flt, watch), int(variants["n"].sum())
-    if matched > 20 and missed < matched:
-        return
-    st.sidebar.info(f"{'No events match' if matched == 0 else f'{matched:,} events match'} this user exactly; "
-                    f"{missed:,} more have a value that differs only by case (below). Turn off "
-                    "**Aa case-sensitive** to include them.")
-    # audit values go in a table, never into markdown
-    st.sidebar.dataframe(variants.rename(columns={"value": "differs only by case", "n": "events"}),
-                         hide_index=True, width="stretch")
+    for wanted, what in ((flt.user_id, "this user"),
+                         (watch.accounts if watch is not None and watch.restrict else (), "the watch-list's accounts")):
+        if not wanted:
+            continue
+        variants = index.case_variants("user_id", tuple(wanted), flt)
+        if variants.empty:
+            continue
+        matched, missed = index.count(flt, watch), int(variants["n"].sum())
+        if matched > 20 and missed < matched:
+            continue
+        st.info(f"{'No events match' if matched == 0 else f'{matched:,} events match'} {what} exactly; "
+                f"{missed:,} more have an account that differs only by case (below). Turn off "
+                "**Aa case-sensitive** in the sidebar to include them.")
+        # audit values go in a table, never into markdown
+        st.dataframe(variants.rename(columns={"value": "differs only by case", "n": "events"}), hide_index=True,
+                     width="stretch", height=min(35 * (len(variants) + 1) + 3, 180))
 
 
 def current() -> Current:

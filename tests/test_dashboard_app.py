@@ -102,8 +102,8 @@ def test_cap_and_relationship_come_from_the_url(app):
 def test_case_sensitive_user_filter_with_hint_then_switch(app):
     at = app(user="megan.bowen@contoso.com")
     assert "differs only by case" in texts(at)
-    hint = [d.value for d in at.sidebar.dataframe if "differs only by case" in d.value.columns]
-    assert hint and "Megan.Bowen@contoso.com" in set(hint[0]["differs only by case"])
+    hint = [d.value for d in at.main.dataframe if "differs only by case" in d.value.columns]
+    assert hint and "Megan.Bowen@contoso.com" in set(hint[0]["differs only by case"]), "above the page, not below"
     at.toggle(key="f_case_sensitive").set_value(False).run()
     nodes = graph_json(at)["nodes"]
     assert any(n["id"] == "user:Megan.Bowen@contoso.com" for n in nodes)
@@ -386,7 +386,7 @@ def test_someone_with_no_role_is_asked_to_get_one(app, monkeypatch):
 def test_a_viewer_browses_and_is_refused_changes_on_the_server(app, monkeypatch):
     at = signed_in(monkeypatch, ["Viewer"])
     assert graph_json(at)["nodes"] and "👤 vic" in shown(at) and "(Viewer)" in shown(at)
-    at.session_state["selected_node"] = graph_json(at)["nodes"][0]["id"]
+    at.session_state["f_node"] = graph_json(at)["nodes"][0]["id"]
     at.run()
     at.text_input(key="add_new_name").input("forged")
     at.button(key="add_to_watchlist").click().run()  # inside a popover the viewer cannot open: a forged click
@@ -425,3 +425,29 @@ def test_listening_beyond_loopback_without_sign_in_serves_nothing(app, monkeypat
     st.cache_resource.clear()
     at = app()
     assert "did not say who you are" in shown(at), "a proxy that names nobody lets nobody in"
+
+
+def test_a_copied_link_reopens_the_selected_node_and_the_timeline_choice(app):
+    at = app(ip=ATTACKER_IP, operation="UserLoginFailed", node=f"ip:{ATTACKER_IP}", stack_by="operation")
+    assert "Selected IP" in [h.value for h in at.subheader]
+    assert at.selectbox(key="f_stack_by").value == "operation"
+    assert at.query_params["node"] == f"ip:{ATTACKER_IP}" and at.query_params["stack_by"] == "operation"
+
+
+def test_find_a_node_by_name_opens_its_panel(app):
+    at = app()
+    target = next(n for n in graph_json(at)["nodes"] if n["id"].startswith("user:"))
+    at.selectbox(key="find_node").select(target["id"]).run()
+    assert "Selected user" in [h.value for h in at.subheader]
+    assert at.query_params["node"] == target["id"], "the URL names the node found"
+
+
+def test_a_case_sensitive_watch_list_restrict_that_misses_lower_case_activity_says_so(app):
+    at = app("watchlists")
+    at.get("file_uploader")[0].upload("admins.csv", b"account\nMEGAN.BOWEN@CONTOSO.COM\n", "text/csv")
+    at.text_input(key="wl_name").input("shouting")
+    at.button[0].click().run()
+    at = app(watchlist="shouting", watch_mode="restrict")
+    assert "match the watch-list's accounts exactly" in texts(at) and "differs only by case" in texts(at)
+    hint = [d.value for d in at.dataframe if "differs only by case" in d.value.columns]
+    assert hint and "Megan.Bowen@contoso.com" in set(hint[0]["differs only by case"])

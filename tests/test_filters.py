@@ -23,7 +23,7 @@ def test_every_field_survives_the_url():
                 workload=("Exchange",),
                 operation=("UserLoginFailed", "Add member to role."), record_type=("15",), user="a@c.com, B@c.com",
                 ip="198.51.100.0/24", text="python", case_sensitive=False, watchlist="admins", watch_mode="restrict",
-                relationship="IP → user", cap=60)
+                relationship="IP → user", cap=70, stack_by="operation", node="ip:198.51.100.9")
     assert View.from_params(params_of(view)) == view
     flt = view.to_filter(NOW)
     assert flt.user_id == ("a@c.com", "B@c.com") and flt.record_type == (15,)

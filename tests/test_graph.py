@@ -2,11 +2,19 @@
 import json
 
 import networkx as nx
-import pytest
 import pandas as pd
+import pytest
 
-from dashboard.graph import MAX_CAP, build_graph, split_node_id, to_graphml, to_json, vis_edges, vis_nodes, \
-    watched_entities
+from dashboard.graph import (
+    MAX_CAP,
+    build_graph,
+    split_node_id,
+    to_graphml,
+    to_json,
+    vis_edges,
+    vis_nodes,
+    watched_entities,
+)
 from dashboard.index import Watch
 
 

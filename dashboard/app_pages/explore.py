@@ -1,10 +1,12 @@
 """Explore: who did what from where, as a count-weighted graph, with a detail panel and a timeline."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from dashboard import services, ui
-from dashboard.filters import View
+from dashboard.filters import STACKS, View
 from dashboard.graph import (
     KIND_COLORS,
     KIND_LABELS,
@@ -22,10 +24,18 @@ from dashboard.untrusted import markdown
 
 cur, index = page_start("Explore", "the graph")
 
+
+def _open_found() -> None:
+    """A node picked in "Find a node" opens its detail panel, as a click on it would."""
+    if st.session_state.get("find_node"):
+        st.session_state["f_node"] = st.session_state["find_node"]
+
+
+
 left, middle, right = st.columns([2, 1, 1])
 left.selectbox("Relationship", list(RELATIONSHIPS), key="f_relationship")
 middle.number_input("Entities at most", min_value=10, max_value=MAX_CAP, step=10, key="f_cap")
-right.selectbox("Timeline stacked by", ["workload", "operation", "content type"], key="stack_by")
+right.selectbox("Timeline stacked by", STACKS, key="f_stack_by")
 view: View = cur.view
 chain = RELATIONSHIPS[st.session_state["f_relationship"]]
 cap = int(st.session_state["f_cap"])
@@ -51,6 +61,11 @@ if not graph.nodes:
 else:
     graph_column, detail_column = st.columns([3, 2])
     with graph_column:
+        by_count = sorted(graph.nodes, key=lambda n: -n.count)
+        st.selectbox("Find a node", [n.id for n in by_count], index=None, key="find_node",
+                     placeholder=f"type a name: {len(by_count):,} in the graph, biggest first",
+                     format_func=lambda node: f"{split_node_id(node)[1]}  ·  {KIND_LABELS[split_node_id(node)[0]]}",
+                     on_change=_open_found)
         clicked = draw(graph)
         legend = " ".join(f"<span style='color:{KIND_COLORS[k]}'>●</span> {KIND_LABELS[k]}" for k in
                           dict.fromkeys(kind for kind in chain))
@@ -58,9 +73,10 @@ else:
                     + " · dot size: the entity's events · line width: the events joining two entities · names of the "
                     "biggest shown, zoom in for the rest",
                     unsafe_allow_html=True)  # our own fixed text only: no audit data in here
-    if clicked:
-        st.session_state["selected_node"] = clicked
-    selected = st.session_state.get("selected_node")
+    if clicked and clicked != view.node:
+        st.session_state["f_node"] = clicked
+        st.query_params.from_dict(replace(view, node=clicked).to_params())  # the URL names the node at once
+    selected = st.session_state.get("f_node")
     with detail_column:
         if selected and any(n.id == selected for n in graph.nodes):
             kind, value = split_node_id(selected)
@@ -87,10 +103,10 @@ else:
         else:
             st.caption("Click a node to see its counts, first and last seen, top related entities and its events.")
 
-    timeline = services.timeline(cur.filter, st.session_state["stack_by"], cur.watch)
+    timeline = services.timeline(cur.filter, st.session_state["f_stack_by"], cur.watch)
     if not timeline.empty:
         st.subheader("Timeline")
-        span = timeline_chart(timeline, st.session_state["stack_by"])
+        span = timeline_chart(timeline, st.session_state["f_stack_by"])
         if span:
             start, end = span
             left, right = st.columns([3, 1])
