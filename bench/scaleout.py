@@ -73,7 +73,7 @@ def cosmos_figures(server, blobs) -> None:
             changes = store.changes(cursor, 50_000)
             read += len(changes.rows)
             cursor = changes.cursor
-            if not changes.remaining:
+            if changes.caught_up:
                 break
         print(f"  index feed: {1000 * (store.meter.round_trips - before_trips) / read:.1f} round trips per 1,000 "
               f"events read ({read:,} rows delivered for {store.stats().events:,} distinct events stored)")

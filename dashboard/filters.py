@@ -110,7 +110,8 @@ class View:
             last = self.end or now.replace(tzinfo=None)
             if not EARLIEST <= self.start < last <= LATEST:
                 raise FilterInputError(f"The custom range must run forward, between {EARLIEST:%Y-%m-%d} and "
-                                       f"{LATEST:%Y-%m-%d}; it is {self.start:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M}.")
+                                       f"{LATEST:%Y-%m-%d}; it is {self.start:%Y-%m-%d %H:%M} to "
+                                       f"{last:%Y-%m-%d %H:%M}.")
             start, end = self.start.replace(tzinfo=timezone.utc), last.replace(tzinfo=timezone.utc)
         else:
             start, end = now - timedelta(days=PERIODS.get(self.period) or 7), None

@@ -176,7 +176,7 @@ class ActivityIndex:
             changes = self._append(self.store.changes(self._cursor, BATCH))
             if self.catching is not None:
                 self.catching.done += len(changes.rows)
-            if not changes.remaining:
+            if changes.caught_up:
                 break
 
     def _append(self, changes: Changes) -> Changes:

@@ -43,7 +43,8 @@ def exposure_problem() -> str:
     if address in LOOPBACK or settings().proxy_header or settings().signin_client_id:
         return ""
     return (f"This dashboard listens on {address}, beyond this machine, and nobody signs people in: it serves no "
-            "audit data like that. Put an authenticating proxy in front (App Service authentication, oauth2-proxy) "
+            "audit data like that. Configure sign-in with Entra ID (DASHBOARD_CLIENT_ID and the rest: README, "
+            "Sign-in and roles), or put an authenticating proxy in front (App Service authentication, oauth2-proxy) "
             "and set DASHBOARD_PROXY_HEADER to the header that names the signed-in user, or listen on 127.0.0.1 "
             "only (STREAMLIT_SERVER_ADDRESS=127.0.0.1).")
 

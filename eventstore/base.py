@@ -15,7 +15,12 @@ from .model import BlobRecord, Checkpoint, EventRow, StoreStats
 class Changes:
     rows: list[tuple]
     cursor: str
-    remaining: int | None  # events stored after `cursor`; None when the backend cannot say cheaply
+    remaining: int | None  # events stored after `cursor`: 0 when caught up; None when more follow but the
+    #                        backend cannot say how many cheaply
+
+    @property
+    def caught_up(self) -> bool:
+        return self.remaining == 0
 
 
 class StoreError(RuntimeError):

@@ -42,7 +42,8 @@ def test_a_link_from_before_ranges_had_hours_still_means_whole_days():
 def test_a_span_picked_on_the_timeline_becomes_a_custom_range():
     view = View().narrowed(datetime(2026, 11, 24, 3, 12, 40, tzinfo=timezone.utc),
                            datetime(2026, 11, 24, 4, 2, 5, tzinfo=timezone.utc))
-    assert (view.period, view.start, view.end) == ("custom", datetime(2026, 11, 24, 3, 12), datetime(2026, 11, 24, 4, 2))
+    assert (view.period, view.start, view.end) == ("custom", datetime(2026, 11, 24, 3, 12),
+                                                   datetime(2026, 11, 24, 4, 2))
 
 
 def test_a_hand_edited_url_falls_back_instead_of_failing():

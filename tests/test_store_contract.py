@@ -76,7 +76,7 @@ def everything(backend) -> list[tuple]:
         changes = backend.changes(cursor, limit=7)
         rows.update((row[0], row) for row in changes.rows)
         cursor = changes.cursor
-        if not changes.remaining:
+        if changes.caught_up:
             return sorted(rows.values())
 
 
@@ -249,7 +249,8 @@ def test_a_store_of_the_first_layout_is_upgraded_with_everything_in_it(tmp_path,
 
 
 def test_queued_blobs_wait_for_a_worker_and_hold_the_checkpoint_back(backend):
-    queued = [BlobRecord(f"q{k}", "Audit.Exchange", f"2026-11-2{k}T00:00:00Z", "2026-12-01T00:00:00Z") for k in (3, 1, 2)]
+    queued = [BlobRecord(f"q{k}", "Audit.Exchange", f"2026-11-2{k}T00:00:00Z", "2026-12-01T00:00:00Z")
+              for k in (3, 1, 2)]
     backend.store_blobs([(queued[0], [])])  # a worker stored this one before its record was written
     backend.record_queued(queued)
     assert backend.pending_blobs("Audit.Exchange") == (2, "2026-11-21T00:00:00Z"), "stored stays stored"

@@ -31,6 +31,10 @@ def _open_found() -> None:
         st.session_state["f_node"] = st.session_state["find_node"]
 
 
+def _name(node: str) -> str:
+    kind, value = split_node_id(node)
+    return f"{value}  ·  {KIND_LABELS[kind]}"
+
 
 left, middle, right = st.columns([2, 1, 1])
 left.selectbox("Relationship", list(RELATIONSHIPS), key="f_relationship")
@@ -64,8 +68,7 @@ else:
         by_count = sorted(graph.nodes, key=lambda n: -n.count)
         st.selectbox("Find a node", [n.id for n in by_count], index=None, key="find_node",
                      placeholder=f"type a name: {len(by_count):,} in the graph, biggest first",
-                     format_func=lambda node: f"{split_node_id(node)[1]}  ·  {KIND_LABELS[split_node_id(node)[0]]}",
-                     on_change=_open_found)
+                     format_func=_name, on_change=_open_found)
         clicked = draw(graph)
         legend = " ".join(f"<span style='color:{KIND_COLORS[k]}'>●</span> {KIND_LABELS[k]}" for k in
                           dict.fromkeys(kind for kind in chain))
