@@ -77,7 +77,14 @@ def exporter(what: str, make):
     who = require("export")
 
     def produce():
-        content = make()
+        try:
+            content = make()
+        except Exception as error:  # noqa: BLE001 - Streamlit would drop it: the file says it instead of nothing
+            log.exception("export failed: %s", what)
+            reason = redact.short(str(error) or type(error).__name__, 300)
+            record(who, "export failed", redact.short(f"{what}: {reason}", 1000))
+            return (f"The export failed: {reason}. Nothing was written past this line: try again, or narrow the "
+                    "filters.\n")
         record(who, "export", redact.short(what, 1000))
         return content
 

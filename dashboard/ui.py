@@ -75,17 +75,25 @@ def tenant_banner(settings: Settings) -> None:
         st.sidebar.caption(f"Tenant `{settings.tenant_id}`")
 
 
-def _sync_box(settings: Settings) -> None:
+@st.fragment(run_every=10)
+def _sync_status(settings: Settings) -> None:
+    """When the last sync finished, and a running one's progress: redrawn by itself, so it never goes stale."""
     checkpoints = services.store().checkpoints(settings.content_types)
     last = max((cp.last_success for cp in checkpoints if cp.last_success), default=None)
-    runner = services.background_sync()
-    state = runner.state
+    state = services.background_sync().state
     line = f"{'DEMO · ' if settings.demo else ''}synced {ago(last)}"
     if state.running:
         p = state.progress
         line += f" · syncing {p.content_type} {p.blobs_done}/{p.blobs_total}" if p else " · syncing…"
+    st.caption(line)
+
+
+def _sync_box(settings: Settings) -> None:
+    runner = services.background_sync()
+    state = runner.state
     left, right = st.sidebar.columns([3, 2])
-    left.caption(line)
+    with left:
+        _sync_status(settings)
     with st.sidebar:
         _new_events_notice(services.index().version)
     if right.button("Sync now", key="sidebar_sync", disabled=state.running or not services.access().can("sync"),

@@ -451,3 +451,18 @@ def test_a_case_sensitive_watch_list_restrict_that_misses_lower_case_activity_sa
     assert "match the watch-list's accounts exactly" in texts(at) and "differs only by case" in texts(at)
     hint = [d.value for d in at.dataframe if "differs only by case" in d.value.columns]
     assert hint and "Megan.Bowen@contoso.com" in set(hint[0]["differs only by case"])
+
+
+def test_a_download_that_fails_says_so_in_the_file_and_the_log(app):
+    from dashboard import services
+    from eventstore import StoreError
+
+    app()  # the app's environment: this store, no sign-in
+
+    def broken():
+        raise StoreError("the disk holding the event store is full")
+
+    content = services.exporter("events as CSV", broken)()
+    assert content.startswith("The export failed: the disk holding the event store is full")
+    (entry, *_) = services.store().activity()
+    assert entry[2] == "export failed" and "disk" in entry[3]
