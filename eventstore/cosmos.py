@@ -147,8 +147,9 @@ class _Positions:
         with self._lock:
             while len(taken) < count:
                 if self._next >= self._end:
-                    self._next = self._lease_block(max(POSITION_BLOCK, count - len(taken)))
-                    self._end = self._next + max(POSITION_BLOCK, count - len(taken))
+                    size = max(POSITION_BLOCK, count - len(taken))
+                    self._next = self._lease_block(size)
+                    self._end = self._next + size
                 step = min(count - len(taken), self._end - self._next)
                 taken.extend(range(self._next, self._next + step))
                 self._next += step
@@ -254,20 +255,27 @@ class CosmosStore(EventStore):
         return created
 
     def _create(self, day: str, rows: list[EventRow]) -> int:
-        """Create these events of one day partition in one transactional batch; those that exist already are
-        left as they are. Returns how many were created."""
+        """Create these events of one day partition; those that exist already are left as they are. Returns how
+        many were created."""
         docs = [{**dict(zip(EVENT_COLUMNS, row)), "day": day, "seq": seq}
                 for row, seq in zip(rows, self._positions.take(len(rows)))]
+        return self._create_new(self._events, day, docs, lambda ids: self._existing(day, ids))
+
+    def _create_new(self, container, partition: str, docs: list[dict], existing) -> int:
+        """Create documents of one partition (at most 100) in one transactional batch. One that exists already
+        (409) fails the batch: `existing(ids)` says which do, and the rest is tried again. Returns how many were
+        created; any other refusal is a StoreError."""
         while docs:
             try:
-                self._events.execute_item_batch([("create", (doc,)) for doc in docs], partition_key=day,
-                                                response_hook=self.meter)
+                container.execute_item_batch([("create", (doc,)) for doc in docs], partition_key=partition,
+                                             response_hook=self.meter)
                 return len(docs)
             except CosmosBatchOperationError as refused:
                 if refused.operation_responses[refused.error_index].get("statusCode") != 409:
-                    raise StoreError(f"Cosmos DB refused a batch of events (HTTP {refused.status_code}).") from None
-                existing = self._existing(day, [doc["id"] for doc in docs])
-                docs = [doc for doc in docs if doc["id"] not in existing]
+                    raise StoreError(f"Cosmos DB refused a batch of documents (HTTP {refused.status_code}).") \
+                        from None
+                found = existing([doc["id"] for doc in docs])
+                docs = [doc for doc in docs if doc["id"] not in found]
         return 0
 
     def _existing(self, day: str, ids: list[str]) -> set[str]:
@@ -319,17 +327,12 @@ class CosmosStore(EventStore):
         """Create-only, 100 per batch: a blob with a record already (a worker stored it first) keeps it."""
         docs = [{"id": f"blob:{b.content_id}", "kind": "blob", "name": b.content_id,
                  **self._blob_doc(b, 0, "queued")} for b in blobs]
+        def existing(ids: list[str]) -> set[str]:
+            return {d["id"] for d in self._state_query("blob", "ARRAY_CONTAINS(@ids, c.id)",
+                                                       [{"name": "@ids", "value": ids}], "c.id")}
+
         for i in range(0, len(docs), BATCH_OPERATIONS):
-            chunk = docs[i:i + BATCH_OPERATIONS]
-            while chunk:
-                try:
-                    self._state.execute_item_batch([("create", (doc,)) for doc in chunk], partition_key="blob",
-                                                   response_hook=self.meter)
-                    break
-                except CosmosBatchOperationError:
-                    existing = {d["id"] for d in self._state_query("blob", "ARRAY_CONTAINS(@ids, c.id)", [
-                        {"name": "@ids", "value": [doc["id"] for doc in chunk]}], "c.id")}
-                    chunk = [doc for doc in chunk if doc["id"] not in existing]
+            self._create_new(self._state, "blob", docs[i:i + BATCH_OPERATIONS], existing)
 
     def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
         where = "c.content_type = @t AND (c.status = 'queued' OR c.status = 'retrying')"
@@ -485,7 +488,7 @@ class CosmosStore(EventStore):
 
     def record_activity(self, who: str, action: str, detail: str) -> None:
         now = datetime.now(timezone.utc)
-        # the id sorts by time (microseconds, then a random tail): newest first is one ORDER BY on the id
+        # the name sorts by time (microseconds, then a random tail): newest first is a sort on the name
         self._write("activity", f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}",
                     {"at": utc_text(now), "who": who, "action": action, "detail": detail})
 

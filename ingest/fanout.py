@@ -21,7 +21,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from eventstore import EventStore, open_store
@@ -69,9 +69,12 @@ def message_text(blob: ContentBlob) -> str:
                        "contentExpiration": blob.expiration})
 
 
-def parse_message(text: str) -> ContentBlob:
-    """A queue message → the blob it names, or BadAnswer. The storage account is another party: its messages
-    are checked as the API's listings are (and the token still only goes to this tenant's feed)."""
+def parse_message(text: str | None) -> ContentBlob:
+    """A queue message (None: not Base64 UTF-8 text) → the blob it names, or BadAnswer. The storage account is
+    another party: its messages are checked as the API's listings are (and the token still only goes to this
+    tenant's feed)."""
+    if text is None:
+        raise BadAnswer("a queue message that is not Base64 UTF-8 text", "MALFORMED")
     if len(text) > MAX_MESSAGE_CHARS:
         raise BadAnswer(f"a queue message of {len(text)} characters is not a blob reference", "MALFORMED")
     item = parse_json(text.encode("utf-8"), "a queue message")
@@ -160,8 +163,9 @@ class WorkReport:
     errors: list[str] = field(default_factory=list)
 
     def add(self, other: "WorkReport") -> None:
-        for name in ("messages", "stored", "events_new", "skipped", "lost", "retrying", "requeued", "poisoned", "left"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for counter in fields(self):
+            if isinstance(getattr(self, counter.name), int):
+                setattr(self, counter.name, getattr(self, counter.name) + getattr(other, counter.name))
         self.fatal = self.fatal or other.fatal
         self.errors.extend(other.errors)
 
@@ -190,7 +194,7 @@ class Worker:
         todo: list[tuple[Received, ContentBlob]] = []
         for message in received:
             try:
-                blob = parse_message(message.text if message.text is not None else "\0")
+                blob = parse_message(message.text)
             except BadAnswer as bad:
                 log.error("queue message %s is not a blob reference (%s): moved to the poison queue",
                           message.message_id, bad)

@@ -34,6 +34,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def serve(command: list[str], cwd, env: dict, url: str) -> subprocess.Popen:
+    """Start a dashboard process and wait until it answers its health check (or fail, with what it printed)."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
+                return process
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    pytest.fail("the dashboard did not become healthy: " + (process.stdout.read() or ""))
+
+
 @pytest.fixture(scope="module")
 def shots(tmp_path_factory):
     folder = os.path.join(ROOT, "artifacts", "screenshots")
@@ -58,21 +72,10 @@ def dashboard(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "ingest", "sync"], cwd=workdir, env=environment, check=True,
                    capture_output=True, timeout=300)
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"), "--server.headless",
-         "true", "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
-        cwd=workdir, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("streamlit did not become healthy: " + (process.stdout.read() or ""))
+    process = serve([sys.executable, "-m", "streamlit", "run", os.path.join(ROOT, "dashboard", "app.py"),
+                     "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+                     "--browser.gatherUsageStats", "false"], workdir, environment, url)
     yield url, str(workdir / "audit.db")
     process.terminate()
     process.wait(timeout=20)

@@ -7,17 +7,14 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import subprocess
 import sys
-import time
-import urllib.request
 
 import pytest
 
 from eventstore.sqlite import SqliteStore
 
 from .conftest import fill_store
-from .test_browser import CHROMIUM, LAUNCH_ARGS, ROOT, free_port
+from .test_browser import CHROMIUM, LAUNCH_ARGS, ROOT, free_port, serve
 from .test_cli import cli_env
 
 
@@ -37,20 +34,9 @@ def signin_dashboard(tmp_path_factory, demo_like_tenant):
     environment = cli_env(workdir, env, DASHBOARD_CLIENT_ID=signin.client_id,
                           DASHBOARD_CLIENT_SECRET=signin.client_secret, DASHBOARD_COOKIE_SECRET=cookie_secret,
                           DASHBOARD_REDIRECT_URI=signin.redirect_uris[0], SSL_CERT_FILE=env["O365_CA_BUNDLE"])
-    process = subprocess.Popen([sys.executable, "-m", "dashboard", "--server.port", str(port),
-                                "--server.address", "127.0.0.1"], cwd=ROOT, env=environment,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://localhost:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).status == 200:
-                break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("the dashboard did not become healthy: " + (process.stdout.read() or ""))
+    process = serve([sys.executable, "-m", "dashboard", "--server.port", str(port), "--server.address", "127.0.0.1"],
+                    ROOT, environment, url)
     yield url, signin, (signin.client_secret, cookie_secret, env["O365_CLIENT_SECRET"])
     process.terminate()
     output = process.communicate(timeout=20)[0]
