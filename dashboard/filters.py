@@ -10,7 +10,8 @@ from eventstore import Filter, ip
 from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
-LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status")
+LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status", "expand")
+MAX_EXPANDED = 5  # nodes expanded in place at once; the oldest closes when another opens
 WATCH_MODES = ("highlight", "restrict")
 STACKS = ("workload", "operation", "content type")  # what the timeline's bars are stacked by
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
@@ -40,6 +41,7 @@ class View:
     cap: int = DEFAULT_CAP
     stack_by: str = "workload"
     node: str = ""  # the graph node whose detail panel is open (its id, e.g. "ip:198.51.100.9")
+    expand: tuple[str, ...] = ()  # graph nodes whose neighbours are drawn in place (ids, oldest first)
 
     def to_params(self) -> dict[str, str | list[str]]:
         """Only what differs from the default view, so a URL stays short."""
@@ -129,6 +131,19 @@ class View:
     def narrowed(self, start: datetime, end: datetime) -> "View":
         """This view over a custom span (a span picked on the timeline)."""
         return replace(self, period="custom", start=_minute(start), end=_minute(end))
+
+    def pivot_all(self, entity: dict[str, str]) -> "View":
+        """Narrowed to every kind → value of a graph node (an operation drawn once per user: both)."""
+        view = self
+        for kind, value in entity.items():
+            view = view.pivot(kind, value)
+        return view
+
+    def expanding(self, node: str) -> "View":
+        """With this node's neighbours drawn in place, or no longer when they were."""
+        if node in self.expand:
+            return replace(self, expand=tuple(n for n in self.expand if n != node))
+        return replace(self, expand=(self.expand + (node,))[-MAX_EXPANDED:])
 
     def pivot(self, kind: str, value: str) -> "View":
         """This view narrowed to one entity (the graph's Pivot button)."""

@@ -14,12 +14,9 @@ import pandas as pd
 from eventstore.ip import IpSet
 from eventstore.model import fold
 
+from .entities import KINDS, scoped
 from .untrusted import html_text
 
-KIND_COLORS = {"user": "#4f8df7", "ip": "#f2994a", "operation": "#27ae60", "file": "#bb6bd9", "site": "#9b51e0",
-               "workload": "#56ccf2", "application": "#eb5757", "agent": "#828282"}
-KIND_LABELS = {"user": "user", "ip": "IP", "operation": "operation", "file": "file", "site": "site",
-               "workload": "workload", "application": "application", "agent": "user agent"}
 HIGHLIGHT = "#ffd400"
 DEFAULT_CAP, MAX_CAP = 60, 300  # the first view is read at a glance; the analyst raises it when they need to
 # vis-network slows sharply with many edges (measured: 1,500 edges take 8 s to draw, 200 take 1 s), so
@@ -30,7 +27,7 @@ MIN_WIDTH, MAX_WIDTH = 1.0, 10.0
 # Names drawn at first sight: the biggest entities' (every one's on a small graph); the others' appear as the
 # analyst zooms in, and all are in the tooltips. The first view is fitted to the canvas, so a label's size in
 # graph units is chosen to come out at LABEL_PX on a canvas about CANVAS_PX wide.
-LABELLED, SMALL_GRAPH = 15, 30
+LABELLED, SMALL_GRAPH = 15, 50  # a pivot such as one IP and the 40 accounts it sprayed is "small"
 LABEL_PX, CANVAS_PX = 13, 560
 
 # What the analyst can ask to see, as chains of entity kinds.
@@ -42,6 +39,7 @@ RELATIONSHIPS = {
     "user → site": ("user", "site"),
     "user → workload": ("user", "workload"),
     "user → IP → operation": ("user", "ip", "operation"),
+    "user → operation → target": ("user", "operation", "object"),
     "IP → operation": ("ip", "operation"),
 }
 
@@ -53,9 +51,14 @@ class Node:
     value: str
     count: int
     highlighted: bool = False
+    scope: str = ""  # the id of the node this one belongs to (an operation drawn once per user), or ""
     x: float = 0.0
     y: float = 0.0
     size: float = MIN_SIZE
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.kind, self.value, self.scope
 
 
 @dataclass
@@ -74,6 +77,9 @@ class Graph:
     total_links: int = 0  # among the kept entities, before the link cap
     label_size: float = float(LABEL_PX)  # font size, in graph units, of the names drawn at first sight
 
+    def find(self, identifier: str) -> Node | None:
+        return next((node for node in self.nodes if node.id == identifier), None)
+
     @property
     def capped(self) -> bool:
         return len(self.nodes) < self.total_entities
@@ -83,13 +89,51 @@ class Graph:
         return len(self.links) < self.total_links
 
 
-def node_id(kind: str, value: str) -> str:
-    return f"{kind}:{value}"  # kinds hold no colon, so the first one splits it back
+def node_id(kind: str, value: str, scope: str = "") -> str:
+    """"ip:198.51.100.9"; a node drawn once per chain head: its parts in JSON, which no value can imitate."""
+    return f"{kind}:{value}" if not scope else json.dumps([kind, value, scope], ensure_ascii=False)
 
 
 def split_node_id(identifier: str) -> tuple[str, str]:
+    """(kind, value) of an unscoped node's id: kinds hold no colon, so the first one splits it."""
     kind, _, value = identifier.partition(":")
     return kind, value
+
+
+def parse_node_id(identifier: str) -> tuple[str, str, str] | None:
+    """(kind, value, scope) of a node id — from a URL too, so anything else is None."""
+    if identifier.startswith("["):
+        try:
+            key = json.loads(identifier)
+        except ValueError:
+            return None
+        ok = isinstance(key, list) and len(key) == 3 and all(isinstance(part, str) for part in key)
+        return tuple(key) if ok and key[0] in KINDS and parse_node_id(key[2]) else None
+    kind, value = split_node_id(identifier)
+    return (kind, value, "") if kind in KINDS and value else None
+
+
+def entity_of(kind: str, value: str, scope: str = "") -> dict[str, str]:
+    """kind → value of the events behind a node: its own, and its chain head's when it belongs to one."""
+    entity = {kind: value}
+    if scope:
+        head_kind, head_value = split_node_id(scope)
+        entity[head_kind] = head_value
+    return entity
+
+
+def neighbour_edges(key: tuple[str, str, str], related: dict[str, pd.DataFrame], chain: tuple[str, ...]
+                    ) -> pd.DataFrame:
+    """A node's top neighbours of each kind (value, n frames) as edges from it, to draw in place. An operation
+    found from a chain head belongs to that head, as the chain's own operations do."""
+    kind, value, scope = key
+    rows = []
+    for other, frame in related.items():
+        other_scope = node_id(kind, value) if scoped(other, chain) and kind == chain[0] else ""
+        # a hop per kind: the node's events are counted once per kind, not once per neighbour kind summed
+        rows.extend((kind, value, scope, other, v, other_scope, int(n), f"{node_id(*key)} → {other}")
+                    for v, n in zip(frame["value"], frame["n"]))
+    return pd.DataFrame(rows, columns=["src_kind", "src", "src_scope", "dst_kind", "dst", "dst_scope", "n", "hop"])
 
 
 def watched_entities(edges: pd.DataFrame, watch, case_sensitive: bool = True) -> frozenset[tuple[str, str]]:
@@ -118,29 +162,37 @@ def scale(count: int, smallest: int, largest: int, low: float, high: float) -> f
 
 
 def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozenset[tuple[str, str]] = frozenset(),
-                seed: int = 7, max_links: int | None = None) -> Graph:
-    """`edges` has columns src_kind, src, dst_kind, dst, n. Keeps the `cap` entities with the most events
-    (highlighted ones first), the edges among them, and lays them out once."""
+                seed: int = 7, max_links: int | None = None, keep: frozenset[tuple[str, str, str]] = frozenset()
+                ) -> Graph:
+    """`edges` has columns src_kind, src, dst_kind, dst, n (and optionally src_scope, dst_scope, and hop: which
+    set of edges a row belongs to). Keeps the `cap` entities with the most events (highlighted ones first) plus the
+    (kind, value, scope) entities in `keep` (a node's neighbours, expanded in place), the edges among them, and lays
+    them out once."""
     cap = max(1, min(int(cap), MAX_CAP))
     if edges.empty:
         return Graph()
-    outgoing = edges.groupby(["src_kind", "src"])["n"].sum()
-    incoming = edges.groupby(["dst_kind", "dst"])["n"].sum()
-    totals: dict[tuple[str, str], int] = {}
-    for (kind, value), n in list(outgoing.items()) + list(incoming.items()):
-        totals[(kind, value)] = max(totals.get((kind, value), 0), int(n))  # a middle node is counted once
-    ranked = sorted(totals, key=lambda key: (key not in highlight, -totals[key], key))
-    kept = set(ranked[:cap])
+    edges = edges.assign(**{c: "" for c in ("src_scope", "dst_scope") if c not in edges})
+    chain_hop = edges["src_kind"] + ">" + edges["dst_kind"]
+    edges = edges.assign(hop=edges["hop"].fillna(chain_hop) if "hop" in edges else chain_hop)
+    # an entity's events: the most it has on one side of one hop (a middle node is not counted twice)
+    totals: dict[tuple[str, str, str], int] = {}
+    for side in ("src", "dst"):
+        sums = edges.groupby(["hop", f"{side}_kind", side, f"{side}_scope"])["n"].sum()
+        for (_, kind, value, scope), n in sums.items():
+            totals[(kind, value, scope)] = max(totals.get((kind, value, scope), 0), int(n))
+    ranked = sorted(totals, key=lambda key: (key[:2] not in highlight, -totals[key], key))
+    kept = list(dict.fromkeys(ranked[:cap] + [key for key in ranked if key in keep]))
     smallest, largest = min(totals[key] for key in kept), max(totals[key] for key in kept)
-    nodes = {key: Node(node_id(*key), key[0], key[1], totals[key], key in highlight,
-                       size=scale(totals[key], smallest, largest, MIN_SIZE, MAX_SIZE)) for key in ranked[:cap]}
-    sources, targets = edges["src_kind"] + ":" + edges["src"], edges["dst_kind"] + ":" + edges["dst"]  # node ids
+    nodes = {key: Node(node_id(*key), key[0], key[1], totals[key], key[:2] in highlight, scope=key[2],
+                       size=scale(totals[key], smallest, largest, MIN_SIZE, MAX_SIZE)) for key in kept}
+    ids = {side: _ids(edges[f"{side}_kind"], edges[side], edges[f"{side}_scope"]) for side in ("src", "dst")}
     kept_ids = {node.id for node in nodes.values()}
-    among_kept = sources.isin(kept_ids) & targets.isin(kept_ids)
-    candidates = [Link(source, target, int(n)) for source, target, n in
-                  zip(sources[among_kept], targets[among_kept], edges["n"][among_kept])]
+    among_kept = ids["src"].isin(kept_ids) & ids["dst"].isin(kept_ids)
+    # the same pair from a hop and from an expansion is one link
+    pairs = pd.DataFrame({"s": ids["src"][among_kept], "t": ids["dst"][among_kept], "n": edges["n"][among_kept]})
+    candidates = [Link(source, target, int(n)) for (source, target), n in pairs.groupby(["s", "t"])["n"].sum().items()]
     # two links per entity on average reads as a picture; every entity keeps its strongest link in any case
-    budget = min(MAX_LINKS, 2 * cap) if max_links is None else max_links
+    budget = min(MAX_LINKS, 2 * max(cap, len(kept))) if max_links is None else max_links
     links = _strongest_links(candidates, budget, {node.id: node.count for node in nodes.values()})
     thinnest, widest = min((k.count for k in links), default=1), max((k.count for k in links), default=1)
     for link in links:
@@ -148,6 +200,15 @@ def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozense
     graph = Graph(list(nodes.values()), links, len(totals), len(candidates))
     _layout(graph, seed)
     return graph
+
+
+def _ids(kinds: pd.Series, values: pd.Series, scopes: pd.Series) -> pd.Series:
+    """node_id over whole columns (a week of a large tenant has many thousand pairs)."""
+    ids = kinds + ":" + values
+    scoped_rows = scopes != ""
+    if scoped_rows.any():
+        ids[scoped_rows] = [node_id(*key) for key in zip(kinds[scoped_rows], values[scoped_rows], scopes[scoped_rows])]
+    return ids
 
 
 def _strongest_links(links: list[Link], limit: int, weight: dict[str, int]) -> list[Link]:
@@ -180,10 +241,14 @@ def _layout(graph: Graph, seed: int) -> None:
     graph.label_size = round(LABEL_PX * extent / CANVAS_PX, 1)  # the first view fits `extent` into the canvas
 
 
-def tooltip(count: int, kind: str, value: str) -> str:
+def tooltip(node: Node) -> str:
     # Starts with a digit: the component opens a node's title on double-click, and a string that begins
     # with a digit can never be read as a URL scheme such as javascript:.
-    return f"{count:,} events · {KIND_LABELS[kind]}: {html_text(value, 300)}"
+    text = f"{node.count:,} events · {KINDS[node.kind].label}: {html_text(node.value, 300)}"
+    if node.scope:
+        kind, value = split_node_id(node.scope)
+        text += f" · by {KINDS[kind].label} {html_text(value, 200)}"
+    return text
 
 
 def labelled(graph: Graph) -> set[str]:
@@ -198,9 +263,9 @@ def vis_nodes(graph: Graph) -> list[dict]:
     sight get a font small enough that vis-network skips it until the analyst zooms in."""
     out, shown = [], labelled(graph)
     for node in graph.nodes:
-        color = KIND_COLORS[node.kind]
+        color = KINDS[node.kind].color
         out.append({
-            "id": node.id, "label": html_text(node.value, 32), "title": tooltip(node.count, node.kind, node.value),
+            "id": node.id, "label": html_text(node.value, 32), "title": tooltip(node),
             "size": node.size, "x": node.x, "y": node.y, "shape": "dot", "physics": False,
             "color": {"background": color, "border": HIGHLIGHT if node.highlighted else color},
             "borderWidth": 5 if node.highlighted else 1,
@@ -226,7 +291,7 @@ def to_networkx(graph: Graph) -> nx.DiGraph:
     g = nx.DiGraph()
     for node in graph.nodes:
         g.add_node(_xml_safe(node.id), kind=node.kind, value=_xml_safe(node.value), events=node.count,
-                   watchlisted=node.highlighted, x=node.x, y=node.y)
+                   watchlisted=node.highlighted, by=_xml_safe(node.scope), x=node.x, y=node.y)
     for link in graph.links:
         g.add_edge(_xml_safe(link.source), _xml_safe(link.target), events=link.count)
     return g
@@ -241,7 +306,7 @@ def to_graphml(graph: Graph) -> bytes:
 def to_json(graph: Graph) -> str:
     return json.dumps({
         "total_entities": graph.total_entities,
-        "nodes": [{"id": n.id, "kind": n.kind, "value": n.value, "events": n.count, "watchlisted": n.highlighted}
-                  for n in graph.nodes],
+        "nodes": [{"id": n.id, "kind": n.kind, "value": n.value, "events": n.count, "watchlisted": n.highlighted,
+                   **({"by": n.scope} if n.scope else {})} for n in graph.nodes],
         "edges": [{"source": link.source, "target": link.target, "events": link.count} for link in graph.links],
     }, ensure_ascii=False, indent=1)

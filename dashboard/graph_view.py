@@ -34,6 +34,8 @@ def timeline_chart(timeline: pd.DataFrame, stack_by: str) -> tuple[datetime, dat
         y=alt.Y("sum(n):Q", title="events"),
         color=alt.Color("series:N", title=stack_by),
         tooltip=[alt.Tooltip("utcyearmonthdatehoursminutes(bucket):T", title="UTC", format="%Y-%m-%d %H:%M"),
+                 # without "utc", Vega-Lite writes a time in the browser's own zone
+                 alt.Tooltip("yearmonthdatehoursminutes(bucket):T", title="your time", format="%Y-%m-%d %H:%M"),
                  alt.Tooltip("series:N", title=stack_by), alt.Tooltip("n:Q", title="events")],
     ).add_params(brush).properties(height=220)
     event = st.altair_chart(chart, on_select="rerun", selection_mode="span", key="timeline", width="stretch")

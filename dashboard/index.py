@@ -29,13 +29,12 @@ import pandas as pd
 from eventstore import Changes, EventStore, Filter, ip
 from eventstore.model import EVENT_COLUMNS, fold
 
+from .entities import KINDS, scoped
+
 log = logging.getLogger("dashboard.index")
 LAYOUT = "2"
 NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 INDEXED = [c for c in NARROW if c != "id"]  # the Id is only needed with the whole event, read from the store
-# Entity kinds the graph can draw, and the column each comes from.
-ENTITY_COLUMNS = {"user": "user_id", "ip": "client_ip", "operation": "operation", "file": "file_name",
-                  "site": "site_url", "workload": "workload", "application": "application", "agent": "user_agent"}
 VALUE_FILTERS = ("workload", "content_type", "operation", "record_type", "result_status", "user_id")
 TEXT_COLUMNS = ("user_agent", "object_id", "site_url", "file_name")
 BATCH = 50_000  # rows copied from the store per transaction
@@ -305,13 +304,20 @@ class ActivityIndex:
 
     def edges(self, flt: Filter, chain: tuple[str, ...], watch: Watch | None = None) -> pd.DataFrame:
         """Counted pairs along a chain of entity kinds, e.g. ("user", "ip") or ("user", "ip", "operation"):
-        columns src_kind, src, dst_kind, dst, n. Empty values are left out (no entity to draw)."""
+        columns src_kind, src, src_scope, dst_kind, dst, dst_scope, n. A scope is "" or, for a kind drawn once per
+        chain head (`entities.scoped`), the head's node id ("user:megan@…"). Empty values are left out."""
         where, params = self.where(flt, watch)
+        head = f"'{chain[0]}:' || {KINDS[chain[0]].column}"
         parts, all_params = [], []
         for src_kind, dst_kind in zip(chain, chain[1:]):
-            src, dst = ENTITY_COLUMNS[src_kind], ENTITY_COLUMNS[dst_kind]
-            parts.append(f"SELECT '{src_kind}' AS src_kind, {src} AS src, '{dst_kind}' AS dst_kind, {dst} AS dst, "
-                         f"count(*) AS n FROM ev WHERE {where} AND {src} <> '' AND {dst} <> '' GROUP BY {src}, {dst}")
+            src, dst = KINDS[src_kind].column, KINDS[dst_kind].column
+            src_scope, dst_scope = (head if scoped(kind, chain) else "''" for kind in (src_kind, dst_kind))
+            present = f"{src} <> '' AND {dst} <> ''"
+            if scoped(src_kind, chain) or scoped(dst_kind, chain):
+                present += f" AND {KINDS[chain[0]].column} <> ''"
+            parts.append(f"SELECT '{src_kind}' AS src_kind, {src} AS src, {src_scope} AS src_scope, "
+                         f"'{dst_kind}' AS dst_kind, {dst} AS dst, {dst_scope} AS dst_scope, count(*) AS n "
+                         f"FROM ev WHERE {where} AND {present} GROUP BY ALL")
             all_params.extend(params)
         return self._query(" UNION ALL ".join(parts), all_params)
 
@@ -365,21 +371,23 @@ class ActivityIndex:
                             params + [int(limit)])
         return [(t.to_pydatetime(), int(s)) for t, s in zip(frame["ts"], frame["seq"])]
 
-    def entity_summary(self, flt: Filter, kind: str, value: str, watch: Watch | None = None) -> dict:
-        """Counts, first/last seen and top related entities for one node of the graph."""
-        column = ENTITY_COLUMNS[kind]
+    def entity_summary(self, flt: Filter, entity: dict[str, str], watch: Watch | None = None,
+                       related: tuple[str, ...] = ("user", "ip", "operation"), top: int = 5) -> dict:
+        """Counts, first/last seen and the top entities of each `related` kind for one node of the graph: the events
+        whose values are all those of `entity` (kind → value; two for an operation drawn once per user)."""
         where, params = self.where(flt, watch)
-        where += f" AND {column} = ?"
-        params = params + [value]
+        for kind, value in entity.items():
+            where += f" AND {KINDS[kind].column} = ?"
+            params = params + [value]
         head = self._query(f"SELECT count(*) AS n, min(ts) AS first, max(ts) AS last FROM ev WHERE {where}", params)
-        related = {}
-        for other, other_column in (("user", "user_id"), ("ip", "client_ip"), ("operation", "operation")):
-            if other == kind:
+        found = {}
+        for other in related:
+            if other in entity:
                 continue
-            related[other] = self._query(
-                f"SELECT {other_column} AS value, count(*) AS n FROM ev WHERE {where} AND {other_column} <> '' "
-                f"GROUP BY {other_column} ORDER BY n DESC LIMIT 5", params)
-        return {"events": int(head["n"][0]), "first": head["first"][0], "last": head["last"][0], "related": related}
+            column = KINDS[other].column
+            found[other] = self._query(f"SELECT {column} AS value, count(*) AS n FROM ev WHERE {where} AND "
+                                       f"{column} <> '' GROUP BY {column} ORDER BY n DESC LIMIT {int(top)}", params)
+        return {"events": int(head["n"][0]), "first": head["first"][0], "last": head["last"][0], "related": found}
 
     def watch_matches(self, watch: Watch, flt: Filter) -> tuple[int, set[str]]:
         """(events in the filter that involve a listed entity, listed entries that matched nothing). A few

@@ -2,6 +2,7 @@
 once per process), watch-lists, and the background Sync now runner."""
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import traceback
@@ -148,6 +149,15 @@ def _timeline(flt, stack_by, watch, version):
     return _index().timeline(flt, stack_by, watch)
 
 
+@st.cache_data(max_entries=256, show_spinner=False)
+def _summary(flt, entity, watch, related, top, version) -> dict:
+    return _index().entity_summary(flt, dict(entity), watch, related, top)
+
+
+def entity_summary(flt, entity: dict[str, str], watch=None, related=("user", "ip", "operation"), top: int = 5) -> dict:
+    return _summary(flt, tuple(entity.items()), watch, tuple(related), top, index().version)
+
+
 def count(flt, watch=None) -> int:
     return _count(flt, watch, index().version)
 
@@ -289,6 +299,9 @@ class BackgroundSync:
     def __init__(self):
         self._lock = threading.Lock()
         self.state = SyncState()
+        # every finished Sync now, newest first: a later pass that found nothing new does not hide what an
+        # earlier one stored
+        self.history: collections.deque[SyncState] = collections.deque(maxlen=10)
 
     def start(self) -> str | None:
         """Start a sync; returns why not if one is already running (or this dashboard may not write)."""
@@ -322,6 +335,7 @@ class BackgroundSync:
         finally:
             self.state.finished = datetime.now(timezone.utc)
             self.state.running = False
+            self.history.appendleft(self.state)
 
 
 @st.cache_resource(show_spinner=False)

@@ -139,6 +139,60 @@ def test_explore_draws_the_graph_and_a_click_opens_the_detail_panel(dashboard, p
     assert page.get_by_text("events ·").count() > 0
 
 
+# What the graph component was given to draw, read inside its frame (vis-network keeps no DOM per node).
+KEEP_DRAWN = ("window.addEventListener('message', e => { const d = e.data; if (d && d.type === 'streamlit:render' "
+              "&& d.args && d.args.data) window.__drawn = JSON.parse(d.args.data); });")
+
+
+def drawn(page, until=lambda data: True, timeout=30.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if "agraph" in frame.url:
+                data = frame.evaluate("window.__drawn || null")
+                if data and until(data):
+                    return data
+        page.wait_for_timeout(250)
+    raise AssertionError("the graph component was not given the expected data in time")
+
+
+def named(data: dict) -> list[str]:
+    """The labels drawn at first sight: those at the largest font (the rest show only when zoomed in)."""
+    biggest = max(node["font"]["size"] for node in data["nodes"])
+    return [node["label"] for node in data["nodes"] if node["font"]["size"] == biggest]
+
+
+def test_names_are_drawn_and_a_node_expands_in_place(dashboard, page, shots):
+    url, _ = dashboard
+    page.context.add_init_script(KEEP_DRAWN)
+    page.goto(url)
+    data = drawn(page)
+    by_size = sorted(data["nodes"], key=lambda n: -n["size"])
+    assert len(named(data)) >= min(15, len(data["nodes"])), "the biggest entities' names are drawn"
+    assert by_size[0]["label"] in named(data) and len(data["edges"]) <= 2 * len(data["nodes"])
+    page.wait_for_timeout(1000)
+    page.screenshot(path=os.path.join(shots, "explore-labels.png"), full_page=True)
+
+    # the attacker's address with its detail panel open (the URL keeps the selected node)
+    pivot = f"{url}/?ip={ATTACKER_IP}&relationship=IP+%E2%86%92+user&node=ip%3A{ATTACKER_IP}"
+    page.goto(pivot)
+    data = drawn(page)
+    assert len(named(data)) == len(data["nodes"]) > 30, "every name is drawn on a small graph"
+    assert ATTACKER_IP in named(data)
+    events = page.get_by_text(" events · showing").first.inner_text().split()[0]
+    page.get_by_role("button", name="Expand").click(timeout=30_000)
+    data = drawn(page, until=lambda d: any(n["id"].startswith("operation:") for n in d["nodes"]))
+    ids = {n["id"] for n in data["nodes"]}
+    assert len(ids) > 41, "the 41 nodes stay, and the neighbours are added"
+    assert {"operation:UserLoginFailed", "operation:FileDownloaded"} <= ids, "its operations are drawn in place"
+    assert any(i.startswith("object:") for i in ids), "and what it acted on"
+    assert page.get_by_text(" events · showing").first.inner_text().split()[0] == events, "filters unchanged"
+    page.wait_for_url("**expand=**", timeout=10_000)
+    page.screenshot(path=os.path.join(shots, "explore-expanded.png"), full_page=True)
+    page.goto(page.url)  # a copied link opens the same expanded view
+    assert {n["id"] for n in drawn(page, until=lambda d: len(d["nodes"]) == len(ids))["nodes"]} == ids
+
+
 def test_brushing_the_timeline_narrows_the_graph_and_the_url_keeps_it(dashboard, page, shots):
     url, db = dashboard
     page.goto(url)

@@ -209,7 +209,17 @@ def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkey
     at.run()
     assert runner.state.report is not None and runner.state.report.ok, runner.state.error
     assert "sync done" in texts(at)
-    assert services.index().count(__import__("eventstore").Filter()) == runner.state.report.events_new > 0
+    stored = runner.state.report.events_new
+    assert services.index().count(__import__("eventstore").Filter()) == stored > 0
+    # a second pass finds nothing new: what the first stored is still on the page
+    at.button(key="sync_page_button").click().run()
+    deadline = time.monotonic() + 60
+    while runner.state.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert runner.state.report.events_new == 0
+    passes = at.dataframe[0].value
+    assert list(passes["new events"]) == [0, stored], "the earlier pass's report is kept below the latest"
 
 
 def test_sync_now_error_is_shown_in_plain_words(app, simulator, monkeypatch, tmp_path):

@@ -61,3 +61,13 @@ def test_pivot_narrows_to_the_entity():
     assert View().pivot("user", "Megan@c.com").user == "Megan@c.com"
     assert View().pivot("ip", "198.51.100.9").ip == "198.51.100.9"
     assert View().pivot("operation", "FileDownloaded").operation == ("FileDownloaded",)
+
+
+def test_nodes_expanded_in_place_are_kept_in_the_url_and_toggle():
+    view = View().expanding("ip:198.51.100.9").expanding('["operation","Send","user:a@c.com"]')
+    assert View.from_params({k: v if isinstance(v, list) else [v] for k, v in view.to_params().items()}) == view
+    assert view.expanding("ip:198.51.100.9").expand == ('["operation","Send","user:a@c.com"]',)
+    many = View()
+    for n in range(8):
+        many = many.expanding(f"ip:192.0.2.{n}")
+    assert many.expand == tuple(f"ip:192.0.2.{n}" for n in range(3, 8)), "the oldest closes when a sixth opens"

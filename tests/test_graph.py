@@ -8,6 +8,8 @@ import pytest
 from dashboard.graph import (
     MAX_CAP,
     build_graph,
+    node_id,
+    parse_node_id,
     split_node_id,
     to_graphml,
     to_json,
@@ -138,3 +140,17 @@ def test_the_biggest_names_are_readable_at_first_sight_and_the_rest_on_zooming_i
     assert all(n["font"]["size"] * zoom < 5 for n in nodes if n not in drawn), "below vis-network's drawThreshold"
     small = build_graph(star(12), cap=150)
     assert all(n["font"]["size"] == small.label_size for n in vis_nodes(small)), "a small graph: every name"
+
+
+@pytest.mark.parametrize("identifier", ["", "nokind", "ip:", "bogus:1.2.3.4", "[", "[1,2,3]", '["ip","x"]',
+                                        '["operation","Send","not a node"]', '["zzz","a","user:b"]'])
+def test_a_node_id_from_a_url_is_read_or_refused(identifier):
+    assert parse_node_id(identifier) is None
+
+
+def test_node_ids_round_trip_whatever_the_value_holds():
+    for key in [("ip", "198.51.100.9", ""), ("user", 'a:"b"]@c', ""),
+                ("operation", 'x", "y', node_id("user", 'e"vil:@["')), ("object", "[not json", "")]:
+        assert parse_node_id(node_id(*key)) == key
+    scoped = node_id("operation", "Send", "user:a@c.com")
+    assert scoped != node_id("operation", "Send", "user:b@c.com") != node_id("operation", "Send")

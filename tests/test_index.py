@@ -2,8 +2,11 @@
 event), survives restarts on disk, follows retention without a reload, pages by key, and lets one process write."""
 from datetime import datetime, timedelta, timezone
 
+import pandas as pd
 import pytest
 
+from dashboard.entities import NEIGHBOUR_KINDS
+from dashboard.graph import build_graph, entity_of, neighbour_edges, node_id, split_node_id
 from dashboard.index import ActivityIndex, IndexBusy, Watch
 from eventstore import Filter
 from eventstore.ip import IpSet
@@ -97,9 +100,50 @@ def test_the_planted_spray_stands_out(filled, demo_like_tenant):
     _, index = filled
     failed_from_attacker = index.edges(Filter(operation=("UserLoginFailed",), client_ip=(ATTACKER_IP,)), ("ip", "user"))
     assert len(failed_from_attacker) >= 30  # one IP, ~40 users, within minutes
-    info = index.entity_summary(Filter(), "ip", ATTACKER_IP)
+    info = index.entity_summary(Filter(), {"ip": ATTACKER_IP})
     assert info["last"] - info["first"] < timedelta(hours=1)
     assert set(info["related"]["operation"]["value"]) >= {"UserLoginFailed", "UserLoggedIn", "FileDownloaded"}
+
+
+def test_an_operation_stays_attached_to_the_user_who_did_it(filled, demo_like_tenant):
+    """user → IP → operation: many users download from the office IPs, but only the victim downloads from the
+    attacker's address, so the attacker's FileDownloaded must lead back to the victim alone."""
+    store, index = filled
+    graph = build_graph(index.edges(Filter(), ("user", "ip", "operation")), cap=300)
+    from_attacker = [link for link in graph.links if link.source == f"ip:{ATTACKER_IP}"
+                     and graph.find(link.target).value == "FileDownloaded"]
+    assert from_attacker and {split_node_id(graph.find(k.target).scope)[1] for k in from_attacker} == \
+        {demo_like_tenant.victim.upn}
+    truth = sum(1 for r in store.iter_events() if r.client_ip == ATTACKER_IP and r.operation == "FileDownloaded")
+    assert sum(k.count for k in from_attacker) == truth
+
+
+def test_who_did_what_to_whom_is_a_path(filled, demo_like_tenant):
+    """user → operation → target: the victim's account made the guest a Global Administrator."""
+    _, index = filled
+    victim, guest = demo_like_tenant.victim.upn, demo_like_tenant.users[200].upn
+    graph = build_graph(index.edges(Filter(user_id=(victim,)), ("user", "operation", "object")), cap=300)
+    assigned = node_id("operation", "Add member to role.", node_id("user", victim))
+    assert (f"user:{victim}", assigned) in {(k.source, k.target) for k in graph.links}
+    assert (assigned, f"object:{guest}") in {(k.source, k.target) for k in graph.links}
+
+
+def test_a_node_expanded_in_place_brings_its_neighbours_of_every_kind(filled):
+    _, index = filled
+    chain = ("user", "ip")
+    edges = index.edges(Filter(), chain)
+    key = ("ip", ATTACKER_IP, "")
+    info = index.entity_summary(Filter(), entity_of(*key), related=NEIGHBOUR_KINDS, top=8)
+    extra = neighbour_edges(key, info["related"], chain)
+    keep = frozenset(zip(extra["dst_kind"], extra["dst"], extra["dst_scope"])) | {key}
+    graph = build_graph(pd.concat([edges, extra], ignore_index=True), cap=10, keep=keep)
+    kinds = {n.kind for n in graph.nodes}
+    assert {"operation", "object"} <= kinds, "an IP's operations and targets are drawn although the chain is user → IP"
+    assert {n.key for n in graph.nodes} >= keep, "expanded neighbours are kept beyond the cap of 10"
+    assert graph.find(f"ip:{ATTACKER_IP}").count == info["events"], "its events are counted once"
+    assert len(graph.nodes) <= 10 + len(keep)
+    assert {graph.find(k.target).value for k in graph.links if k.source == f"ip:{ATTACKER_IP}"} >= \
+        {"UserLoginFailed", "FileDownloaded"}
 
 
 @pytest.mark.parametrize("case_sensitive", [True, False])

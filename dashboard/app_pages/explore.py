@@ -3,16 +3,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import services, ui
+from dashboard.entities import KINDS, NEIGHBOUR_KINDS
 from dashboard.filters import STACKS, View
 from dashboard.graph import (
-    KIND_COLORS,
-    KIND_LABELS,
     MAX_CAP,
     RELATIONSHIPS,
+    Graph,
     build_graph,
+    entity_of,
+    neighbour_edges,
+    parse_node_id,
     split_node_id,
     to_graphml,
     to_json,
@@ -31,9 +35,26 @@ def _open_found() -> None:
         st.session_state["f_node"] = st.session_state["find_node"]
 
 
-def _name(node: str) -> str:
-    kind, value = split_node_id(node)
-    return f"{value}  ·  {KIND_LABELS[kind]}"
+def _name(graph: Graph, identifier: str) -> str:
+    node = graph.find(identifier)
+    if node is None:
+        return identifier
+    by = f" by {split_node_id(node.scope)[1]}" if node.scope else ""
+    return f"{node.value}  ·  {KINDS[node.kind].label}{by}"
+
+
+def _expanded(view: View, chain: tuple[str, ...], edges: pd.DataFrame) -> tuple[pd.DataFrame, frozenset]:
+    """The chain's edges plus, for each node expanded in place, its top neighbours of every kind; and the
+    entities those add, which the graph keeps whatever its cap."""
+    frames, keep = [edges], set()
+    for key in filter(None, map(parse_node_id, view.expand)):
+        info = services.entity_summary(cur.filter, entity_of(*key), cur.watch, NEIGHBOUR_KINDS, top=8)
+        frame = neighbour_edges(key, info["related"], chain)
+        if not frame.empty:
+            frames.append(frame)
+            keep.add(key)
+            keep.update(zip(frame["dst_kind"], frame["dst"], frame["dst_scope"]))
+    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else edges), frozenset(keep)
 
 
 left, middle, right = st.columns([2, 1, 1])
@@ -48,7 +69,8 @@ total = services.count(cur.filter, cur.watch)
 edges = services.edges(cur.filter, chain, cur.watch)
 highlight = watched_entities(edges, cur.watch, cur.filter.case_sensitive) if cur.watch and not cur.watch.restrict \
     else frozenset()
-graph = build_graph(edges, cap=cap, highlight=highlight)
+drawn_edges, keep = _expanded(view, chain, edges)
+graph = build_graph(drawn_edges, cap=cap, highlight=highlight, keep=keep)
 
 summary = f"{total:,} events"
 if graph.total_entities:
@@ -68,10 +90,10 @@ else:
         by_count = sorted(graph.nodes, key=lambda n: -n.count)
         st.selectbox("Find a node", [n.id for n in by_count], index=None, key="find_node",
                      placeholder=f"type a name: {len(by_count):,} in the graph, biggest first",
-                     format_func=_name, on_change=_open_found)
+                     format_func=lambda identifier: _name(graph, identifier), on_change=_open_found)
         clicked = draw(graph)
-        legend = " ".join(f"<span style='color:{KIND_COLORS[k]}'>●</span> {KIND_LABELS[k]}" for k in
-                          dict.fromkeys(kind for kind in chain))
+        legend = " ".join(f"<span style='color:{KINDS[k].color}'>●</span> {KINDS[k].label}" for k in
+                          dict.fromkeys([*chain, *(n.kind for n in graph.nodes)]))
         st.markdown(legend + (" · <span style='color:#ffd400'>◯</span> on the watch-list" if highlight else "")
                     + " · dot size: the entity's events · line width: the events joining two entities · names of the "
                     "biggest shown, zoom in for the rest",
@@ -79,30 +101,38 @@ else:
     if clicked and clicked != view.node:
         st.session_state["f_node"] = clicked
         st.query_params.from_dict(replace(view, node=clicked).to_params())  # the URL names the node at once
-    selected = st.session_state.get("f_node")
+    selected = graph.find(st.session_state.get("f_node") or "")
     with detail_column:
-        if selected and any(n.id == selected for n in graph.nodes):
-            kind, value = split_node_id(selected)
-            st.subheader(f"Selected {KIND_LABELS[kind]}")
-            st.code(value, language=None, wrap_lines=True)
-            info = index.entity_summary(cur.filter, kind, value, cur.watch)
+        if selected:
+            entity = entity_of(*selected.key)
+            st.subheader(f"Selected {KINDS[selected.kind].label}")
+            st.code(selected.value, language=None, wrap_lines=True)
+            if selected.scope:
+                head_kind, head = split_node_id(selected.scope)
+                st.caption(f"done by this {KINDS[head_kind].label}:")
+                st.code(head, language=None, wrap_lines=True)
+            info = services.entity_summary(cur.filter, entity, cur.watch)
             st.markdown(f"**{info['events']:,} events** · first {info['first']:%Y-%m-%d %H:%M} · "
                         f"last {info['last']:%Y-%m-%d %H:%M} UTC")
             for other, frame in info["related"].items():
-                related_table(f"Top {KIND_LABELS[other]}s", frame)
-            b1, b2 = st.columns(2)
-            b1.button("Pivot on this", on_click=ui.apply_view, args=(view.pivot(kind, value),),
+                related_table(f"Top {KINDS[other].label}s", frame)
+            b1, b2, b3 = st.columns(3)
+            b1.button("Pivot on this", on_click=ui.apply_view, args=(view.pivot_all(entity),),
                       help="Narrow the filters to this entity", width="stretch")
-            with b2.popover("+ watch-list", width="stretch",
+            expanded = selected.id in view.expand
+            b2.button("Collapse" if expanded else "Expand", key="expand_node", on_click=ui.apply_view,
+                      args=(view.expanding(selected.id),), width="stretch",
+                      help="Draw this node's top users, IPs, operations, targets and applications in place, "
+                           "whatever the relationship and the cap")
+            with b3.popover("+ watch-list", width="stretch",
                             disabled=not services.access().can("manage watch-lists") or services.read_only()):
                 names = sorted(services.watchlists())
                 target = st.selectbox("Watch-list", names + ["(new)"], key="add_target")
                 new_name = st.text_input("New watch-list name", key="add_new_name") if target == "(new)" else target
                 if st.button("Add", key="add_to_watchlist"):
-                    message = services.add_to_watchlist(new_name, kind, value)
+                    message = services.add_to_watchlist(new_name, selected.kind, selected.value)
                     (st.success if message.startswith("Added") else st.error)(markdown(message))
-            node_filter = View.pivot(view, kind, value).to_filter()
-            show_events(index, node_filter, cur.watch, key="node_events", limit=200)
+            show_events(index, view.pivot_all(entity).to_filter(), cur.watch, key="node_events", limit=200)
         else:
             st.caption("Click a node to see its counts, first and last seen, top related entities and its events.")
 

@@ -37,6 +37,12 @@ def status_panel() -> None:
         st.error(f"The last Sync now did not finish: {markdown(state.error)}")
     elif state.report:
         (st.success if state.report.ok else st.warning)(markdown(state.report.summary(), limit=2000))
+    if len(runner.history) > 1:
+        st.caption("Sync now, this dashboard's recent passes (newest first)")
+        st.dataframe(pd.DataFrame([{"finished (UTC)": f"{past.finished:%Y-%m-%d %H:%M:%S}",
+                                    "new events": past.report.events_new if past.report else None,
+                                    "result": past.report.summary() if past.report else past.error}
+                                   for past in runner.history]), hide_index=True, width="stretch")
 
     status = services.ingest_status(settings.content_types)
     stats, issues = status.stats, status.issues
