@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
 from eventstore.ip import IpSet
@@ -237,8 +238,48 @@ def _layout(graph: Graph, seed: int) -> None:
     for node in graph.nodes:
         x, y = positions[node.id]
         node.x, node.y = round(float(x) * spread, 1), round(float(y) * spread, 1)
+    _make_room(graph)
+    graph.label_size = _label_size(graph)
+
+
+def _label_size(graph: Graph) -> float:
+    """The font size, in graph units, that comes out at LABEL_PX once the first view fits the graph into the canvas."""
     extent = 2 * max((max(abs(n.x), abs(n.y)) for n in graph.nodes), default=0.0) + 2 * MAX_SIZE
-    graph.label_size = round(LABEL_PX * extent / CANVAS_PX, 1)  # the first view fits `extent` into the canvas
+    return round(LABEL_PX * extent / CANVAS_PX, 1)
+
+
+def _make_room(graph: Graph, rounds: int = 80) -> None:
+    """Push apart the nodes whose drawn names would overlap (a name is centred under its dot), a little at a time
+    along the axis that needs the smaller move. The font grows with the picture, so it is measured every round."""
+    shown = labelled(graph)
+    nodes = [n for n in graph.nodes if n.id in shown]
+    if len(nodes) < 2:
+        return
+    x, y = np.array([n.x for n in nodes]), np.array([n.y for n in nodes])
+    radius = np.array([n.size for n in nodes])
+    chars = np.array([min(len(n.value), 33) for n in nodes]) * 0.55  # an average glyph is ~0.55 em wide
+    order = np.arange(len(nodes))
+    ties = np.where(order[:, None] < order[None, :], 1.0, -1.0)
+    others = [max(abs(n.x), abs(n.y)) for n in graph.nodes if n.id not in shown]
+    for _ in range(rounds):
+        extent = 2 * max(np.abs(x).max(), np.abs(y).max(), *others) + 2 * MAX_SIZE
+        font = LABEL_PX * extent / CANVAS_PX
+        half_w = np.maximum(chars * font / 2, radius) + font * 0.3
+        top, bottom = y - radius, y + radius + 1.4 * font
+        centre_y, half_h = (top + bottom) / 2, (bottom - top) / 2
+        dx, dy = x[:, None] - x[None, :], centre_y[:, None] - centre_y[None, :]
+        over_x = half_w[:, None] + half_w[None, :] - np.abs(dx)
+        over_y = half_h[:, None] + half_h[None, :] - np.abs(dy)
+        overlap = (over_x > 0) & (over_y > 0)
+        np.fill_diagonal(overlap, False)
+        if not overlap.any():
+            break
+        along_y = overlap & (over_y <= over_x)
+        along_x = overlap & ~along_y
+        y += 0.3 * np.where(along_y, np.where(dy == 0, ties, np.sign(dy)) * over_y, 0.0).sum(axis=1)
+        x += 0.3 * np.where(along_x, np.where(dx == 0, ties, np.sign(dx)) * over_x, 0.0).sum(axis=1)
+    for node, new_x, new_y in zip(nodes, x, y):
+        node.x, node.y = round(float(new_x), 1), round(float(new_y), 1)
 
 
 def tooltip(node: Node) -> str:
