@@ -13,6 +13,7 @@ ACTIONS = {
     "view": "Viewer",
     "export": "Viewer",
     "manage watch-lists": "Analyst",
+    "review leads": "Analyst",
     "sync": "Admin",
     "read the activity log": "Admin",
 }

@@ -59,7 +59,8 @@ def main() -> None:
     ui.identity(who)
     st.session_state["current"] = ui.sidebar(settings, index)
     pages = [
-        st.Page("app_pages/explore.py", title="Explore", icon="🕸️", default=True),
+        st.Page("app_pages/leads.py", title="Leads", icon="🚩", default=True),
+        st.Page("app_pages/explore.py", title="Explore", icon="🕸️"),
         st.Page("app_pages/events.py", title="Events", icon="📋"),
         st.Page("app_pages/watchlists.py", title="Watch-lists", icon="👁️"),
         st.Page("app_pages/sync.py", title="Sync", icon="🔄"),

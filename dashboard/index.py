@@ -48,6 +48,9 @@ CREATE TABLE IF NOT EXISTS ev (
 );
 -- each distinct address once, as a number, for CIDR ranges (DuckDB's inet extension is not available offline)
 CREATE TABLE IF NOT EXISTS ips (client_ip VARCHAR PRIMARY KEY, v6 BOOLEAN, num UHUGEINT);
+-- where each address is and who owns its network (ipinfo), looked up once per address
+CREATE TABLE IF NOT EXISTS places (client_ip VARCHAR PRIMARY KEY, country VARCHAR, owner VARCHAR, lat DOUBLE,
+                                   lon DOUBLE);
 CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
@@ -75,8 +78,8 @@ class Catching:
 
 
 class ActivityIndex:
-    def __init__(self, store: EventStore, path: str = ":memory:", memory_limit: str = "1GB"):
-        self.store, self.path = store, path
+    def __init__(self, store: EventStore, path: str = ":memory:", memory_limit: str = "1GB", ipinfo=None):
+        self.store, self.path, self.ipinfo = store, path, ipinfo
         self._lock = threading.Lock()  # one writer at a time in this process
         self._copying = threading.Lock()  # one copy from the store at a time (inline or in the background)
         self._con = self._open(memory_limit)
@@ -88,6 +91,7 @@ class ActivityIndex:
         self.catching: Catching | None = None  # a background copy and how far it got
         self._asked = float("-inf")  # when the store was last asked what changed (monotonic seconds)
         self._distinct: dict = {}  # (column, day range, version) → distinct values, for case folding
+        self._place_everything()
 
     # --- the file ------------------------------------------------------------------------------
     def _open(self, memory_limit: str) -> duckdb.DuckDBPyConnection:
@@ -120,6 +124,48 @@ class ActivityIndex:
 
     def close(self) -> None:
         self._con.close()
+
+    # --- where addresses are --------------------------------------------------------------------
+    def _place_everything(self) -> None:
+        """Look up every address again when the IP sources changed (a newer database, an edited networks file)."""
+        if self.ipinfo is None:
+            return
+        signature = self.ipinfo.signature()
+        state = dict(self._con.execute("SELECT key, value FROM state").fetchall())
+        if state.get("places") == signature:
+            return
+        addresses = self._query("SELECT client_ip FROM ips", [])["client_ip"]
+        with self._lock:
+            self._con.execute("DELETE FROM places")
+            self._insert_places(self._con, addresses)
+            self._con.execute("INSERT OR REPLACE INTO state VALUES ('places', ?)", [signature])
+
+    def _insert_places(self, cursor, addresses) -> None:
+        if self.ipinfo is None or len(addresses) == 0:
+            return
+        found = [(a, *(lambda p: (p.country, p.owner, p.lat, p.lon))(self.ipinfo.lookup(a))) for a in addresses]
+        cursor.register("found", pd.DataFrame(found, columns=["client_ip", "country", "owner", "lat", "lon"]))
+        cursor.execute("INSERT INTO places SELECT * FROM found ON CONFLICT DO NOTHING")
+        cursor.unregister("found")
+
+    def places(self, addresses: list[str]) -> pd.DataFrame:
+        """client_ip, country, owner, lat, lon for these addresses (those known)."""
+        return self._query("SELECT * FROM places WHERE client_ip IN (SELECT unnest(?::VARCHAR[]))", [list(addresses)])
+
+    # --- what changed, for the leads ------------------------------------------------------------
+    def take_changed_span(self) -> tuple[datetime, datetime] | None:
+        """The span of event times indexed since the last call (kept on disk, so a restart loses none)."""
+        with self._lock:
+            state = dict(self._con.execute("SELECT key, value FROM state WHERE key IN ('changed_from', "
+                                           "'changed_to')").fetchall())
+            self._con.execute("DELETE FROM state WHERE key IN ('changed_from', 'changed_to')")
+        if "changed_from" not in state:
+            return None
+        return datetime.fromisoformat(state["changed_from"]), datetime.fromisoformat(state["changed_to"])
+
+    def sql(self, sql: str, params: list) -> pd.DataFrame:
+        """A read-only question in SQL (the leads' rules; pages use the methods below)."""
+        return self._query(sql, params)
 
     # --- keeping in step with the store ---------------------------------------------------------
     def refresh(self, max_age: float = 0.0) -> tuple[int, str]:
@@ -204,6 +250,13 @@ class ActivityIndex:
                     f"(SELECT seq FROM ev WHERE seq BETWEEN ? AND ?) ORDER BY seq", [horizon, low, high]).fetchone()
                 cursor.execute("INSERT INTO ips SELECT client_ip, v6, CAST(num AS UHUGEINT) FROM addresses "
                                "WHERE v6 IS NOT NULL ON CONFLICT DO NOTHING")
+                new = cursor.execute("SELECT client_ip FROM addresses WHERE v6 IS NOT NULL AND client_ip NOT IN "
+                                     "(SELECT client_ip FROM places)").df()["client_ip"]
+                self._insert_places(cursor, new)
+                if added:
+                    times = frame["time"][frame["time"] >= horizon]
+                    span = self._changed_span(cursor, times.min()[:19], times.max()[:19])
+                    cursor.execute("INSERT OR REPLACE INTO state VALUES ('changed_from', ?), ('changed_to', ?)", span)
                 cursor.execute("INSERT OR REPLACE INTO state VALUES ('cursor', ?)", [changes.cursor])
                 cursor.execute("COMMIT")
             finally:
@@ -211,6 +264,12 @@ class ActivityIndex:
         self._cursor = changes.cursor
         self._events += added
         return changes
+
+    @staticmethod
+    def _changed_span(cursor, first: str, last: str) -> list[str]:
+        state = dict(cursor.execute("SELECT key, value FROM state WHERE key IN ('changed_from', 'changed_to')")
+                     .fetchall())
+        return [min(first, state.get("changed_from", first)), max(last, state.get("changed_to", last))]
 
     def _follow_horizon(self, horizon: str) -> None:
         """Delete what is older than the store's horizon, six hours of events per transaction (from the oldest
@@ -252,6 +311,10 @@ class ActivityIndex:
                 add(*self._values_in(column, values, flt.case_sensitive or column == "record_type", flt))
         if flt.client_ip:
             add(*_ip_match(flt.client_ip))
+        for column in ("country", "owner"):
+            if getattr(flt, column):
+                add(f"client_ip IN (SELECT client_ip FROM places WHERE {column} IN (SELECT unnest(?::VARCHAR[])))",
+                    [list(getattr(flt, column))])
         if flt.text:
             if flt.case_sensitive:
                 add("(" + " OR ".join(f"contains({c}, ?)" for c in TEXT_COLUMNS) + ")", [flt.text] * len(TEXT_COLUMNS))

@@ -9,6 +9,7 @@ import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 
+import pandas as pd
 import streamlit as st
 
 from eventstore import EventStore, Filter, StoreError, open_store
@@ -20,6 +21,8 @@ from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 from .access import ROLES, Access, AccessDenied, role_from_claims
 from .filters import FilterInputError
 from .index import ActivityIndex, Watch
+from .ipinfo import IpInfo
+from .leads import Lead, LeadEngine
 from .watchlist import WatchList, WatchListError, check_name
 
 log = logging.getLogger("dashboard")
@@ -116,11 +119,63 @@ def store() -> EventStore:
 REFRESH_SECONDS = 1.0  # the store is asked what changed at most this often, however many times a page asks
 
 
+def ip_sources(s: Settings) -> IpInfo:
+    """Where addresses are: the operator's networks file and databases, the packaged database; the DEMO tenant's
+    own networks when it stands in."""
+    from ingest.simulator.tenant import NETWORKS
+
+    return IpInfo(s.ip_networks_file, s.ip_databases, networks_text=NETWORKS if s.demo else "")
+
+
 @st.cache_resource(show_spinner=False)
 def _index() -> ActivityIndex:
     """The on-disk index beside the store (IndexBusy when another dashboard process serves it)."""
     s = settings()
-    return ActivityIndex(store(), s.index_file, s.index_memory)
+    return ActivityIndex(store(), s.index_file, s.index_memory, ip_sources(s))
+
+
+LEADS_EVERY = 30  # seconds between looks for new leads while nobody is looking at a page
+
+
+@st.cache_resource(show_spinner=False, on_release=lambda engine: engine.stopped.set())
+def _leads() -> LeadEngine:
+    """The lead engine, and a thread that keeps it up with the store, so leads exist before anyone asks."""
+    engine = LeadEngine(_index(), store())
+
+    def keep_up() -> None:
+        while not engine.stopped.wait(LEADS_EVERY):
+            try:
+                engine.index.refresh(max_age=REFRESH_SECONDS)
+                engine.update()
+            except Exception:  # noqa: BLE001 - the next round tries again
+                log.exception("looking for leads failed")
+
+    threading.Thread(target=keep_up, name="leads", daemon=True).start()
+    return engine
+
+
+def leads() -> list[Lead]:
+    """Every lead, most severe and newest first, brought up to date with the store first."""
+    index()
+    engine = _leads()
+    engine.update()
+    return engine.leads()
+
+
+def review_lead(lead_id: str, note: str, reviewed: bool = True) -> None:
+    who = require("review leads")
+    _leads().review(lead_id, who.name, note, reviewed)
+    record(who, "lead reviewed" if reviewed else "lead reopened", f"{lead_id}: {note[:200]}")
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _places(addresses, version) -> pd.DataFrame:
+    return _index().places(list(addresses))
+
+
+def places(addresses) -> pd.DataFrame:
+    """country, owner, lat, lon of these addresses (those the IP sources know)."""
+    return _places(tuple(sorted(addresses)), index().version)
 
 
 def index() -> ActivityIndex:

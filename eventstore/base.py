@@ -148,6 +148,15 @@ class EventStore(ABC):
     @abstractmethod
     def delete_watchlist(self, name: str) -> None: ...
 
+    # --- what the dashboard finds and notes (leads, their reviews): small JSON documents by kind and key ----------
+    @abstractmethod
+    def put_documents(self, kind: str, documents: dict[str, str]) -> None:
+        """Insert or replace key → payload (JSON text) for one kind."""
+
+    @abstractmethod
+    def documents(self, kind: str) -> dict[str, str]:
+        """key → payload of one kind."""
+
     # --- the dashboard's own activity log: who changed or took what -----------------------------
     @abstractmethod
     def record_activity(self, who: str, action: str, detail: str) -> None:

@@ -486,6 +486,12 @@ class CosmosStore(EventStore):
         except (CosmosResourceNotFoundError, CosmosHttpResponseError):
             pass
 
+    def put_documents(self, kind: str, documents: dict[str, str]) -> None:
+        self._write_many(f"doc-{kind}", [(key, {"payload": payload}) for key, payload in documents.items()])
+
+    def documents(self, kind: str) -> dict[str, str]:
+        return {d["name"]: d["payload"] for d in self._state_query(f"doc-{kind}", fields="c.name, c.payload")}
+
     def record_activity(self, who: str, action: str, detail: str) -> None:
         now = datetime.now(timezone.utc)
         # the name sorts by time (microseconds, then a random tail): newest first is a sort on the name

@@ -122,3 +122,20 @@ def entries_matching(entries: Iterable[str], addresses: Iterable[str]) -> set[st
             matched.add(entry)
     return matched
 
+
+
+def span(entry: str) -> tuple[bool, int, int]:
+    """(is IPv6, first, last) of an entry as parse_entry returns it."""
+    network = ipaddress.ip_network(entry, strict=False)
+    return network.version == 6, int(network.network_address), int(network.broadcast_address)
+
+
+def most_specific(address: str, spans: list[tuple[tuple[bool, int, int], object]]):
+    """The value of the narrowest span that holds the address, or None: `spans` sorted narrowest first."""
+    v6, value = number(address)
+    if v6 is None:
+        return None
+    for (span_v6, low, high), found in spans:
+        if span_v6 == v6 and low <= value <= high:
+            return found
+    return None

@@ -51,6 +51,8 @@ class Filter:
     result_status: tuple[str, ...] = ()
     user_id: tuple[str, ...] = ()
     client_ip: tuple[str, ...] = ()  # addresses or CIDR ranges
+    country: tuple[str, ...] = ()  # where the client address is (ISO 3166 codes, as the dashboard's IP sources say)
+    owner: tuple[str, ...] = ()  # who owns the client address's network
     text: str = ""  # substring of user agent, object, site or file name
     case_sensitive: bool = True
 

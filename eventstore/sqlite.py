@@ -65,6 +65,8 @@ CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, e
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS activity (at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (kind, key));
 INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1'), ('horizon', ''), ('layout', '2'),
     ('store.id', lower(hex(randomblob(16))));
 """
@@ -396,6 +398,14 @@ class SqliteStore(EventStore):
     def delete_watchlist(self, name: str) -> None:
         with self._write() as conn:
             conn.execute("DELETE FROM watchlists WHERE name = ?", (name,))
+
+    def put_documents(self, kind: str, documents: dict[str, str]) -> None:
+        with self._write() as conn:
+            conn.executemany("INSERT OR REPLACE INTO documents(kind, key, payload) VALUES (?, ?, ?)",
+                             [(kind, key, payload) for key, payload in documents.items()])
+
+    def documents(self, kind: str) -> dict[str, str]:
+        return dict(self._conn().execute("SELECT key, payload FROM documents WHERE kind = ?", (kind,)))
 
     def record_activity(self, who: str, action: str, detail: str) -> None:
         with self._write() as conn:

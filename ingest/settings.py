@@ -65,6 +65,10 @@ VARIABLES = {
     "DASHBOARD_PROXY_ROLE": "The role everyone the proxy lets in has: Viewer (default), Analyst or Admin.",
     "DASHBOARD_INDEX": "The dashboard's index file (DuckDB). Default: beside the SQLite store, or data/ for Cosmos DB.",
     "DASHBOARD_INDEX_MEMORY": "Memory the index may use, as DuckDB reads it (e.g. 1GB, 512MB). Default 1GB.",
+    "IP_NETWORKS_FILE": "Your own networks (offices, VPN egress, partners): a CSV with network,country,owner and "
+                        "optionally asn,lat,lon. It wins over the databases.",
+    "IP_DATABASES": "MaxMind GeoLite2/GeoIP2 files (.mmdb: Country or City, and ASN), comma separated, used before "
+                    "the database that installs with the package geoip2fast.",
 }
 
 
@@ -122,6 +126,8 @@ class Settings:
     proxy_role: str = "Viewer"
     index_path: str = ""  # "" = beside the store (see index_file)
     index_memory: str = "1GB"
+    ip_networks_file: str = ""
+    ip_databases: tuple[str, ...] = ()
     demo: bool = False  # no tenant configured: the simulated demo tenant stands in
 
     @property
@@ -299,5 +305,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         proxy_role=get("DASHBOARD_PROXY_ROLE") or "Viewer",  # checked by the dashboard, which defines the roles
         index_path=get("DASHBOARD_INDEX"),
         index_memory=_memory("DASHBOARD_INDEX_MEMORY", get("DASHBOARD_INDEX_MEMORY") or "1GB"),
+        ip_networks_file=_readable_file("IP_NETWORKS_FILE", get("IP_NETWORKS_FILE")),
+        ip_databases=tuple(_readable_file("IP_DATABASES", path.strip()) for path in get("IP_DATABASES").split(",")
+                           if path.strip()),
         demo=not tenant_id,
     )

@@ -46,7 +46,7 @@ def app(filled_db, tmp_path, monkeypatch):
     monkeypatch.setattr(st, "get_option", lambda name: "127.0.0.1" if name == "server.address" else real(name))
     st.cache_resource.clear()
 
-    def make(page: str | None = None, **params) -> AppTest:
+    def make(page: str | None = "explore", **params) -> AppTest:
         at = AppTest.from_file(APP, default_timeout=60)
         for key, value in params.items():
             at.query_params[key] = value
@@ -259,10 +259,10 @@ def test_a_crafted_link_is_shown_as_text(app, field):
 
 
 def test_a_custom_range_out_of_this_world_is_refused(app):
-    at = app(period="custom", start="2024-01-01", end="9999-12-31")
+    at = app(None, period="custom", start="2024-01-01", end="9999-12-31")  # said on the first page drawn
     assert not at.exception
     assert "The custom range must run forward" in texts(at)
-    at = app(period="custom", start="2026-11-20", end="2026-11-01")
+    at = app(None, period="custom", start="2026-11-20", end="2026-11-01")
     assert "The custom range must run forward" in texts(at)
 
 
@@ -394,7 +394,7 @@ def test_someone_with_no_role_is_asked_to_get_one(app, monkeypatch):
 
 
 def test_a_viewer_browses_and_is_refused_changes_on_the_server(app, monkeypatch):
-    at = signed_in(monkeypatch, ["Viewer"])
+    at = signed_in(monkeypatch, ["Viewer"], "explore")
     assert graph_json(at)["nodes"] and "👤 vic" in shown(at) and "(Viewer)" in shown(at)
     at.session_state["f_node"] = graph_json(at)["nodes"][0]["id"]
     at.run()

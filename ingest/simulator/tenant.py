@@ -21,6 +21,25 @@ ATTACKER_IP = "198.51.100.9"
 OFFICE_IPS = [f"203.0.113.{n}" for n in range(10, 70)] + ["2001:db8:10::1", "2001:db8:10::2"]
 VPN_IPS = [f"203.0.113.{n}" for n in range(200, 210)]
 TRAVEL_IPS = ["198.51.100.77", "198.51.100.140", "2001:db8:77::15"]
+# Where the simulated addresses are (documentation ranges belong to no real network): the DEMO tenant's networks
+# file, in the format IP_NETWORKS_FILE reads. Everyone works from the Netherlands; the stories come from elsewhere.
+NETWORKS = """network,country,owner,asn,lat,lon
+203.0.113.0/25,NL,Contoso Amsterdam office (simulated),64500,52.37,4.90
+2001:db8:10::/48,NL,Contoso Amsterdam office (simulated),64500,52.37,4.90
+203.0.113.192/27,NL,Contoso VPN (simulated),64500,52.37,4.90
+192.0.2.0/24,NL,Example Broadband (simulated),64501,52.09,5.12
+2001:db8:cafe::/48,NL,Example Broadband (simulated),64501,52.09,5.12
+198.51.100.64/27,NL,Example Hotel Wi-Fi (simulated),64502,51.92,4.48
+198.51.100.128/27,NL,Example Mobile NL (simulated),64503,51.44,5.47
+2001:db8:77::/48,NL,Example Mobile NL (simulated),64503,51.44,5.47
+198.51.100.0/28,RO,Example Cloud Hosting (simulated),64510,44.43,26.10
+198.51.100.32/28,BR,Example Broadband BR (simulated),64520,-23.55,-46.63
+198.51.100.48/28,US,Example Cloud Hosting US (simulated),64511,39.04,-77.49
+198.51.100.192/27,US,Example Mobile US (simulated),64530,40.71,-74.01
+"""
+TRAVELLER_IP = "198.51.100.200"  # story 3: an admin's account, 40 minutes after a sign-in in Amsterdam
+APP_IP = "198.51.100.50"  # story 2: the consented application reading mail
+GUESSER_IPS = ("198.51.100.33", "198.51.100.34")  # story 4: guessing one person's password
 
 # Share of the week's events per content type.
 SHARES = {"Audit.AzureActiveDirectory": 0.25, "Audit.Exchange": 0.35, "Audit.SharePoint": 0.30,
@@ -269,7 +288,52 @@ class SimulatedTenant:
         guest = self.users[200]
         place("Audit.AzureActiveDirectory", _role_add(rng, spray + timedelta(minutes=52), victim, guest,
                                                       "Global Administrator", ATTACKER_IP))
-        # 2. Hostile strings, always present so a demo and the tests can see them rendered as text.
+        # 2. An admin consents, for the whole tenant, to an app nobody knows; a secret is added to it; it reads mail.
+        admin, when = self.admins[1], self.start.replace(hour=14, minute=5) + timedelta(days=4)
+        app = ("PDF Converter Online", "7f1e0c55-8a1b-4d7e-9b3a-6c2d1e0f9a44")
+        place("Audit.AzureActiveDirectory", _app_change(rng, when, admin, OFFICE_IPS[5], "Consent to application.",
+                                                        app, [("ConsentContext.IsAdminConsent", "True"),
+                                                              ("ConsentAction.Permissions", "Mail.Read Files.Read.All "
+                                                                                            "offline_access")]))
+        place("Audit.AzureActiveDirectory", _app_change(rng, when + timedelta(minutes=3), admin, OFFICE_IPS[5],
+                                                        "Add service principal credentials.", app,
+                                                        [("KeyDescription", "[KeyType=Password, KeyUsage=Verify]")]))
+        for n in range(60):
+            place("Audit.Exchange", _app_mail_read(rng, when + timedelta(minutes=10 + n * 4), app,
+                                                   rng.choice(self.users[:40]), APP_IP))
+        # 3. An admin's account signs in from New York 40 minutes after Amsterdam, adds its own phone, forwards the
+        #    CFO's mailbox out and turns the audit log off.
+        admin, when = self.admins[5], self.start.replace(hour=8, minute=55) + timedelta(days=5)
+        cfo = self.users[20]
+        place("Audit.AzureActiveDirectory", _signin(rng, when, admin, OFFICE_IPS[7], admin.user_agent, failed=False))
+        later = when + timedelta(minutes=40)
+        place("Audit.AzureActiveDirectory", _signin(rng, later, admin, TRAVELLER_IP, USER_AGENTS[4], failed=False))
+        security = _base(rng, later + timedelta(minutes=2), admin, "User registered security info", 8,
+                         "AzureActiveDirectory")
+        security.update({"ResultStatus": "Success", "ClientIP": TRAVELLER_IP, "ObjectId": admin.upn,
+                         "Target": [{"ID": admin.upn, "Type": 5}],
+                         "ModifiedProperties": [{"Name": "StrongAuthenticationMethod", "NewValue": "PhoneAppOTP",
+                                                 "OldValue": ""}]})
+        place("Audit.AzureActiveDirectory", security)
+        place("Audit.Exchange", _exchange_admin(rng, later + timedelta(minutes=6), admin, TRAVELLER_IP, "Set-Mailbox",
+                                                cfo.mail_upn, [("Identity", cfo.mail_upn),
+                                                               ("ForwardingSmtpAddress", "smtp:payments@fabrikam-billing.example"),
+                                                               ("DeliverToMailboxAndForward", "True")]))
+        place("Audit.Exchange", _exchange_admin(rng, later + timedelta(minutes=9), admin, TRAVELLER_IP,
+                                                "Set-AdminAuditLogConfig", "Admin Audit Log Settings",
+                                                [("UnifiedAuditLogIngestionEnabled", "False")]))
+        # 4. Someone guesses one person's password from two addresses late at night (no success), and a leaver
+        #    deletes four hundred files from the Engineering site in twenty-five minutes.
+        guessed, when = self.users[70], self.start.replace(hour=22, minute=10) + timedelta(days=5)
+        for n in range(32):
+            place("Audit.AzureActiveDirectory", _signin(rng, when + timedelta(seconds=n * 75), guessed,
+                                                        GUESSER_IPS[n % 2], "Mozilla/5.0", failed=True))
+        leaver, when = self.users[60], self.start.replace(hour=16, minute=20) + timedelta(days=6)
+        for n in range(400):
+            place("Audit.SharePoint", _file_op(rng, when + timedelta(seconds=n * 3.7), leaver, OFFICE_IPS[9],
+                                               leaver.user_agent, "FileDeleted", "Engineering",
+                                               f"{rng.choice(FILE_WORDS)} {n:03d}{rng.choice(FILE_EXT)}"))
+        # 5. Hostile strings, always present so a demo and the tests can see them rendered as text.
         if self.hostile:
             author = self.users[12]
             for n, text in enumerate(HOSTILE):
@@ -338,12 +402,16 @@ def _signin(rng: random.Random, when: datetime, user: User, ip: str, agent: str,
     return record
 
 
-def _inbox_rule(rng: random.Random, when: datetime, user: User, ip: str) -> dict:
+def _inbox_rule(rng: random.Random, when: datetime, user: User, ip: str, hiding: bool = True) -> dict:
+    """The attacker's rule hides replies about invoices; a person's own sorts newsletters into a folder."""
     record = _base(rng, when, user, "New-InboxRule", 1, "Exchange")
+    name, parameters = ("..", [{"Name": "SubjectContainsWords", "Value": "invoice;payment"},
+                               {"Name": "MoveToFolder", "Value": "RSS Subscriptions"},
+                               {"Name": "MarkAsRead", "Value": "True"}]) if hiding else \
+        ("Newsletters", [{"Name": "From", "Value": "news@example.com"}, {"Name": "MoveToFolder", "Value": "Newsletters"}])
     record.update({
-        "ResultStatus": "True", "ClientIP": f"{ip}:{rng.randint(1024, 65535)}", "ObjectId": f"{user.upn}\\..",
-        "Parameters": [{"Name": "Name", "Value": ".."}, {"Name": "SubjectContainsWords", "Value": "invoice;payment"},
-                       {"Name": "MoveToFolder", "Value": "RSS Subscriptions"}, {"Name": "MarkAsRead", "Value": "True"}],
+        "ResultStatus": "True", "ClientIP": f"{ip}:{rng.randint(1024, 65535)}", "ObjectId": f"{user.upn}\\{name}",
+        "Parameters": [{"Name": "Name", "Value": name}, *parameters],
         "ExternalAccess": False, "OrganizationName": "contoso.onmicrosoft.com", "OriginatingServer": "AM0PR01MB1234",
     })
     return record
@@ -356,6 +424,34 @@ def _role_add(rng: random.Random, when: datetime, actor: User, target: User, rol
         "Actor": [{"ID": actor.upn, "Type": 5}], "Target": [{"ID": target.upn, "Type": 5}],
         "ModifiedProperties": [{"Name": "Role.DisplayName", "NewValue": role, "OldValue": ""}],
     })
+    return record
+
+
+def _app_change(rng: random.Random, when: datetime, actor: User, ip: str, operation: str, app: tuple[str, str],
+                properties: list[tuple[str, str]]) -> dict:
+    record = _base(rng, when, actor, operation, 8, "AzureActiveDirectory")
+    record.update({
+        "ResultStatus": "Success", "ClientIP": ip, "ObjectId": app[0], "Actor": [{"ID": actor.upn, "Type": 5}],
+        "Target": [{"ID": app[1], "Type": 2}, {"ID": app[0], "Type": 1}],
+        "ModifiedProperties": [{"Name": name, "NewValue": value, "OldValue": ""} for name, value in properties],
+    })
+    return record
+
+
+def _app_mail_read(rng: random.Random, when: datetime, app: tuple[str, str], owner: User, ip: str) -> dict:
+    record = _base(rng, when, owner, "MailItemsAccessed", 50, "Exchange")
+    record.update({"UserId": app[1], "UserType": 5, "ResultStatus": "Succeeded", "ClientIP": ip, "AppId": app[1],
+                   "ClientAppId": app[1], "MailboxOwnerUPN": owner.mail_upn, "LogonType": 0,
+                   "OperationProperties": [{"Name": "MailAccessType", "Value": "Sync"}]})
+    return record
+
+
+def _exchange_admin(rng: random.Random, when: datetime, actor: User, ip: str, cmdlet: str, object_id: str,
+                    parameters: list[tuple[str, str]]) -> dict:
+    record = _base(rng, when, actor, cmdlet, 1, "Exchange")
+    record.update({"ResultStatus": "True", "ClientIP": f"{ip}:{rng.randint(1024, 65535)}", "ObjectId": object_id,
+                   "Parameters": [{"Name": name, "Value": value} for name, value in parameters],
+                   "ExternalAccess": False, "OrganizationName": "contoso.onmicrosoft.com"})
     return record
 
 
@@ -401,7 +497,7 @@ def _exchange(tenant: SimulatedTenant, rng: random.Random, when: datetime) -> di
     ip = _where(tenant, rng, user, when)
     roll = rng.random()
     if roll < 0.005:
-        return _inbox_rule(rng, when, user, ip)
+        return _inbox_rule(rng, when, user, ip, hiding=False)
     operation, record_type = ("MailItemsAccessed", 50) if roll < 0.45 else ("Send", 2) if roll < 0.85 else \
         ("MoveToDeletedItems", 3) if roll < 0.97 else ("SoftDelete", 3)
     record = _base(rng, when, user, operation, record_type, "Exchange")

@@ -1,0 +1,74 @@
+"""Leads: what to look at first. Built-in detections over the stored events, most severe and newest first; each
+opens Explore on exactly its events, and can be marked reviewed with a note."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import services, ui
+from dashboard.filters import View
+from dashboard.pages_common import page_start
+from dashboard.rules import RULES
+from dashboard.untrusted import markdown
+
+BADGE = {"high": "🔴 high", "medium": "🟠 medium", "low": "🟡 low"}
+SHOWN = 50  # leads drawn per page view; the rest are counted
+
+cur, _ = page_start("Leads", "the leads")
+all_leads = services.leads()
+can_review = services.access().can("review leads") and not services.read_only()
+
+
+def _open(view_params: dict) -> None:
+    ui.apply_view(View.from_params({k: v if isinstance(v, list) else [v] for k, v in view_params.items()}))
+    st.session_state["open_explore"] = True
+
+
+if st.session_state.pop("open_explore", False):
+    st.switch_page("app_pages/explore.py")
+
+left, middle, right = st.columns([2, 2, 1])
+severities = left.multiselect("Severity", list(BADGE), default=["high", "medium", "low"], key="leads_severity")
+titles = {rule.name: rule.title for rule in RULES}
+rules = middle.multiselect("Rule", list(titles), format_func=titles.get, key="leads_rules", placeholder="all rules")
+show_reviewed = right.toggle("Reviewed too", key="leads_reviewed")
+chosen = [lead for lead in all_leads if lead.severity in severities and (not rules or lead.rule in rules)
+          and (show_reviewed or not lead.reviewed)]
+open_count = sum(1 for lead in all_leads if not lead.reviewed)
+st.markdown(f"**{len(chosen):,}** shown · {open_count:,} not reviewed of {len(all_leads):,} leads · looked for again "
+            "as events arrive")
+
+if not all_leads:
+    st.success("No leads: none of the built-in detections (below) found anything in the stored events.")
+for lead in chosen[:SHOWN]:
+    with st.container(border=True):
+        top, buttons = st.columns([5, 2])
+        with top:
+            st.markdown(f"**{BADGE.get(lead.severity, lead.severity)}** · {markdown(lead.summary, 400)}")
+            st.caption(f"{lead.events:,} events · {len(lead.users):,} user(s) · {len(lead.ips):,} IP(s) · "
+                       f"first {lead.first_seen} · last {lead.last_seen}")
+            if lead.reviewed:
+                st.caption(f"✔ reviewed by {markdown(lead.reviewed.get('by', ''), 80)} at "
+                           f"{markdown(lead.reviewed.get('at', ''), 30)}: {markdown(lead.reviewed.get('note', ''))}")
+        with buttons:
+            st.button("Open in Explore", key=f"open_{lead.id}", on_click=_open, args=(lead.view,), type="primary",
+                      width="stretch", help="The graph of exactly this lead's events")
+            if lead.reviewed:
+                st.button("Reopen", key=f"reopen_{lead.id}", disabled=not can_review, width="stretch",
+                          on_click=services.review_lead, args=(lead.id, "", False))
+            else:
+                with st.popover("Mark reviewed", width="stretch", disabled=not can_review):
+                    note = st.text_input("Note", key=f"note_{lead.id}", placeholder="e.g. known pen test; ticket 4711")
+                    st.button("Save", key=f"review_{lead.id}", on_click=services.review_lead, args=(lead.id, note))
+        with st.expander("Who and where"):
+            st.dataframe(pd.DataFrame({"users": pd.Series(lead.users, dtype=str)}), hide_index=True, width="stretch",
+                         height=min(35 * (len(lead.users) + 1) + 3, 215))
+            st.dataframe(pd.DataFrame({"IPs": pd.Series(lead.ips, dtype=str)}), hide_index=True, width="stretch",
+                         height=min(35 * (len(lead.ips) + 1) + 3, 215))
+if len(chosen) > SHOWN:
+    st.caption(f"The {SHOWN} most severe and newest are shown; narrow by severity or rule to see the rest.")
+
+with st.expander("The detections, and why each matters"):
+    st.dataframe(pd.DataFrame([{"detection": rule.title, "severity": rule.severity, "why": rule.why}
+                               for rule in RULES]), hide_index=True, width="stretch")
+    st.caption("Thresholds and lists are in dashboard/rules.py, one readable place.")

@@ -1,0 +1,333 @@
+"""Leads: the rules in rules.py, run over the index as events arrive. The index says which span of event times it
+gained since the last run (`take_changed_span`); each rule looks again only at the buckets that span touches
+(plus the history it compares with), so a sync of five minutes costs five minutes of events, not the whole store.
+A lead's id is fixed by its rule, its key and its bucket, so looking again updates it instead of adding another.
+Leads and the analyst's review marks are kept in the store (documents "lead" and "lead-review")."""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import pandas as pd
+
+from eventstore import EventStore
+
+from .entities import KINDS
+from .filters import View
+from .rules import RULES, SEVERITIES, Detail, Rule
+
+log = logging.getLogger("dashboard.leads")
+MAX_CANDIDATES = 20_000  # original records read per rule per run for `details` (the rest: the next run)
+LISTED = 20  # users and IPs named in one lead
+
+
+@dataclass
+class Lead:
+    id: str
+    rule: str
+    severity: str
+    title: str
+    summary: str
+    first_seen: str  # UTC, "YYYY-MM-DDTHH:MM:SSZ"
+    last_seen: str
+    users: list[str]
+    ips: list[str]
+    events: int
+    view: dict  # the Explore view (URL parameters) of exactly its events
+    reviewed: dict = field(default_factory=dict)  # {"by", "at", "note"} once marked
+
+    def line(self) -> dict:
+        """What `python -m dashboard leads --json` prints for this lead."""
+        return {"rule": self.rule, "severity": self.severity, "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "users": self.users, "ips": self.ips, "events": self.events,
+                "summary": self.summary, "id": self.id, "reviewed": bool(self.reviewed)}
+
+
+def _text(moment) -> str:
+    return pd.Timestamp(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _span(first, last) -> str:
+    a, b = pd.Timestamp(first), pd.Timestamp(last)
+    if a.date() == b.date():
+        return f"{a:%Y-%m-%d %H:%M}–{b:%H:%M} UTC"
+    return f"{a:%Y-%m-%d %H:%M} – {b:%Y-%m-%d %H:%M} UTC"
+
+
+def _few(values, n: int = 3) -> str:
+    values = list(values)
+    return ", ".join(values[:n]) + (f" and {len(values) - n} more" if len(values) > n else "")
+
+
+def _values(record: dict, detail: Detail) -> list[str]:
+    items = record.get(detail.field)
+    found = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("Name") == detail.name:
+            value = item.get("Value", item.get("NewValue"))
+            found.append("" if value is None else str(value).strip().strip('"'))
+    return found
+
+
+def _domain(address: str) -> str:
+    return address.rsplit("@", 1)[-1].casefold() if "@" in address else ""
+
+
+def holds(detail: Detail, record: dict) -> bool:
+    """Whether the original record meets the detail (see rules.Detail)."""
+    actor = _domain(str(record.get("UserId", "")))
+    for value in _values(record, detail):
+        if not value:
+            continue
+        if detail.values and value.casefold() not in {v.casefold() for v in detail.values}:
+            continue
+        if detail.external:
+            parts = re.split(r"[;,\s]+", value)
+            domains = {_domain(part.removeprefix("smtp:").removeprefix("SMTP:")) for part in parts}
+            if not any(d and d != actor and not d.endswith("." + actor) for d in domains):
+                continue
+        return True
+    return False
+
+
+class LeadEngine:
+    def __init__(self, index, store: EventStore, rules: tuple[Rule, ...] = RULES):
+        self.index, self.store, self.rules = index, store, rules
+        self._lock = threading.Lock()
+        self.stopped = threading.Event()  # set when the dashboard lets go of this engine
+        self.signature = hashlib.sha1(repr(rules).encode()).hexdigest()[:12]
+        self._unsaved: dict[str, str] = {}  # with a read-only store (a read-only Cosmos DB key): kept here
+
+    # --- keeping up -------------------------------------------------------------------------
+    def update(self) -> int:
+        """Look again where the index gained events; everywhere when the rules changed. Returns leads written."""
+        with self._lock:
+            span = self.index.take_changed_span()
+            if self.store.get_meta("leads.rules") != self.signature and not self._unsaved:
+                whole = self.index.sql("SELECT min(ts) AS a, max(ts) AS b FROM ev", [])
+                span = None if pd.isna(whole["a"][0]) else (whole["a"][0].to_pydatetime(),
+                                                            whole["b"][0].to_pydatetime())
+            if span is None:
+                return 0
+            found: dict[str, Lead] = {}
+            for rule in self.rules:
+                try:
+                    for lead in getattr(self, f"_{rule.shape}")(rule, *span):
+                        found[lead.id] = lead
+                except Exception:  # noqa: BLE001 - one broken rule must not stop the others
+                    log.exception("the rule %s failed; the others ran", rule.name)
+            documents = {k: json.dumps(asdict(v), default=str) for k, v in found.items()}
+            if getattr(self.store, "read_only", False):
+                self._unsaved.update(documents)
+            else:
+                if documents:
+                    self.store.put_documents("lead", documents)
+                self.store.set_meta("leads.rules", self.signature)
+            return len(found)
+
+    def leads(self) -> list[Lead]:
+        """Every lead of the current rules, most severe and newest first, with its review mark."""
+        names = {rule.name for rule in self.rules}
+        reviews = {k: json.loads(v) for k, v in self.store.documents("lead-review").items()}
+        out = []
+        for key, payload in {**self.store.documents("lead"), **self._unsaved}.items():
+            lead = Lead(**json.loads(payload))
+            if lead.rule in names:
+                lead.reviewed = reviews.get(key, {})
+                out.append(lead)
+        out.sort(key=lambda lead: lead.last_seen, reverse=True)
+        out.sort(key=lambda lead: -SEVERITIES.get(lead.severity, 0))
+        return out
+
+    def review(self, lead_id: str, who: str, note: str, reviewed: bool = True) -> None:
+        mark = {"by": who, "at": _text(datetime.now(timezone.utc)), "note": note[:2000]} if reviewed else {}
+        self.store.put_documents("lead-review", {lead_id: json.dumps(mark)})
+
+    # --- the shapes -------------------------------------------------------------------------
+    def _lead(self, rule: Rule, key: str, bucket, first, last, users, ips, events: int, summary: str,
+              view: View) -> Lead:
+        ident = hashlib.sha1(f"{rule.name}\n{key}\n{_text(bucket)}".encode()).hexdigest()[:16]
+        start = pd.Timestamp(first).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None)
+        end = pd.Timestamp(last).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
+        view = View(**{**{k: getattr(view, k) for k in ("operation", "user", "ip", "text")},
+                       "period": "custom", "start": start, "end": end, "relationship": _RELATIONSHIP[rule.by]})
+        return Lead(ident, rule.name, rule.severity, rule.title, rule.title + summary, _text(first),
+                    _text(last), sorted(u for u in users if u)[:LISTED], sorted(i for i in ips if i)[:LISTED],
+                    int(events), view.to_params())
+
+    @staticmethod
+    def _range(rule: Rule, start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """Whole buckets around the changed span."""
+        seconds = rule.window.total_seconds()
+        floor = datetime.fromtimestamp(start.replace(tzinfo=timezone.utc).timestamp() // seconds * seconds,
+                                       timezone.utc).replace(tzinfo=None)
+        return floor, end.replace(tzinfo=None) + rule.window
+
+    def _burst(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        low, high = self._range(rule, start, end)
+        key = KINDS[rule.by].column
+        distinct_kind, at_least_distinct = rule.distinct or ("ip", 1)
+        other = KINDS[distinct_kind].column
+        frame = self.index.sql(
+            f"SELECT {key} AS key, time_bucket(to_seconds(?), ts) AS bucket, count(*) AS n, min(ts) AS first, "
+            f"max(ts) AS last, count(DISTINCT {other}) AS d, list(DISTINCT user_id) AS users, "
+            f"list(DISTINCT client_ip) AS ips FROM ev WHERE ts >= ? AND ts < ? AND operation IN "
+            f"(SELECT unnest(?::VARCHAR[])) AND {key} <> '' GROUP BY ALL HAVING count(*) >= ? AND d >= ?",
+            [int(rule.window.total_seconds()), low, high, list(rule.operations), rule.at_least, at_least_distinct])
+        leads = []
+        for row in frame.itertuples():
+            if rule.by == "ip":
+                summary = f"from {row.key} against {row.d:,} accounts: {row.n:,} failures, {_span(row.first, row.last)}"
+                view = View(ip=row.key, operation=rule.operations)
+            else:
+                summary = (f"on {row.key}: {row.n:,} failures from {len(row.ips):,} address(es), "
+                           f"{_span(row.first, row.last)}")
+                view = View(user=row.key, operation=rule.operations)
+            leads.append(self._lead(rule, row.key, row.bucket, row.first, row.last, row.users, row.ips, row.n,
+                                    summary, view))
+        return leads
+
+    def _after_failures(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        low, high = self._range(rule, start, end)
+        frame = self.index.sql(
+            "WITH f AS (SELECT client_ip, time_bucket(to_seconds(?), ts) AS bucket, count(*) AS n, min(ts) AS first, "
+            "max(ts) AS last FROM ev WHERE ts >= ? AND ts < ? AND operation IN (SELECT unnest(?::VARCHAR[])) "
+            "AND client_ip <> '' GROUP BY ALL HAVING count(*) >= ?) "
+            "SELECT f.client_ip AS key, f.bucket, any_value(f.n) AS failures, count(*) AS successes, "
+            "any_value(f.first) AS first, max(e.ts) AS last, list(DISTINCT e.user_id) AS users FROM f JOIN ev e "
+            "ON e.client_ip = f.client_ip AND e.ts >= f.first AND e.ts <= f.last + to_seconds(?) "
+            "WHERE e.ts >= ? AND e.ts < ? AND e.operation IN (SELECT unnest(?::VARCHAR[])) GROUP BY ALL",
+            [int(rule.window.total_seconds()), low, high, list(rule.operations), rule.at_least,
+             int(rule.window.total_seconds()), low, high + rule.window, list(rule.then)])
+        return [self._lead(rule, row.key, row.bucket, row.first, row.last, row.users, [row.key],
+                           row.failures + row.successes,
+                           f": {_few(row.users)} signed in from {row.key} after {row.failures:,} failures from it, "
+                           f"{_span(row.first, row.last)}",
+                           View(ip=row.key, operation=rule.operations + rule.then)) for row in frame.itertuples()]
+
+    def _each(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        low, high = self._range(rule, start, end)
+        key = KINDS[rule.by].column
+        frame = self.index.sql(
+            f"SELECT seq, ts, {key} AS key, user_id, client_ip, operation FROM ev WHERE ts >= ? AND ts < ? AND "
+            f"operation IN (SELECT unnest(?::VARCHAR[])) AND {key} <> '' ORDER BY ts LIMIT ?",
+            [low, high, list(rule.operations), MAX_CANDIDATES])
+        if frame.empty:
+            return []
+        if rule.details:
+            records = self._records([int(seq) for seq in frame["seq"]])
+            frame = frame[[record is not None and any(holds(d, record) for d in rule.details) for record in records]]
+        leads = []
+        for (value, day), group in frame.groupby(["key", frame["ts"].dt.floor("D")]):
+            operations = sorted(set(group["operation"]))
+            actors = sorted(set(group["user_id"]) - {""})
+            if rule.by == "object":
+                summary = (f": {value}, by {_few(actors)} ({', '.join(operations)}), "
+                           f"{_span(group.ts.min(), group.ts.max())}")
+                view = View(text=value, operation=rule.operations)
+            else:
+                summary = (f" by {value}: {', '.join(operations)} ×{len(group):,}, "
+                           f"{_span(group.ts.min(), group.ts.max())}")
+                view = View(user=value, operation=rule.operations)
+            leads.append(self._lead(rule, value, day, group.ts.min(), group.ts.max(), actors + [value] * (
+                rule.by == "user"), set(group["client_ip"]), len(group), summary, view))
+        return leads
+
+    def _records(self, positions: list[int]) -> list[dict | None]:
+        """The original records at these positions, in order (None where one is gone or unreadable)."""
+        rows = self.store.events_at(positions)
+        if len(rows) != len(positions):  # some were pruned meanwhile: ask one by one to keep the order
+            rows = [next(iter(self.store.events_at([p])), None) for p in positions]
+        out = []
+        for row in rows:
+            try:
+                record = json.loads(row.raw) if row is not None else None
+            except ValueError:
+                record = None
+            out.append(record if isinstance(record, dict) else None)
+        return out
+
+    def _baseline(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        day = timedelta(days=1)
+        low = datetime.combine(start.date(), datetime.min.time())
+        frame = self.index.sql(
+            "WITH d AS (SELECT user_id AS key, date_trunc('day', ts) AS day, count(*) AS n, min(ts) AS first, "
+            "max(ts) AS last, list(DISTINCT client_ip) AS ips FROM ev WHERE ts >= ? AND ts < ? AND operation IN "
+            "(SELECT unnest(?::VARCHAR[])) AND user_id <> '' GROUP BY ALL) "
+            "SELECT a.*, coalesce((SELECT sum(b.n) FROM d b WHERE b.key = a.key AND b.day < a.day AND "
+            "b.day >= a.day - to_days(?)), 0) / ? AS usual FROM d a WHERE a.day >= ? AND a.n >= ?",
+            [low - rule.history, end.replace(tzinfo=None) + day, list(rule.operations), rule.history.days,
+             float(rule.history.days), low, rule.at_least])
+        frame = frame[frame["n"] >= rule.factor * frame["usual"]]
+        return [self._lead(rule, row.key, row.day, row.first, row.last, [row.key], row.ips, row.n,
+                           f": {row.key}, {row.n:,} in a day (usual: {row.usual:.1f} a day), "
+                           f"{_span(row.first, row.last)}", View(user=row.key, operation=rule.operations))
+                for row in frame.itertuples()]
+
+    @staticmethod
+    def _signins(where: str) -> str:
+        """Sign-ins with where their address is; parameters: from, to, operations, then those of `where`."""
+        return ("SELECT e.user_id, e.ts, e.client_ip, p.country, p.owner, p.lat, p.lon FROM ev e JOIN places p "
+                "USING (client_ip) WHERE e.ts >= ? AND e.ts < ? AND e.operation IN (SELECT unnest(?::VARCHAR[])) "
+                f"AND e.user_id <> '' AND {where}")
+
+    def _new_country(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        low, high = start.replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(seconds=1)
+        frame = self.index.sql(
+            "WITH s AS (" + self._signins("p.country <> ''") + "), "
+            "firsts AS (SELECT user_id, country, min(ts) AS first, arg_min(client_ip, ts) AS ip FROM s GROUP BY ALL), "
+            "began AS (SELECT user_id, min(ts) AS began FROM s GROUP BY ALL) "
+            "SELECT f.* FROM firsts f JOIN began b USING (user_id) WHERE f.first >= ? AND f.first < ? "
+            "AND f.first >= b.began + to_seconds(?)",
+            [low - timedelta(days=30), high, list(rule.operations), low, high, int(rule.history.total_seconds())])
+        return [self._lead(rule, row.user_id, row.first, row.first, row.first, [row.user_id], [row.ip], 1,
+                           f": {row.user_id} from {row.country} ({row.ip}), {_span(row.first, row.first)}",
+                           View(user=row.user_id, ip=row.ip, operation=rule.operations))
+                for row in frame.itertuples()]
+
+    def _travel(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        low, high = start.replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(seconds=1)
+        frame = self.index.sql(
+            f"WITH s AS ({self._signins('p.lat IS NOT NULL')}), "
+            "l AS (SELECT *, lag(ts) OVER w AS pts, lag(lat) OVER w AS plat, lag(lon) OVER w AS plon, "
+            "lag(client_ip) OVER w AS pip, lag(country) OVER w AS pcountry FROM s "
+            "WINDOW w AS (PARTITION BY user_id ORDER BY ts)), "
+            "k AS (SELECT *, 2 * 6371 * asin(sqrt(pow(sin(radians(lat - plat) / 2), 2) + cos(radians(plat)) * "
+            "cos(radians(lat)) * pow(sin(radians(lon - plon) / 2), 2))) AS km FROM l WHERE pts IS NOT NULL) "
+            "SELECT * FROM k WHERE ts >= ? AND km >= ? AND km / greatest(epoch(ts - pts) / 3600.0, 1 / 12) >= ?",
+            [low - rule.history, high, list(rule.operations), low, rule.km, rule.speed])
+        leads = []  # one lead per person and day, however many legs
+        for (user, _), legs in frame.groupby(["user_id", frame["ts"].dt.floor("D")]):
+            first = legs.iloc[0]
+            minutes = (first.ts - first.pts).total_seconds() / 60
+            more = f" (and {len(legs) - 1} more such hop(s))" if len(legs) > 1 else ""
+            leads.append(self._lead(
+                rule, user, first.ts.floor("D"), legs.pts.min(), legs.ts.max(), [user],
+                set(legs.pip) | set(legs.client_ip), 2 * len(legs),
+                f": {user}, {first.pcountry or '?'} ({first.pip}) → {first.country or '?'} ({first.client_ip}), "
+                f"{first.km:,.0f} km in {minutes:,.0f} min{more}, {_span(legs.pts.min(), legs.ts.max())}",
+                View(user=user, operation=rule.operations)))
+        return leads
+
+    def _network(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        low, high = start.replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(seconds=1)
+        pattern = "|".join(re.escape(name) for name in rule.networks)
+        frame = self.index.sql(
+            "WITH s AS (" + self._signins("regexp_matches(p.owner, ?, 'i')") + ") "
+            "SELECT user_id, client_ip, any_value(owner) AS owner, any_value(country) AS country, "
+            "date_trunc('day', ts) AS day, count(*) AS n, min(ts) AS first, max(ts) AS last FROM s GROUP BY ALL",
+            [low, high, list(rule.operations), pattern])
+        return [self._lead(rule, f"{row.user_id}\n{row.client_ip}", row.day, row.first, row.last, [row.user_id],
+                           [row.client_ip], row.n,
+                           f": {row.user_id} from {row.client_ip} ({row.owner}, {row.country or '?'}), "
+                           f"{_span(row.first, row.last)}",
+                           View(user=row.user_id, ip=row.client_ip, operation=rule.operations))
+                for row in frame.itertuples()]
+
+
+_RELATIONSHIP = {"ip": "IP → user", "user": "user → IP → operation", "object": "user → operation → target"}
