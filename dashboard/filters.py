@@ -10,7 +10,7 @@ from eventstore import Filter, ip
 from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
-LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status", "expand")
+LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status", "country", "owner", "expand")
 MAX_EXPANDED = 5  # nodes expanded in place at once; the oldest closes when another opens
 WATCH_MODES = ("highlight", "restrict")
 STACKS = ("workload", "operation", "content type")  # what the timeline's bars are stacked by
@@ -33,6 +33,8 @@ class View:
     result_status: tuple[str, ...] = ()
     user: str = ""  # one or more accounts, comma separated
     ip: str = ""  # addresses or CIDR ranges, comma separated
+    country: tuple[str, ...] = ()  # where the address is
+    owner: tuple[str, ...] = ()  # who owns the address's network
     text: str = ""  # in user agent, object, site or file name
     case_sensitive: bool = True
     watchlist: str = ""
@@ -125,7 +127,8 @@ class View:
                 raise FilterInputError(f"Record type {value!r} is not a number.") from None
         return Filter(start=start, end=end, workload=self.workload, content_type=self.content_type,
                       operation=self.operation, record_type=tuple(record_types), result_status=self.result_status,
-                      user_id=self.users(), client_ip=self.ips(), text=self.text.strip(),
+                      user_id=self.users(), client_ip=self.ips(), country=self.country, owner=self.owner,
+                      text=self.text.strip(),
                       case_sensitive=self.case_sensitive)
 
     def narrowed(self, start: datetime, end: datetime) -> "View":

@@ -53,6 +53,7 @@ class Node:
     count: int
     highlighted: bool = False
     scope: str = ""  # the id of the node this one belongs to (an operation drawn once per user), or ""
+    note: str = ""  # a second line under the name (an IP's country and network owner)
     x: float = 0.0
     y: float = 0.0
     size: float = MIN_SIZE
@@ -282,10 +283,18 @@ def _make_room(graph: Graph, rounds: int = 80) -> None:
         node.x, node.y = round(float(new_x), 1), round(float(new_y), 1)
 
 
+def annotate(graph: Graph, notes: dict[tuple[str, str], str]) -> None:
+    """Give nodes a second line: (kind, value) → text, e.g. ("ip", "198.51.100.9") → "RO · Example Hosting"."""
+    for node in graph.nodes:
+        node.note = notes.get((node.kind, node.value), "")
+
+
 def tooltip(node: Node) -> str:
     # Starts with a digit: the component opens a node's title on double-click, and a string that begins
     # with a digit can never be read as a URL scheme such as javascript:.
     text = f"{node.count:,} events · {KINDS[node.kind].label}: {html_text(node.value, 300)}"
+    if node.note:
+        text += f" · {html_text(node.note, 120)}"
     if node.scope:
         kind, value = split_node_id(node.scope)
         text += f" · by {KINDS[kind].label} {html_text(value, 200)}"
@@ -306,7 +315,8 @@ def vis_nodes(graph: Graph) -> list[dict]:
     for node in graph.nodes:
         color = KINDS[node.kind].color
         out.append({
-            "id": node.id, "label": html_text(node.value, 32), "title": tooltip(node),
+            "id": node.id, "label": html_text(node.value, 32) + (f"\n{html_text(node.note, 32)}" if node.note else ""),
+            "title": tooltip(node),
             "size": node.size, "x": node.x, "y": node.y, "shape": "dot", "physics": False,
             "color": {"background": color, "border": HIGHLIGHT if node.highlighted else color},
             "borderWidth": 5 if node.highlighted else 1,

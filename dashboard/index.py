@@ -409,6 +409,14 @@ class ActivityIndex:
                             f"LIMIT {int(limit)}", params)
         return frame["v"].tolist()
 
+    def place_values(self, column: str, flt: Filter, limit: int = 500) -> list[str]:
+        """Countries or network owners of the addresses in the filter's time range, most events first."""
+        assert column in ("country", "owner")
+        where, params = self.where(Filter(start=flt.start, end=flt.end))
+        frame = self._query(f"SELECT p.{column} AS v FROM ev JOIN places p USING (client_ip) WHERE {where} AND "
+                            f"p.{column} <> '' GROUP BY ALL ORDER BY count(*) DESC LIMIT {int(limit)}", params)
+        return frame["v"].tolist()
+
     def case_variants(self, column: str, wanted: tuple[str, ...], flt: Filter, limit: int = 10) -> pd.DataFrame:
         """Values that equal one of `wanted` once case is folded (and are not it), with their event counts in the
         filter's time range: the hint for a case-sensitive filter that matches little."""

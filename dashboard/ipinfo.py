@@ -122,3 +122,10 @@ class IpInfo:
             found = Place(found.country or country, found.owner or owner, found.asn, found.lat, found.lon,
                           found.source or ("geoip2fast" if country or owner else ""))
         return found
+
+
+def ip_sources(settings) -> IpInfo:
+    """The sources the settings name; the DEMO tenant's own networks when it stands in for a tenant."""
+    from ingest.simulator.tenant import NETWORKS
+
+    return IpInfo(settings.ip_networks_file, settings.ip_databases, networks_text=NETWORKS if settings.demo else "")

@@ -157,7 +157,7 @@ class LeadEngine:
         view = View(**{**{k: getattr(view, k) for k in ("operation", "user", "ip", "text")},
                        "period": "custom", "start": start, "end": end, "relationship": _RELATIONSHIP[rule.by]})
         return Lead(ident, rule.name, rule.severity, rule.title, rule.title + summary, _text(first),
-                    _text(last), sorted(u for u in users if u)[:LISTED], sorted(i for i in ips if i)[:LISTED],
+                    _text(last), sorted({u for u in users if u})[:LISTED], sorted({i for i in ips if i})[:LISTED],
                     int(events), view.to_params())
 
     @staticmethod
@@ -182,10 +182,16 @@ class LeadEngine:
         leads = []
         for row in frame.itertuples():
             if rule.by == "ip":
-                summary = f"from {row.key} against {row.d:,} accounts: {row.n:,} failures, {_span(row.first, row.last)}"
+                summary = f" from {row.key} against {row.d:,} accounts, {_span(row.first, row.last)}"
                 view = View(ip=row.key, operation=rule.operations)
+                if rule.then:  # and whether it worked
+                    won = self.index.sql(
+                        "SELECT DISTINCT user_id FROM ev WHERE client_ip = ? AND ts >= ? AND ts <= ? AND operation IN "
+                        "(SELECT unnest(?::VARCHAR[])) AND user_id <> ''",
+                        [row.key, row.first, row.last + rule.window, list(rule.then)])["user_id"].tolist()
+                    summary += f" — {len(won)} succeeded ({_few(sorted(won))})" if won else " — none succeeded"
             else:
-                summary = (f"on {row.key}: {row.n:,} failures from {len(row.ips):,} address(es), "
+                summary = (f" on {row.key}: {row.n:,} failures from {len(row.ips):,} address(es), "
                            f"{_span(row.first, row.last)}")
                 view = View(user=row.key, operation=rule.operations)
             leads.append(self._lead(rule, row.key, row.bucket, row.first, row.last, row.users, row.ips, row.n,
@@ -234,8 +240,9 @@ class LeadEngine:
                 summary = (f" by {value}: {', '.join(operations)} ×{len(group):,}, "
                            f"{_span(group.ts.min(), group.ts.max())}")
                 view = View(user=value, operation=rule.operations)
-            leads.append(self._lead(rule, value, day, group.ts.min(), group.ts.max(), actors + [value] * (
-                rule.by == "user"), set(group["client_ip"]), len(group), summary, view))
+            named = actors + ([value] if rule.by == "user" or "@" in value else [])  # a target account too
+            leads.append(self._lead(rule, value, day, group.ts.min(), group.ts.max(), named, set(group["client_ip"]),
+                                    len(group), summary, view))
         return leads
 
     def _records(self, positions: list[int]) -> list[dict | None]:

@@ -70,7 +70,7 @@ HOSTING_NETWORKS = (
 RULES = (
     Rule("password-spray", "Password spray", "high", "Many accounts failing from one address is how password "
          "spraying looks: one or two guesses per account stay under the lockout.", "burst",
-         SIGN_IN_FAILED, by="ip", at_least=10, distinct=("user", 10)),
+         SIGN_IN_FAILED, by="ip", at_least=10, distinct=("user", 10), then=SIGNED_IN),
     Rule("brute-force", "Brute force on one account", "medium", "Dozens of failed sign-ins to one account in an hour "
          "are guessing, not a forgotten password.", "burst", SIGN_IN_FAILED, by="user", at_least=20),
     Rule("success-after-failures", "Sign-in after many failures", "high", "A success from the address that just "

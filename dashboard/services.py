@@ -21,7 +21,7 @@ from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 from .access import ROLES, Access, AccessDenied, role_from_claims
 from .filters import FilterInputError
 from .index import ActivityIndex, Watch
-from .ipinfo import IpInfo
+from .ipinfo import ip_sources
 from .leads import Lead, LeadEngine
 from .watchlist import WatchList, WatchListError, check_name
 
@@ -117,14 +117,6 @@ def store() -> EventStore:
 
 
 REFRESH_SECONDS = 1.0  # the store is asked what changed at most this often, however many times a page asks
-
-
-def ip_sources(s: Settings) -> IpInfo:
-    """Where addresses are: the operator's networks file and databases, the packaged database; the DEMO tenant's
-    own networks when it stands in."""
-    from ingest.simulator.tenant import NETWORKS
-
-    return IpInfo(s.ip_networks_file, s.ip_databases, networks_text=NETWORKS if s.demo else "")
 
 
 @st.cache_resource(show_spinner=False)
@@ -228,6 +220,17 @@ def timeline(flt, stack_by: str, watch=None):
 @st.cache_data(max_entries=64, show_spinner=False)
 def _values(column, start_day, version) -> list:
     return _index().values(column, Filter(start=start_day))
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _place_values(column, start_day, version) -> list:
+    return _index().place_values(column, Filter(start=start_day))
+
+
+def place_values(column: str, flt: Filter) -> list:
+    """Countries or network owners seen in the filter's days (the choices of those filters)."""
+    start = flt.start.replace(hour=0, minute=0, second=0, microsecond=0) if flt and flt.start else None
+    return _place_values(column, start, index().version)
 
 
 def values(column: str, flt: Filter) -> list:

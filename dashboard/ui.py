@@ -143,6 +143,11 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
             chosen = list(st.session_state.get(_KEY + name, []))
             options = [str(v) for v in services.values(column, _days_of_view())]
             st.multiselect(label, sorted(set(options) | set(chosen)), key=_KEY + name)
+        for name, label in (("country", "Country of the IP"), ("owner", "Network owner of the IP")):
+            chosen = list(st.session_state.get(_KEY + name, []))
+            options = services.place_values(name, _days_of_view())
+            st.multiselect(label, sorted(set(options) | set(chosen)), key=_KEY + name,
+                           help="Where the address is and who owns its network, from the IP sources (offline)")
 
     names = sorted(services.watchlists())
     chosen = st.session_state.get(_KEY + "watchlist", "")
@@ -173,7 +178,7 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
 def _days_of_view() -> Filter:
     """The time range of the view as the widgets stand (a filter value may still be unusable)."""
     try:
-        return replace(_view_from_widgets(), ip="", record_type=(), watchlist="").to_filter()
+        return replace(_view_from_widgets(), ip="", record_type=(), watchlist="", country=(), owner=()).to_filter()
     except FilterInputError:
         return Filter()
 

@@ -13,6 +13,7 @@ from dashboard.graph import (
     MAX_CAP,
     RELATIONSHIPS,
     Graph,
+    annotate,
     build_graph,
     entity_of,
     neighbour_edges,
@@ -71,6 +72,8 @@ highlight = watched_entities(edges, cur.watch, cur.filter.case_sensitive) if cur
     else frozenset()
 drawn_edges, keep = _expanded(view, chain, edges)
 graph = build_graph(drawn_edges, cap=cap, highlight=highlight, keep=keep)
+placed = services.places([n.value for n in graph.nodes if n.kind == "ip"])
+annotate(graph, {("ip", p.client_ip): " · ".join(x for x in (p.country, p.owner) if x) for p in placed.itertuples()})
 
 summary = f"{total:,} events"
 if graph.total_entities:
@@ -107,6 +110,8 @@ else:
             entity = entity_of(*selected.key)
             st.subheader(f"Selected {KINDS[selected.kind].label}")
             st.code(selected.value, language=None, wrap_lines=True)
+            if selected.note:
+                st.caption(f"{markdown(selected.note, 200)} (from the IP sources, offline)")
             if selected.scope:
                 head_kind, head = split_node_id(selected.scope)
                 st.caption(f"done by this {KINDS[head_kind].label}:")

@@ -126,7 +126,7 @@ def _weekly_weight(moment: datetime) -> float:
 class SimulatedTenant:
     def __init__(self, start: datetime, seed: int = 7, events_per_week: int = 30_000, blob_minutes: int = 60,
                  late_blob_rate: float = 0.04, duplicate_rate: float = 0.05, expired_blobs: int = 2,
-                 late_listing_rate: float = 0.05, hostile: bool = True):
+                 late_listing_rate: float = 0.05, hostile: bool = True, stories: bool = True):
         self.start = start.astimezone(timezone.utc).replace(second=0, microsecond=0)
         self.seed = seed
         self.events_per_week = events_per_week
@@ -135,6 +135,7 @@ class SimulatedTenant:
         self.duplicate_rate = duplicate_rate
         self.late_listing_rate = late_listing_rate
         self.hostile = hostile
+        self.stories = stories  # off: only the organization's everyday activity (what leads must stay quiet on)
         self._warm: dict[tuple[str, int], bytes] = {}
         slots = int(timedelta(days=7) / self.interval)
         self._slots_per_week = slots
@@ -241,7 +242,8 @@ class SimulatedTenant:
         for _ in range(self._count(blob, rng)):
             when = blob.slot_start + timedelta(seconds=rng.random() * span)
             records.append(make(self, rng, when))
-        records.extend(record for record in self.story_records(blob.content_type).get(blob.index, []))
+        if self.stories:
+            records.extend(self.story_records(blob.content_type).get(blob.index, []))
         return records
 
     # --- ground truth, for tests and for the curious ---------------------------------------------

@@ -1,0 +1,202 @@
+"""Leads: every detection fires on the story planted for it in the simulated tenant and stays quiet on the
+organization's everyday activity; they follow the store incrementally to the same result as one full look; review
+marks are kept; addresses are placed offline; the command line prints them for a scheduler."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from dashboard.index import ActivityIndex
+from dashboard.ipinfo import IpInfo, NetworksFileError, read_networks
+from dashboard.leads import LeadEngine, holds
+from dashboard.rules import RULES, Detail
+from eventstore import Filter
+from eventstore.sqlite import SqliteStore
+from ingest.simulator import SimulatedTenant
+from ingest.simulator.tenant import APP_IP, ATTACKER_IP, GUESSER_IPS, NETWORKS, TRAVELLER_IP
+
+from .conftest import fill_store, week_start
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def engine_for(folder, tenant: SimulatedTenant, now: datetime | None = None):
+    store = SqliteStore(str(folder / "audit.db"))
+    fill_store(store, tenant, now)
+    index = ActivityIndex(store, str(folder / "audit.db.index"), ipinfo=IpInfo(networks_text=NETWORKS))
+    index.refresh()
+    index.wait()
+    engine = LeadEngine(index, store)
+    engine.update()
+    return store, index, engine
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tenant = SimulatedTenant(week_start(), seed=7, events_per_week=30_000)  # the DEMO tenant's size
+    store, index, engine = engine_for(tmp_path_factory.mktemp("leads"), tenant)
+    yield tenant, store, index, engine
+    index.close()
+    store.close()
+
+
+def story_of(tenant: SimulatedTenant) -> dict[str, tuple[set[str], set[str]]]:
+    """rule → (users, IPs) its planted story involves: the ground truth each rule must find."""
+    victim, admin1, admin5 = tenant.victim.upn, tenant.admins[1].upn, tenant.admins[5].upn
+    return {
+        "password-spray": ({victim}, {ATTACKER_IP}),
+        "success-after-failures": ({victim}, {ATTACKER_IP}),
+        "hosting-network": ({victim}, {ATTACKER_IP}),
+        "inbox-rule-hide": ({victim}, {ATTACKER_IP}),
+        "download-volume": ({victim}, {ATTACKER_IP}),
+        "privileged-role": ({victim, tenant.users[200].upn}, {ATTACKER_IP}),
+        "app-consent": ({admin1}, set()),
+        "app-credentials": ({admin1}, set()),
+        "impossible-travel": ({admin5}, {TRAVELLER_IP}),
+        "security-info": ({admin5}, {TRAVELLER_IP}),
+        "mailbox-forwarding": ({admin5}, {TRAVELLER_IP}),
+        "audit-off": ({admin5}, {TRAVELLER_IP}),
+        "brute-force": ({tenant.users[70].upn}, set(GUESSER_IPS)),
+        "deletion-volume": ({tenant.users[60].upn}, set()),
+        "inbox-rule-forward-delete": None,  # no story: quiet
+    }
+
+
+@pytest.mark.parametrize("rule", [rule.name for rule in RULES])
+def test_each_rule_fires_on_its_story_and_only_there(demo, rule):
+    tenant, _, _, engine = demo
+    truth = story_of(tenant)
+    found = [lead for lead in engine.leads() if lead.rule == rule]
+    if rule == "new-country":  # the spray's victim (Romania) and the travelling admin (United States)
+        assert {u for lead in found for u in lead.users} == {tenant.victim.upn, tenant.admins[5].upn}
+        return
+    if truth[rule] is None:
+        assert found == []
+        return
+    users, ips = truth[rule]
+    assert len(found) == 1, [lead.summary for lead in found]
+    assert set(found[0].users) >= users and set(found[0].ips) >= ips, found[0]
+
+
+def test_the_spray_lead_reads_as_a_sentence_and_opens_exactly_its_events(demo):
+    tenant, store, index, engine = demo
+    spray = next(lead for lead in engine.leads() if lead.rule == "password-spray")
+    assert f"from {ATTACKER_IP} against 40 accounts" in spray.summary and tenant.victim.upn in spray.summary
+    from dashboard.filters import View
+
+    view = View.from_params({k: v if isinstance(v, list) else [v] for k, v in spray.view.items()})
+    truth = sum(1 for row in store.iter_events() if row.client_ip == ATTACKER_IP and row.operation == "UserLoginFailed")
+    assert index.count(view.to_filter()) == spray.events == truth
+
+
+def test_leads_stay_quiet_on_everyday_activity(tmp_path):
+    """The organization without the planted stories: a week of 30,000 events (the DEMO tenant's size)."""
+    tenant = SimulatedTenant(week_start(), seed=11, events_per_week=30_000, stories=False)
+    store, index, engine = engine_for(tmp_path, tenant)
+    try:
+        assert index.count(Filter()) > 25_000
+        assert [lead.summary for lead in engine.leads()] == []
+    finally:
+        index.close()
+        store.close()
+
+
+def test_leads_follow_the_store_incrementally_to_the_same_result(tmp_path):
+    tenant = SimulatedTenant(week_start(), seed=7, events_per_week=6_000)
+    (tmp_path / "whole").mkdir()
+    whole_store, whole_index, whole = engine_for(tmp_path / "whole", tenant)
+    store = SqliteStore(str(tmp_path / "audit.db"))
+    index = ActivityIndex(store, str(tmp_path / "audit.db.index"), ipinfo=IpInfo(networks_text=NETWORKS))
+    engine = LeadEngine(index, store)
+    try:
+        now = datetime.now(timezone.utc)
+        for day in range(7, -1, -1):  # a day of events at a time, as a sync would bring them
+            fill_store(store, tenant, now - timedelta(days=day))
+            index.refresh()
+            index.wait()
+            engine.update()
+            assert index.take_changed_span() is None, "each update takes what it looked at"
+
+        def seen(e):
+            return {(lead.id, lead.events, tuple(lead.users)) for lead in e.leads()}
+
+        assert seen(engine) == seen(whole) and len(seen(engine)) >= 10
+    finally:
+        for thing in (index, store, whole_index, whole_store):
+            thing.close()
+
+
+def test_a_review_mark_is_kept_in_the_store_and_survives_a_new_look(demo, tmp_path):
+    tenant, store, index, engine = demo
+    lead = engine.leads()[0]
+    engine.review(lead.id, "ana@contoso.com", "known pen test; ticket 4711")
+    again = LeadEngine(index, store)  # another process, the same store
+    marked = next(x for x in again.leads() if x.id == lead.id)
+    assert marked.reviewed["by"] == "ana@contoso.com" and "4711" in marked.reviewed["note"]
+    engine.review(lead.id, "ana@contoso.com", "", reviewed=False)
+    assert not next(x for x in again.leads() if x.id == lead.id).reviewed
+
+
+@pytest.mark.parametrize("detail, record, expected", [
+    (Detail("Parameters", "ForwardingSmtpAddress", external=True),
+     {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingSmtpAddress", "Value": "smtp:x@evil.example"}]}, True),
+    (Detail("Parameters", "ForwardingSmtpAddress", external=True),
+     {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingSmtpAddress", "Value": "SMTP:b@Contoso.com"}]}, False),
+    (Detail("Parameters", "ForwardingAddress", external=True),
+     {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingAddress", "Value": "Finance Team"}]}, False),
+    (Detail("Parameters", "DeleteMessage", ("True",)),
+     {"Parameters": [{"Name": "DeleteMessage", "Value": "true"}]}, True),
+    (Detail("Parameters", "DeleteMessage", ("True",)), {"Parameters": [{"Name": "DeleteMessage", "Value": "False"}]}, False),
+    (Detail("ModifiedProperties", "Role.DisplayName", ("Global Administrator",)),
+     {"ModifiedProperties": [{"Name": "Role.DisplayName", "NewValue": "\"Global Administrator\""}]}, True),
+    (Detail("Parameters", "ForwardTo"), {"Parameters": "not a list"}, False),
+    (Detail("Parameters", "ForwardTo"), {"Parameters": [None, 3, {"Name": "ForwardTo", "Value": None}]}, False),
+])
+def test_a_detail_reads_the_original_record_as_written_and_survives_odd_shapes(detail, record, expected):
+    assert holds(detail, record) is expected
+
+
+def test_addresses_are_placed_offline_and_the_operators_networks_win():
+    info = IpInfo(networks_text="network,country,owner,asn,lat,lon\n8.8.8.0/24,NL,Our resolver,64500,52.4,4.9\n")
+    assert info.lookup("8.8.8.8").owner == "Our resolver" and info.lookup("8.8.8.8").lat == 52.4
+    packaged = IpInfo()
+    google = packaged.lookup("8.8.4.4")
+    assert (google.country, google.owner, google.source) == ("US", "GOOGLE", "geoip2fast")
+    assert packaged.lookup("2001:4860:4860::8888").country == "US"
+    assert packaged.lookup("10.1.2.3").owner == "private network" and packaged.lookup("10.1.2.3").country == ""
+    assert packaged.lookup("not an address").country == ""
+
+
+@pytest.mark.parametrize("text", ["country,owner\nNL,x\n", "network,country,owner\n10.0.0.0/33,NL,x\n",
+                                  "network,country,owner,lat\n10.0.0.0/8,NL,x,north\n"])
+def test_a_broken_networks_file_is_refused_in_words(text):
+    with pytest.raises(NetworksFileError, match="network|line 2"):
+        read_networks(text)
+
+
+def test_the_graph_and_filters_know_where_an_address_is(demo):
+    _, _, index, _ = demo
+    placed = index.places([ATTACKER_IP, APP_IP])
+    assert dict(zip(placed["client_ip"], placed["country"])) == {ATTACKER_IP: "RO", APP_IP: "US"}
+    romania = index.count(Filter(country=("RO",)))
+    assert romania == index.count(Filter(client_ip=("198.51.100.0/28",))) > 400
+    assert "Example Cloud Hosting (simulated)" in index.place_values("owner", Filter())
+
+
+def test_the_command_line_prints_leads_for_a_scheduler(demo, tmp_path):
+    """`python -m dashboard leads --json`, in a new process, with the demo's store (its own index file)."""
+    _, store, _, _ = demo
+    env = {**os.environ, "PYTHONPATH": ROOT, "AUDIT_STORE": f"sqlite:///{store.path}",
+           "DASHBOARD_INDEX": str(tmp_path / "own.index")}
+    env = {k: v for k, v in env.items() if not k.startswith("O365_")}
+    done = subprocess.run([sys.executable, "-m", "dashboard", "leads", "--json", "--all"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    assert {"rule", "severity", "first_seen", "last_seen", "users", "ips", "events", "summary"} <= set(lines[0])
+    assert any(line["rule"] == "password-spray" and ATTACKER_IP in line["ips"] for line in lines)
