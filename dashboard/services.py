@@ -154,10 +154,17 @@ def leads() -> list[Lead]:
     return engine.leads()
 
 
-def review_lead(lead_id: str, note: str, reviewed: bool = True) -> None:
-    who = require("review leads")
+def review_lead(lead_id: str, note: str, reviewed: bool = True) -> str | None:
+    """Mark a lead reviewed (or open again); returns why not when this person may not."""
+    try:
+        who = require("review leads")
+    except AccessDenied as denied:
+        return str(denied)
+    if read_only():
+        return "This dashboard reads the store with a read-only key, so it cannot keep review marks."
     _leads().review(lead_id, who.name, note, reviewed)
     record(who, "lead reviewed" if reviewed else "lead reopened", f"{lead_id}: {note[:200]}")
+    return None
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -120,7 +120,7 @@ def test_explore_draws_the_graph_and_a_click_opens_the_detail_panel(dashboard, p
     url, _ = dashboard
     for visit in ("first visit after the server started", "second visit"):
         began = time.monotonic()
-        page.goto(url)
+        page.goto(f"{url}/explore")
         graph_canvas(page)
         print(f"\ngraph drawn {time.monotonic() - began:.1f} s after page load ({visit})")
     page.get_by_text("entities").first.wait_for()
@@ -128,7 +128,7 @@ def test_explore_draws_the_graph_and_a_click_opens_the_detail_panel(dashboard, p
     page.screenshot(path=os.path.join(shots, "explore.png"), full_page=True)
 
     # a small graph (the spraying IP and the one account it got into) so the scan finds a node fast
-    page.goto(f"{url}/?ip={ATTACKER_IP}&operation=UserLoggedIn&relationship=IP+%E2%86%92+user")
+    page.goto(f"{url}/explore?ip={ATTACKER_IP}&operation=UserLoggedIn&relationship=IP+%E2%86%92+user")
     canvas = graph_canvas(page)
     page.wait_for_timeout(1500)
     hit = click_nodes_until(page, canvas, lambda: page.get_by_text("Selected").count() > 0, step=20)
@@ -165,7 +165,7 @@ def named(data: dict) -> list[str]:
 def test_names_are_drawn_and_a_node_expands_in_place(dashboard, page, shots):
     url, _ = dashboard
     page.context.add_init_script(KEEP_DRAWN)
-    page.goto(url)
+    page.goto(f"{url}/explore")
     data = drawn(page)
     by_size = sorted(data["nodes"], key=lambda n: -n["size"])
     assert len(named(data)) >= min(15, len(data["nodes"])), "the biggest entities' names are drawn"
@@ -174,7 +174,7 @@ def test_names_are_drawn_and_a_node_expands_in_place(dashboard, page, shots):
     page.screenshot(path=os.path.join(shots, "explore-labels.png"), full_page=True)
 
     # the attacker's address with its detail panel open (the URL keeps the selected node)
-    pivot = f"{url}/?ip={ATTACKER_IP}&relationship=IP+%E2%86%92+user&node=ip%3A{ATTACKER_IP}"
+    pivot = f"{url}/explore?ip={ATTACKER_IP}&relationship=IP+%E2%86%92+user&node=ip%3A{ATTACKER_IP}"
     page.goto(pivot)
     data = drawn(page)
     assert len(named(data)) == len(data["nodes"]) > 30, "every name is drawn on a small graph"
@@ -193,9 +193,27 @@ def test_names_are_drawn_and_a_node_expands_in_place(dashboard, page, shots):
     assert {n["id"] for n in drawn(page, until=lambda d: len(d["nodes"]) == len(ids))["nodes"]} == ids
 
 
+def test_the_first_page_names_the_spray_and_opens_its_events(dashboard, page, shots):
+    url, _ = dashboard
+    page.goto(url)
+    lead = page.get_by_text(f"Password spray from {ATTACKER_IP}").first
+    lead.wait_for(timeout=60_000)
+    assert "40 accounts" in lead.inner_text() and "succeeded" in lead.inner_text()
+    page.wait_for_timeout(500)
+    page.screenshot(path=os.path.join(shots, "leads.png"), full_page=True)
+    # the lead's own button: the first one after its sentence (its card's right-hand column)
+    lead.locator("xpath=following::button[normalize-space()='Open in Explore'][1]").click()
+    page.wait_for_url("**/explore?**", timeout=30_000)
+    assert f"ip={ATTACKER_IP}" in page.url and "period=custom" in page.url
+    graph_canvas(page)
+    page.get_by_text("150 events · showing").first.wait_for(timeout=30_000)  # the spray's failures, exactly
+    page.wait_for_timeout(1000)
+    page.screenshot(path=os.path.join(shots, "lead-in-explore.png"), full_page=True)
+
+
 def test_brushing_the_timeline_narrows_the_graph_and_the_url_keeps_it(dashboard, page, shots):
     url, db = dashboard
-    page.goto(url)
+    page.goto(f"{url}/explore")
     graph_canvas(page)
     total = int(page.get_by_text(" events · showing").first.inner_text().split()[0].replace(",", ""))
     chart = page.locator("[data-testid='stVegaLiteChart'] canvas, [data-testid='stVegaLiteChart'] svg").first
@@ -231,7 +249,7 @@ def test_watchlist_upload_restricts_the_graph(dashboard, page, shots, tmp_path):
 
     today = datetime.now(timezone.utc).date()
     whole_history = f"period=custom&start={today - timedelta(days=10)}&end={today + timedelta(days=1)}"
-    page.goto(f"{url}/?watchlist=admins&watch_mode=restrict&{whole_history}")
+    page.goto(f"{url}/explore?watchlist=admins&watch_mode=restrict&{whole_history}")
     graph_canvas(page)
     with SqliteStore(db) as store:
         expected = sum(1 for row in store.iter_events() if row.user_id == "Ben.Lauer@contoso.com")
@@ -249,7 +267,7 @@ def test_sync_now_completes(dashboard, page, shots):
 
 def test_hostile_audit_text_executes_nothing(dashboard, page, shots):
     url, _ = dashboard
-    page.goto(f"{url}/?relationship=user+%E2%86%92+file&text=alert")
+    page.goto(f"{url}/explore?relationship=user+%E2%86%92+file&text=alert")
     canvas = graph_canvas(page)
     page.wait_for_timeout(2000)
     page.screenshot(path=os.path.join(shots, "hostile.png"), full_page=True)
@@ -266,7 +284,7 @@ def test_hostile_audit_text_executes_nothing(dashboard, page, shots):
 
 def test_events_stored_by_another_process_are_offered_without_a_reload(dashboard, page):
     url, db = dashboard
-    page.goto(url)
+    page.goto(f"{url}/explore")
     graph_canvas(page)
     summary = page.get_by_text(" events · showing").first
     summary.wait_for()

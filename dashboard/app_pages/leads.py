@@ -24,8 +24,17 @@ def _open(view_params: dict) -> None:
     st.session_state["open_explore"] = True
 
 
+def _review(lead_id: str, reviewed: bool = True) -> None:
+    # the note as typed now (the button's arguments were fixed when the page was last drawn)
+    refused = services.review_lead(lead_id, st.session_state.get(f"note_{lead_id}", "") if reviewed else "", reviewed)
+    if refused:
+        st.session_state["lead_refused"] = refused
+
+
 if st.session_state.pop("open_explore", False):
     st.switch_page("app_pages/explore.py")
+if "lead_refused" in st.session_state:
+    st.error(markdown(st.session_state.pop("lead_refused")))
 
 left, middle, right = st.columns([2, 2, 1])
 severities = left.multiselect("Severity", list(BADGE), default=["high", "medium", "low"], key="leads_severity")
@@ -45,8 +54,9 @@ for lead in chosen[:SHOWN]:
         top, buttons = st.columns([5, 2])
         with top:
             st.markdown(f"**{BADGE.get(lead.severity, lead.severity)}** · {markdown(lead.summary, 400)}")
-            st.caption(f"{lead.events:,} events · {len(lead.users):,} user(s) · {len(lead.ips):,} IP(s) · "
-                       f"first {lead.first_seen} · last {lead.last_seen}")
+            st.caption(f"{lead.events:,} event{'s' * (lead.events != 1)} · {len(lead.users):,} user(s) · "
+                       f"{len(lead.ips):,} IP(s) · first {lead.first_seen[:16].replace('T', ' ')} · last "
+                       f"{lead.last_seen[:16].replace('T', ' ')} UTC")
             if lead.reviewed:
                 st.caption(f"✔ reviewed by {markdown(lead.reviewed.get('by', ''), 80)} at "
                            f"{markdown(lead.reviewed.get('at', ''), 30)}: {markdown(lead.reviewed.get('note', ''))}")
@@ -55,11 +65,11 @@ for lead in chosen[:SHOWN]:
                       width="stretch", help="The graph of exactly this lead's events")
             if lead.reviewed:
                 st.button("Reopen", key=f"reopen_{lead.id}", disabled=not can_review, width="stretch",
-                          on_click=services.review_lead, args=(lead.id, "", False))
+                          on_click=_review, args=(lead.id, False))
             else:
                 with st.popover("Mark reviewed", width="stretch", disabled=not can_review):
-                    note = st.text_input("Note", key=f"note_{lead.id}", placeholder="e.g. known pen test; ticket 4711")
-                    st.button("Save", key=f"review_{lead.id}", on_click=services.review_lead, args=(lead.id, note))
+                    st.text_input("Note", key=f"note_{lead.id}", placeholder="e.g. known pen test; ticket 4711")
+                    st.button("Save", key=f"review_{lead.id}", on_click=_review, args=(lead.id,))
         with st.expander("Who and where"):
             st.dataframe(pd.DataFrame({"users": pd.Series(lead.users, dtype=str)}), hide_index=True, width="stretch",
                          height=min(35 * (len(lead.users) + 1) + 3, 215))
