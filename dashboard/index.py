@@ -49,8 +49,8 @@ CREATE TABLE IF NOT EXISTS ev (
 -- each distinct address once, as a number, for CIDR ranges (DuckDB's inet extension is not available offline)
 CREATE TABLE IF NOT EXISTS ips (client_ip VARCHAR PRIMARY KEY, v6 BOOLEAN, num UHUGEINT);
 -- where each address is and who owns its network (ipinfo), looked up once per address
-CREATE TABLE IF NOT EXISTS places (client_ip VARCHAR PRIMARY KEY, country VARCHAR, owner VARCHAR, lat DOUBLE,
-                                   lon DOUBLE);
+CREATE TABLE IF NOT EXISTS places (client_ip VARCHAR PRIMARY KEY, country VARCHAR, owner VARCHAR, asn BIGINT,
+                                   lat DOUBLE, lon DOUBLE);
 CREATE TABLE IF NOT EXISTS state (key VARCHAR PRIMARY KEY, value VARCHAR);
 """
 
@@ -143,13 +143,13 @@ class ActivityIndex:
     def _insert_places(self, cursor, addresses) -> None:
         if self.ipinfo is None or len(addresses) == 0:
             return
-        found = [(a, *(lambda p: (p.country, p.owner, p.lat, p.lon))(self.ipinfo.lookup(a))) for a in addresses]
-        cursor.register("found", pd.DataFrame(found, columns=["client_ip", "country", "owner", "lat", "lon"]))
+        found = [(a, *(lambda p: (p.country, p.owner, p.asn, p.lat, p.lon))(self.ipinfo.lookup(a))) for a in addresses]
+        cursor.register("found", pd.DataFrame(found, columns=["client_ip", "country", "owner", "asn", "lat", "lon"]))
         cursor.execute("INSERT INTO places SELECT * FROM found ON CONFLICT DO NOTHING")
         cursor.unregister("found")
 
     def places(self, addresses: list[str]) -> pd.DataFrame:
-        """client_ip, country, owner, lat, lon for these addresses (those known)."""
+        """client_ip, country, owner, asn, lat, lon for these addresses (those known)."""
         return self._query("SELECT * FROM places WHERE client_ip IN (SELECT unnest(?::VARCHAR[]))", [list(addresses)])
 
     # --- what changed, for the leads ------------------------------------------------------------

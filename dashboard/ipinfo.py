@@ -27,11 +27,15 @@ class Place:
     lon: float | None = None
     source: str = ""  # which source answered
 
-    def label(self) -> str:
-        return " · ".join(part for part in (self.country, self.owner[:24]) if part)
 
 
 UNKNOWN = Place()
+
+
+def place_text(country: str, owner: str, asn=None) -> str:
+    """"RO · AS64510 · Example Cloud Hosting": what is known, in that order (asn may be a missing number)."""
+    number = f"AS{int(asn)}" if isinstance(asn, (int, float)) and asn == asn else ""
+    return " · ".join(part for part in (country, number, owner) if part)
 
 
 class NetworksFileError(ValueError):

@@ -508,3 +508,12 @@ def test_an_analyst_marks_a_lead_reviewed_and_a_viewer_cannot(app, monkeypatch):
     mark = next(x for x in services.leads() if x.id == lead.id).reviewed
     assert mark["by"] == "ana@contoso.com" and mark["note"] == "known pen test"
     assert f"open_{lead.id}" not in {b.key for b in analyst.button}, "a reviewed lead leaves the default list"
+
+
+def test_an_ip_shows_where_it_is_and_the_view_filters_by_country(app):
+    at = app(country="RO", relationship="IP → user")
+    nodes = graph_json(at)["nodes"]
+    ips = [n for n in nodes if n["id"].startswith("ip:")]
+    assert [n["id"] for n in ips] == [f"ip:{ATTACKER_IP}"], "only the address in Romania"
+    assert ips[0]["label"].split("\n")[1].startswith("RO · AS64510 · Example Cloud"), "its place, under its name"
+    assert "RO" in at.multiselect(key="f_country").options and at.query_params["country"] in (["RO"], "RO")

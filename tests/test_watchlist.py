@@ -77,3 +77,18 @@ def test_accounts_as_audit_records_name_them_are_accepted():
             "S-1-5-21-1004336348-1177238915-682003330-512\nCONTOSO\\svc-backup\n2001:DB8::1\n").encode()
     watchlist = parse_watchlist("mixed", data)
     assert len(watchlist.accounts) == 4 and watchlist.networks == ("2001:db8::1",)
+
+
+def test_the_example_admin_list_names_the_demo_tenants_admins():
+    """examples/adminlist.csv, which the README points at, is the DEMO tenant's administrators as Entra spells them."""
+    import os
+    from datetime import datetime, timezone
+
+    from ingest.demo import DEMO_SEED
+    from ingest.simulator import SimulatedTenant
+
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "adminlist.csv")
+    with open(path, "rb") as f:
+        listed = parse_watchlist("admins", f.read())
+    tenant = SimulatedTenant(datetime.now(timezone.utc), seed=DEMO_SEED)
+    assert set(listed.accounts) == {u.upn for u in tenant.admins} and tenant.victim.upn in listed.accounts

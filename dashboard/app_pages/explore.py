@@ -24,6 +24,7 @@ from dashboard.graph import (
     watched_entities,
 )
 from dashboard.graph_view import draw, timeline_chart
+from dashboard.ipinfo import place_text
 from dashboard.pages_common import events_csv, page_start, related_table, show_events
 from dashboard.untrusted import markdown
 
@@ -73,7 +74,7 @@ highlight = watched_entities(edges, cur.watch, cur.filter.case_sensitive) if cur
 drawn_edges, keep = _expanded(view, chain, edges)
 graph = build_graph(drawn_edges, cap=cap, highlight=highlight, keep=keep)
 placed = services.places([n.value for n in graph.nodes if n.kind == "ip"])
-annotate(graph, {("ip", p.client_ip): " · ".join(x for x in (p.country, p.owner) if x) for p in placed.itertuples()})
+annotate(graph, {("ip", p.client_ip): place_text(p.country, p.owner, p.asn) for p in placed.itertuples()})
 
 summary = f"{total:,} events"
 if graph.total_entities:
