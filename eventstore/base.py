@@ -40,6 +40,11 @@ class EventStore(ABC):
 
     # --- ingest side -------------------------------------------------------------------------
     @abstractmethod
+    def store_events(self, rows: Sequence[EventRow]) -> int:
+        """Store events that are not stored yet (by record Id); returns how many were new. For a source that has
+        no blobs (the backfill); store_blobs does this and keeps the blob's record in the same step."""
+
+    @abstractmethod
     def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
         """Store each blob's events and mark the blob stored; a blob is never marked stored without its
         events. Events already stored (same Id) are left as they are. Returns how many events were new.

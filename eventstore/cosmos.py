@@ -240,15 +240,17 @@ class CosmosStore(EventStore):
                 continue
 
     # --- ingest side -------------------------------------------------------------------------
-    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
+    def store_events(self, rows: Sequence[EventRow]) -> int:
         by_day: dict[str, dict[str, EventRow]] = {}
-        for _, rows in batch:
-            for row in rows:
-                by_day.setdefault(row.time[:10], {}).setdefault(row.id, row)
+        for row in rows:
+            by_day.setdefault(row.time[:10], {}).setdefault(row.id, row)
         chunks = [chunk for day, rows in by_day.items() for chunk in _chunks(day, list(rows.values()))]
         if self._writers is None:
             self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="cosmos-write")
-        created = sum(self._writers.map(lambda chunk: self._create(*chunk), chunks))
+        return sum(self._writers.map(lambda chunk: self._create(*chunk), chunks))
+
+    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
+        created = self.store_events([row for _, rows in batch for row in rows])
         # a blob is marked stored only after all its events are (a crash in between re-fetches it)
         self._write_many("blob", [(blob.content_id, self._blob_doc(blob, len(rows), "stored"))
                                   for blob, rows in batch])

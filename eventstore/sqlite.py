@@ -192,6 +192,10 @@ class SqliteStore(EventStore):
         return _Transaction(self._conn())
 
     # --- ingest side -------------------------------------------------------------------------
+    def store_events(self, rows: Sequence[EventRow]) -> int:
+        with self._write() as conn:
+            return _insert_events(conn, rows)
+
     def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
         with self._write() as conn:
             added = _insert_events(conn, [row for _, rows in batch for row in rows])

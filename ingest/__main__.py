@@ -124,6 +124,51 @@ def cmd_worker(settings: Settings, args, stop: threading.Event) -> int:
     return EXIT_FATAL if report.fatal else EXIT_OK
 
 
+def _day(text: str, name: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise SettingsError(f"--{name} must be a date or time such as 2026-06-01 or 2026-06-01T12:00, not {text!r}.") \
+            from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+
+
+class _BackfillPrinter:
+    """A live line on a terminal; a line per window finished otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty, self._done = stream, stream.isatty(), -1
+
+    def __call__(self, p) -> None:
+        if self.tty:
+            filled = 24 * p.done // max(1, p.windows)
+            self.stream.write(f"\rbackfill [{'#' * filled}{'.' * (24 - filled)}] {p.done}/{p.windows} windows, "
+                              f"{p.running} running, {p.records:,} records, +{p.added:,} new ")
+            self.stream.flush()
+        elif p.done != self._done:
+            log.info("backfill windows=%d/%d running=%d records=%d new=%d", p.done, p.windows, p.running,
+                     p.records, p.added)
+        self._done = p.done
+
+
+def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
+    from .backfill import run_backfill
+
+    until = _day(args.until, "until") if args.until else datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    since = _day(args.since, "since") if args.since else until - timedelta(days=args.days)
+    if not since < until:
+        raise SettingsError("--since must be before --until.")
+    log.info("%s: backfilling %s – %s from Microsoft Graph's audit log (%s)", settings.tenant_label, _iso(since),
+             _iso(until), settings.graph_url)
+    with _open(settings, "state") as store:
+        printer = _BackfillPrinter()
+        report = run_backfill(settings, store, since, until, tuple(args.service or ()), progress=printer, stop=stop)
+    if printer.tty:
+        sys.stderr.write("\n")
+    (log.info if report.ok else log.error)("%s", report.summary())
+    return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
+
+
 def _iso(moment: datetime | None) -> str | None:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
@@ -153,10 +198,26 @@ def status_data(settings: Settings) -> dict:
                  "events_stored": stats.per_content_type.get(cp.content_type, 0),
                  "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
                 for cp in store.checkpoints(settings.content_types)],
+            "backfill": backfill_state(store),
             "lost_blobs": [_blob(b) for b in lost],
             # fetched again by the next pass, or stored with something repaired or skipped
             "blob_issues": [_blob(b) for b in issues if b.status != "lost"],
         }
+
+
+def backfill_state(store) -> dict:
+    """The backfill's windows by state, the range they cover, and the records they brought."""
+    from .backfill import KIND, Window
+
+    windows = [Window(**json.loads(p)) for p in store.documents(KIND).values()]
+    leaves = [w for w in windows if w.state != "split"]
+    counts: dict[str, int] = {}
+    for window in leaves:
+        counts[window.state] = counts.get(window.state, 0) + 1
+    return {"windows": counts, "from": min((w.start for w in leaves), default=None),
+            "to": max((w.end for w in leaves), default=None), "records": sum(w.records for w in leaves),
+            "added": sum(w.added for w in leaves),
+            "gaps": [{"from": w.start, "to": w.end, "error": w.error} for w in leaves if w.state == "gave_up"]}
 
 
 def cmd_status(settings: Settings, args, stop) -> int:
@@ -174,6 +235,13 @@ def cmd_status(settings: Settings, args, stop) -> int:
     for ct in data["content_types"]:
         out.write(f"{ct['content_type']:<28}{ct['listed_until'] or 'never':<22}{ct['last_success'] or 'never':<22}"
                   f"{ct['events_stored']:>10,}{ct['blobs_queued']:>8,}{ct['blobs_lost']:>6}  {ct['last_error']}\n")
+    backfill = data["backfill"]
+    if backfill["windows"]:
+        states = ", ".join(f"{n} {state}" for state, n in sorted(backfill["windows"].items()))
+        out.write(f"backfill {backfill['from']} … {backfill['to']}: {states}; {backfill['records']:,} records, "
+                  f"{backfill['added']:,} new\n")
+        for gap in backfill["gaps"]:
+            out.write(f"backfill gap: {gap['from']} … {gap['to']} ({gap['error']})\n")
     for blob in data["lost_blobs"] + data["blob_issues"]:
         out.write(f"{blob['status']}: {blob['content_type']} {blob['content_id']} ({blob['code']}) "
                   f"{blob['message']}\n")
@@ -253,6 +321,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "you like, on as many machines")
     p.add_argument("--drain", action="store_true", help="stop once the queue is empty (else run until stopped)")
     p.add_argument("--threads", type=int, default=4, help="blobs fetched at once (default 4)")
+    p = sub.add_parser("backfill", help="history beyond the feed's 7 days, from Microsoft Graph's audit log queries "
+                                        "(up to 180 days; needs AuditLogsQuery.Read.All); resumes where it stopped")
+    p.add_argument("--days", type=int, default=180, help="how far back from now (default 180)")
+    p.add_argument("--since", help="from this UTC date or time instead (e.g. 2026-06-01)")
+    p.add_argument("--until", help="to this UTC date or time (default: now)")
+    p.add_argument("--service", action="append", help="only this service (Exchange, SharePoint, "
+                                                        "AzureActiveDirectory, …); repeat for several")
     p = sub.add_parser("status", help="checkpoints, last success, events stored and lost blobs per content type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("export", help="every stored event: the original record per line (jsonl) or a CSV table")
@@ -276,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"sync": cmd_sync, "run": cmd_run, "enqueue": cmd_sync, "worker": cmd_worker, "status": cmd_status,
+COMMANDS = {"sync": cmd_sync, "run": cmd_run, "backfill": cmd_backfill, "enqueue": cmd_sync, "worker": cmd_worker, "status": cmd_status,
             "export": cmd_export, "check": cmd_check,
             "subscribe": cmd_subscribe, "simulate": cmd_simulate}
 

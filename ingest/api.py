@@ -210,13 +210,14 @@ def _span(seconds: float) -> str:
         else f"{seconds / 60:.0f} min"
 
 
-class ActivityApi:
+class ApiClient:
+    """What every client of a Microsoft API here shares: one bounded session, a token, pacing, backoff that honours
+    Retry-After and stops at once when asked, and the service's clock."""
+
     def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider,
                  pacer: RequestPacer | None = None, *, max_attempts: int = 8, backoff_base: float = 1.0,
                  backoff_cap: float = 60.0, on_retry: Callable[[str], None] | None = None):
         self.settings = settings
-        self.feed = f"{settings.api_url}/api/v1.0/{settings.tenant_id}/activity/feed"
-        self._feed_origin, self._feed_path = http.origin(self.feed), urlsplit(self.feed).path + "/"
         self._session, self._tokens = session, tokens
         self.stop = session.stop  # set: every wait and request in flight ends at once
         self._pacer = pacer or RequestPacer(settings.max_requests_per_minute)
@@ -226,6 +227,56 @@ class ActivityApi:
 
     def server_now(self) -> datetime:
         return datetime.now(timezone.utc) + timedelta(seconds=self.clock_skew)
+
+    def _send(self, method: str, url: str, max_bytes: int, **kwargs) -> requests.Response | str:
+        """One attempt, paced, with the token: the answer (never a redirect), or what went wrong on the network
+        (the caller backs off and tries again). Everything else that can go wrong is raised as an ApiError."""
+        if self.stop.is_set():
+            raise Interrupted("Stopped.")
+        self._pacer.wait()
+        try:
+            response = self._session.request(method, url, max_bytes=max_bytes, deadline=self.settings.request_timeout,
+                                             headers={"Authorization": f"Bearer {self._tokens.token()}"}, **kwargs)
+        except http.Interrupted:
+            raise Interrupted("Stopped while a request was in flight.") from None
+        except http.UntrustedAddress as refused:
+            raise BadAnswer(f"refused: {refused}", "UNTRUSTED_ADDRESS") from None
+        except http.AnswerTooLarge as large:
+            raise BadAnswer(str(large), "TOO_LARGE") from None
+        except http.DeadlineExceeded as slow:
+            raise BadAnswer(f"{slow} (O365_REQUEST_TIMEOUT)", "TOO_SLOW") from None
+        except requests.RequestException as exc:
+            return f"network error ({type(exc).__name__})"
+        self._note_clock(response)
+        if 300 <= response.status_code < 400:
+            raise BadAnswer(f"the API answered with a redirect (HTTP {response.status_code}) to "
+                            f"{redact.short(response.headers.get('Location', '?'), 120)}; redirects are not "
+                            "followed", "REDIRECT")
+        return response
+
+    def _backoff(self, attempt: int, retry_after: float | None, why: str) -> int:
+        attempt += 1
+        if attempt >= self._max_attempts:
+            raise RetriesExhausted(f"Gave up after {attempt} attempts: {why}.")
+        delay = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+        if retry_after is not None:  # the service knows best, but "0" must not turn into a tight loop
+            delay = max(delay, min(retry_after, 600.0))
+        self._on_retry(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self._max_attempts})")
+        if self.stop.wait(delay):
+            raise Interrupted("Stopped while waiting to retry.")
+        return attempt
+
+    def _note_clock(self, response: requests.Response) -> None:
+        served = _http_date(response.headers.get("Date"))
+        if served is not None:
+            self.clock_skew = (served - datetime.now(timezone.utc)).total_seconds()
+
+
+class ActivityApi(ApiClient):
+    def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider, *args, **kwargs):
+        super().__init__(settings, session, tokens, *args, **kwargs)
+        self.feed = f"{settings.api_url}/api/v1.0/{settings.tenant_id}/activity/feed"
+        self._feed_origin, self._feed_path = http.origin(self.feed), urlsplit(self.feed).path + "/"
 
     def check_clock(self) -> None:
         """Raise ClockSkew when the service's clock cannot be believed for planning or for 'expired'."""
@@ -291,32 +342,13 @@ class ActivityApi:
         refreshed = False
         attempt = 0
         while True:
-            if self.stop.is_set():
-                raise Interrupted("Stopped.")
-            self._pacer.wait()
-            try:
-                response = self._session.request(method, url, params=params, max_bytes=max_bytes,
-                                                 deadline=self.settings.request_timeout,
-                                                 headers={"Authorization": f"Bearer {self._tokens.token()}"})
-            except http.Interrupted:
-                raise Interrupted("Stopped while a request was in flight.") from None
-            except http.UntrustedAddress as refused:
-                raise BadAnswer(f"refused: {refused}", "UNTRUSTED_ADDRESS") from None
-            except http.AnswerTooLarge as large:
-                raise BadAnswer(str(large), "TOO_LARGE") from None
-            except http.DeadlineExceeded as slow:
-                raise BadAnswer(f"{slow} (O365_REQUEST_TIMEOUT)", "TOO_SLOW") from None
-            except requests.RequestException as exc:
-                attempt = self._backoff(attempt, None, f"network error ({type(exc).__name__})")
+            response = self._send(method, url, max_bytes, params=params)
+            if isinstance(response, str):
+                attempt = self._backoff(attempt, None, response)
                 continue
-            self._note_clock(response)
             status = response.status_code
             if 200 <= status < 300:
                 return response
-            if 300 <= status < 400:
-                raise BadAnswer(f"the API answered with a redirect (HTTP {status}) to "
-                                f"{redact.short(response.headers.get('Location', '?'), 120)}; redirects are not "
-                                "followed", "REDIRECT")
             code, message = _error_of(response)
             if code == "AF20024":  # already enabled, no change: the result we wanted
                 return response
@@ -347,20 +379,3 @@ class ActivityApi:
                 raise BadAnswer(f"The Management Activity API refused the request (HTTP {status}"
                                 f"{', ' + code if code else ''}): {hint or message or 'no reason given'}",
                                 code or f"HTTP{status}", status)
-
-    def _backoff(self, attempt: int, retry_after: float | None, why: str) -> int:
-        attempt += 1
-        if attempt >= self._max_attempts:
-            raise RetriesExhausted(f"Gave up after {attempt} attempts: {why}.")
-        delay = min(self._backoff_cap, self._backoff_base * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-        if retry_after is not None:  # the service knows best, but "0" must not turn into a tight loop
-            delay = max(delay, min(retry_after, 600.0))
-        self._on_retry(f"{why}; retrying in {delay:.1f} s (attempt {attempt + 1} of {self._max_attempts})")
-        if self.stop.wait(delay):
-            raise Interrupted("Stopped while waiting to retry.")
-        return attempt
-
-    def _note_clock(self, response: requests.Response) -> None:
-        served = _http_date(response.headers.get("Date"))
-        if served is not None:
-            self.clock_skew = (served - datetime.now(timezone.utc)).total_seconds()

@@ -40,9 +40,10 @@ def _certificate_credential(path: str) -> dict:
 class TokenProvider:
     """Caches the token (MSAL does) and can drop it when the API says it is no longer good."""
 
-    def __init__(self, settings: Settings, session: requests.Session):
+    def __init__(self, settings: Settings, session: requests.Session, resource: str = ""):
+        """`resource`: whose token (default the Management Activity API; the backfill's is Microsoft Graph)."""
         credential = _certificate_credential(settings.client_cert) if settings.client_cert else settings.client_secret
-        self._scopes = [f"{settings.api_url}/.default"]
+        self._scopes = [f"{resource or settings.api_url}/.default"]
         self._lock = threading.Lock()
         self._tenant = settings.tenant_id
         try:

@@ -22,6 +22,7 @@ CLOUDS = {
     "dod": ("https://manage.protection.apps.mil", "https://login.microsoftonline.us"),
 }
 
+GRAPH_URL = "https://graph.microsoft.com"  # the audit log query API is served in the global cloud only
 DEFAULT_STORE = "sqlite:///data/audit.db"
 DEFAULT_QUEUE = "o365-content"
 
@@ -34,6 +35,8 @@ VARIABLES = {
     "O365_PUBLISHER_ID": "GUID sent as PublisherIdentifier (own throttling quota). Default: the tenant ID.",
     "O365_CLOUD": "commercial (default), gcc, gcchigh or dod: presets for the two URLs below.",
     "O365_API_URL": "Management API root. Default from O365_CLOUD (https://manage.office.com).",
+    "GRAPH_API_URL": "Microsoft Graph root, for the backfill's audit log queries. Default https://graph.microsoft.com.",
+    "GRAPH_API_VERSION": "v1.0 (default) or beta: the Graph version the audit log query API is called on.",
     "O365_LOGIN_URL": "Entra login root. Default from O365_CLOUD (https://login.microsoftonline.com).",
     "O365_CA_BUNDLE": "PEM file of extra CAs to trust (e.g. a TLS-inspecting proxy).",
     "O365_CONTENT_TYPES": "Comma list of content types to sync. Default: all five.",
@@ -98,6 +101,8 @@ class Settings:
     publisher_id: str = ""
     cloud: str = "commercial"
     api_url: str = CLOUDS["commercial"][0]
+    graph_url: str = GRAPH_URL
+    graph_version: str = "v1.0"
     login_url: str = CLOUDS["commercial"][1]
     ca_bundle: str = ""
     content_types: tuple[str, ...] = CONTENT_TYPES
@@ -152,7 +157,7 @@ class Settings:
         return replace(self, tenant_id=env["O365_TENANT_ID"], client_id=env["O365_CLIENT_ID"],
                        client_secret=env["O365_CLIENT_SECRET"], client_cert="", publisher_id=env["O365_TENANT_ID"],
                        api_url=env["O365_API_URL"], login_url=env["O365_LOGIN_URL"], ca_bundle=env["O365_CA_BUNDLE"],
-                       demo=True)
+                       graph_url=env["GRAPH_API_URL"], demo=True)
 
 
 def _guid(name: str, value: str) -> str:
@@ -181,6 +186,12 @@ def _https_url(name: str, value: str) -> str:
     if parsed.scheme != "https" or not parsed.hostname:
         raise SettingsError(f"{name} must be an https:// URL, not {value!r}.")
     return value.rstrip("/")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
+    return value
 
 
 def _memory(name: str, value: str) -> str:
@@ -276,6 +287,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         publisher_id=publisher_id,
         cloud=cloud,
         api_url=api_url,
+        graph_url=_https_url("GRAPH_API_URL", get("GRAPH_API_URL") or GRAPH_URL),
+        graph_version=_choice("GRAPH_API_VERSION", get("GRAPH_API_VERSION") or "v1.0", ("v1.0", "beta")),
         login_url=login_url,
         ca_bundle=_readable_file("O365_CA_BUNDLE", get("O365_CA_BUNDLE")),
         content_types=content_types,

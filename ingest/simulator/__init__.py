@@ -18,6 +18,7 @@ def start_simulator(tenant: SimulatedTenant, config: SimulatorConfig | None = No
     config = service.config
     env = {"O365_TENANT_ID": config.tenant_id, "O365_CLIENT_ID": config.client_id,
            "O365_CLIENT_SECRET": config.client_secret, "O365_API_URL": url, "O365_LOGIN_URL": url,
+           "GRAPH_API_URL": f"{url}/graph",
            "O365_CA_BUNDLE": ca_path}
     return server, env
 

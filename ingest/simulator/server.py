@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from eventstore.model import CONTENT_TYPES
 
+from .auditsearch import QUERY_ROLE, AuditSearch, AuditSearchConfig, GraphError
 from .signin import SignIn
 from .tenant import SimulatedTenant, parse_content_id
 
@@ -47,7 +48,7 @@ class SimulatorConfig:
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     client_cert_thumbprint: str = ""  # hex SHA-1; when set, a certificate assertion is accepted
     client_cert_pem: str = ""  # path to the PEM the assertion must be signed with
-    roles: tuple[str, ...] = ("ActivityFeed.Read", "ActivityFeed.ReadDlp")
+    roles: tuple[str, ...] = ("ActivityFeed.Read", "ActivityFeed.ReadDlp", QUERY_ROLE)
     page_size: int = 100
     token_lifetime: int = 3599
     quota_requests: int = 2000  # per publisher, per quota_seconds: then AF429
@@ -57,6 +58,7 @@ class SimulatorConfig:
     next_page_header: str = "NextPageUri"
     latency: float = 0.0  # seconds each API request takes, as over a real network to a real service
     faults: Faults = field(default_factory=Faults)
+    audit_search: AuditSearchConfig = field(default_factory=AuditSearchConfig)  # Microsoft Graph's audit queries
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,7 @@ class SimulatedService:
         self.config = config or SimulatorConfig()
         self.signin = SignIn()  # people signing in to the dashboard (OpenID Connect)
         self.subscriptions: dict[str, str] = {}  # content type → "enabled" | "disabled"
-        self.tokens: dict[str, tuple[str, float, tuple[str, ...]]] = {}
+        self.tokens: dict[str, tuple[str, float, tuple[str, ...], str]] = {}  # tenant, expiry, roles, audience
         self.log: deque[RequestRecord] = deque(maxlen=200_000)  # answered requests
         self.started: deque[str] = deque(maxlen=200_000)  # paths of requests as they arrive (a trickle takes long)
         self.window_violations = 0
@@ -129,6 +131,7 @@ class SimulatedService:
         self._quota: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self.base_url = ""
+        self.audit = AuditSearch(tenant, self.config.audit_search, self.now)
         self.tls_files: tuple[str, str] = ("", "")  # the server's certificate and key (a test's other listeners)
 
     # --- controls for tests -------------------------------------------------------------------
@@ -189,12 +192,13 @@ class SimulatedService:
                                f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found.")
         if not self._client_authenticated(tenant, form):
             return oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
-        expected_scope = f"{self.base_url}/.default"
-        if form.get("scope", "").split()[:1] != [expected_scope]:
-            return oauth_error(400, "invalid_scope", f"AADSTS70011: The scope must be {expected_scope}.")
+        audiences = {f"{self.base_url}/.default": "feed", f"{self.base_url}/graph/.default": "graph"}
+        audience = audiences.get(" ".join(form.get("scope", "").split()[:1]))
+        if audience is None:
+            return oauth_error(400, "invalid_scope", f"AADSTS70011: The scope must be one of {', '.join(audiences)}.")
         token = secrets.token_urlsafe(32)
         with self._lock:
-            self.tokens[token] = (tenant, time.time() + self.config.token_lifetime, self.config.roles)
+            self.tokens[token] = (tenant, time.time() + self.config.token_lifetime, self.config.roles, audience)
         return 200, {"token_type": "Bearer", "expires_in": self.config.token_lifetime,
                      "ext_expires_in": self.config.token_lifetime, "access_token": token}
 
@@ -222,6 +226,34 @@ class SimulatedService:
         return claims.get("iss") == self.config.client_id == claims.get("sub")
 
     # --- the API ------------------------------------------------------------------------------
+    def _grant(self, authorization: str, audience: str) -> tuple[str, tuple[str, ...]]:
+        token = authorization[7:] if authorization.startswith("Bearer ") else ""
+        with self._lock:
+            grant = self.tokens.get(token)
+        if grant is None or grant[1] < time.time() or grant[3] != audience:
+            raise ApiError(401, "", "Authorization has been denied for this request.")
+        return grant[0], grant[2]
+
+    def handle_graph(self, method: str, path: str, query: dict[str, str], body: bytes,
+                     authorization: str) -> tuple[int, object, dict]:
+        """/graph/{v1.0|beta}/security/auditLog/queries[/{id}[/records]]"""
+        parts = path.split("/")
+        if len(parts) < 6 or parts[2] not in ("v1.0", "beta") or parts[3:6] != ["security", "auditLog", "queries"]:
+            raise ApiError(404, "ResourceNotFound", "Resource not found for the segment.")
+        _, roles = self._grant(authorization, "graph")
+        if self.config.latency:
+            time.sleep(self.config.latency)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            raise ApiError(400, "BadRequest", "The body is not JSON.") from None
+        try:
+            status, answer = self.audit.handle(method, parts[6:], query, payload if isinstance(payload, dict) else
+                                               None, roles, f"{self.base_url}/graph/{parts[2]}/security/auditLog/queries")
+        except GraphError as error:
+            raise ApiError(error.status, error.code, error.message, error.headers) from None
+        return status, answer, {}
+
     def handle_api(self, method: str, path: str, query: dict[str, str], authorization: str) -> tuple[int, object, dict]:
         parts = path.split("/")  # ['', 'api', 'v1.0', tenant, 'activity', 'feed', ...]
         if len(parts) < 7 or parts[1:3] != ["api", "v1.0"] or parts[4:6] != ["activity", "feed"]:
@@ -229,12 +261,7 @@ class SimulatedService:
         tenant, rest = parts[3], parts[6:]
 
         # 1. auth
-        token = authorization[7:] if authorization.startswith("Bearer ") else ""
-        with self._lock:
-            grant = self.tokens.get(token)
-        if grant is None or grant[1] < time.time():
-            raise ApiError(401, "", "Authorization has been denied for this request.")
-        token_tenant, _, roles = grant
+        token_tenant, roles = self._grant(authorization, "feed")
         if "ActivityFeed.Read" not in roles:
             raise ApiError(401, "AF10001", "The permission set (ActivityFeed.Read) sent in the request does not "
                                             "include the expected permission.")
@@ -438,6 +465,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(400, {"error": "invalid_request"})
             elif url.path.endswith("/discovery/v2.0/keys") and method == "GET":
                 self._send(200, service.signin.jwks())
+            elif url.path.startswith("/graph/"):
+                status, answer, headers = service.handle_graph(method, url.path, query, body,
+                                                               self.headers.get("Authorization", ""))
+                self._send(status, answer, headers)
             else:
                 status, answer, headers = service.handle_api(method, url.path, query,
                                                              self.headers.get("Authorization", ""))

@@ -246,6 +246,22 @@ class SimulatedTenant:
             records.extend(self.story_records(blob.content_type).get(blob.index, []))
         return records
 
+    def history(self, start: datetime, end: datetime, now: datetime) -> list[dict]:
+        """Every record with start <= CreationTime < end that exists by `now`, once each, oldest first: what
+        Purview's audit search holds (Microsoft Graph's audit log query) — the same records the feed delivers for
+        the last 7 days, and the organization's earlier history before the feed's first blob."""
+        # a blob holds records from before its own slot, up to 12 slots before when it is late (see blob())
+        first = int((start - self.start) / self.interval) - 1
+        last = int((end - self.start) / self.interval) + 13
+        low, high = start.strftime("%Y-%m-%dT%H:%M:%S"), min(end, now).strftime("%Y-%m-%dT%H:%M:%S")
+        found: dict[str, dict] = {}
+        for content_type in CONTENT_TYPES:
+            for index in range(first, last + 1):
+                for record in self._own_records(self.blob(content_type, index)):
+                    if low <= record["CreationTime"] < high:
+                        found.setdefault(record["Id"], record)
+        return sorted(found.values(), key=lambda r: (r["CreationTime"], r["Id"]))
+
     # --- ground truth, for tests and for the curious ---------------------------------------------
     def expected_ids(self, content_type: str, start: datetime, end: datetime, now: datetime) -> tuple[set[str], set[str]]:
         """(ids a faithful client stores, content ids it must record as lost) for blobs created in [start, end)."""

@@ -1,0 +1,113 @@
+"""Microsoft Graph's audit log query API (Purview audit search, up to 180 days back): submit a query for a time
+window, poll it until it is done, page its records. The same hostile-peer rules as the Management Activity API:
+the token goes only to this Graph origin's audit query path over HTTPS, answers are bounded, 429 and 5xx are
+retried after Retry-After, one bad answer is one error."""
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from urllib.parse import urlsplit
+
+import requests
+from urllib3.util import parse_url
+
+from . import http, redact
+from .api import LISTING_BYTES, ApiClient, BadAnswer, FatalApiError, _retry_after, parse_json
+from .auth import TokenProvider
+from .settings import Settings
+
+PERMISSION_HINT = ("Give the app the Microsoft Graph application permission AuditLogsQuery.Read.All (or the "
+                   "per-service AuditLogsQuery-Exchange.Read.All, -SharePoint, -OneDrive, -Entra …) and grant admin "
+                   "consent. AuditLog.Read.All is not enough: since April 2026 its queries return no records.")
+
+
+def _time(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _graph_error(response: requests.Response) -> tuple[str, str]:
+    try:
+        error = json.loads(response.content or b"{}").get("error") or {}
+    except (ValueError, AttributeError):
+        return "", ""
+    if not isinstance(error, dict):
+        return "", ""
+    return redact.short(str(error.get("code", "")), 80), redact.short(str(error.get("message", "")), 300)
+
+
+class AuditQueryApi(ApiClient):
+    def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider, *args, **kwargs):
+        super().__init__(settings, session, tokens, *args, **kwargs)
+        self.queries = f"{settings.graph_url}/{settings.graph_version}/security/auditLog/queries"
+        self._origin, self._path = http.origin(self.queries), urlsplit(self.queries).path
+
+    # --- operations ---------------------------------------------------------------------------
+    def submit(self, name: str, start: datetime, end: datetime, services: tuple[str, ...] = ()) -> dict:
+        body = {"@odata.type": "#microsoft.graph.security.auditLogQuery", "displayName": name,
+                "filterStartDateTime": _time(start), "filterEndDateTime": _time(end)}
+        if services:
+            body["serviceFilters"] = list(services)
+        return self._object(self.request("POST", self.queries, body=body), "the submitted query")
+
+    def find(self, name: str) -> list[dict]:
+        """Queries already at Microsoft with this display name (a submission whose answer was lost)."""
+        found = self._object(self.request("GET", self.queries), "the list of queries").get("value")
+        return [q for q in found if isinstance(q, dict) and q.get("displayName") == name] if isinstance(found, list) \
+            else []
+
+    def get(self, query_id: str) -> dict:
+        return self._object(self.request("GET", f"{self.queries}/{query_id}"), "the query's state")
+
+    def records(self, query_id: str, next_link: str = "", top: int = 1000) -> tuple[list[dict], str]:
+        """One page of a finished query's records, and the address of the next ("" at the end)."""
+        url = next_link or f"{self.queries}/{query_id}/records?$top={top}"
+        page = self._object(self.request("GET", url), "a page of records")
+        records, link = page.get("value"), page.get("@odata.nextLink") or ""
+        if not isinstance(records, list) or not isinstance(link, str):
+            raise BadAnswer("a page of records is not {value: [...], @odata.nextLink}", "MALFORMED")
+        if link:
+            self._check_address(link)  # before it is followed with the token
+            if not urlsplit(link).path.startswith(f"{self._path}/{query_id}/records"):
+                raise BadAnswer("the next page points at another query's records", "UNTRUSTED_ADDRESS")
+        return records, link
+
+    @staticmethod
+    def _object(response: requests.Response, what: str) -> dict:
+        found = parse_json(response.content, what)
+        if not isinstance(found, dict):
+            raise BadAnswer(f"{what} is not a JSON object", "MALFORMED")
+        return found
+
+    # --- the one request path -----------------------------------------------------------------
+    def _check_address(self, url: str) -> None:
+        try:
+            path = parse_url(url).path or ""
+        except ValueError:
+            path = ""
+        if http.origin(url) != self._origin or not path.startswith(self._path) or "/../" in path:
+            raise BadAnswer(f"refused to send the token to {redact.short(url, 120)}: it is not this Graph's audit "
+                            f"log query API ({self.queries})", "UNTRUSTED_ADDRESS")
+
+    def request(self, method: str, url: str, body: dict | None = None) -> requests.Response:
+        self._check_address(url)
+        refreshed, attempt = False, 0
+        while True:
+            response = self._send(method, url, LISTING_BYTES, json=body)
+            if isinstance(response, str):
+                attempt = self._backoff(attempt, None, response)
+                continue
+            status = response.status_code
+            if 200 <= status < 300:
+                return response
+            code, message = _graph_error(response)
+            if status == 401 and not refreshed:
+                self._tokens.invalidate()
+                refreshed = True
+            elif status == 429 or status in (500, 502, 503, 504):
+                attempt = self._backoff(attempt, _retry_after(response), f"Graph answered {status} {code}".strip())
+            elif status in (401, 403):
+                raise FatalApiError(f"Microsoft Graph refused the audit log query (HTTP {status}"
+                                    f"{', ' + code if code else ''}). {PERMISSION_HINT}", code or "FORBIDDEN", status)
+            else:
+                raise BadAnswer(f"Microsoft Graph refused the request (HTTP {status}{', ' + code if code else ''}): "
+                                f"{message or 'no reason given'}", code or f"HTTP{status}", status)

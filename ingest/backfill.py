@@ -1,0 +1,374 @@
+"""Backfill: the history the Management Activity API no longer has (it keeps 7 days), from Microsoft Graph's audit
+log query API (Purview keeps 180 days), into the same store through the same normalization, each record once.
+
+The range is planned into one query per UTC day (and service filter); each query's progress is a document in the
+store (kind "backfill"), written before and after every step, so the backfill can be killed at any moment and run
+again: a query still running at Microsoft is resumed by its id (a submission whose answer was lost is found by
+its display name), never submitted twice; a page is stored before its position is, and the store keeps each record
+Id once. A query that stops at the record limit is split in two and each half queried again. Submissions stay
+under the tenant's budget (per 24 hours and in flight)."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from eventstore import EventStore
+from eventstore.model import parse_utc, utc_text
+from eventstore.normalize import normalize
+
+from . import http
+from .api import ApiError, BadAnswer, FatalApiError, Interrupted
+from .auditquery import AuditQueryApi
+from .auth import AuthError, TokenProvider
+from .settings import Settings
+
+log = logging.getLogger("ingest.backfill")
+KIND = "backfill"
+SUBMISSIONS_PER_DAY = 150  # the tenant's baseline is about 200 per rolling 24 h: leave room for other tools
+IN_FLIGHT = 10  # the tenant allows about 50 queued or running
+GIVE_UP_AFTER = 3  # failed or cancelled runs of one window
+SMALLEST = timedelta(minutes=15)  # a window over the record limit is split down to this
+POLL_FIRST, POLL_MAX = 1.0, 60.0  # seconds between looks at running queries, growing while nothing changes
+DLP_RECORD_TYPES = {11, 13, 33, 63, 99, 100, 107}
+CONTENT_TYPE_OF_WORKLOAD = {"AzureActiveDirectory": "Audit.AzureActiveDirectory", "Exchange": "Audit.Exchange",
+                            "SharePoint": "Audit.SharePoint", "OneDrive": "Audit.SharePoint"}
+
+
+@dataclass
+class Window:
+    """One query's worth of history, and how far it got. `state`: planned → submitting → running → paging → done;
+    or split (its halves carry on), or gave_up (a gap, reported)."""
+
+    name: str  # also the query's displayName, so a lost submission can be found
+    start: str
+    end: str
+    services: list[str] = field(default_factory=list)
+    state: str = "planned"
+    query_id: str = ""
+    submitted_at: str = ""
+    next_link: str = ""
+    records: int = 0  # read
+    added: int = 0  # new to the store
+    attempts: int = 0  # runs that failed or were cancelled
+    error: str = ""
+    partial: bool = False  # over the record limit even at the smallest split: records past the limit are missing
+
+    @property
+    def span(self) -> tuple[datetime, datetime]:
+        return parse_utc(self.start), parse_utc(self.end)
+
+
+def window_name(start: datetime, end: datetime, services: tuple[str, ...] = ()) -> str:
+    return f"o365-activity-graph backfill {utc_text(start)}..{utc_text(end)}" + \
+        (f" {','.join(services)}" if services else "")
+
+
+def plan(since: datetime, until: datetime, services: tuple[str, ...] = ()) -> list[Window]:
+    """One window per UTC day (the first and last partial), oldest first."""
+    windows, start = [], since
+    while start < until:
+        end = min(until, datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), timezone.utc))
+        windows.append(Window(window_name(start, end, services), utc_text(start), utc_text(end), list(services)))
+        start = end
+    return windows
+
+
+def content_type_of(record: dict) -> str:
+    """The Management Activity content type a record would have come in, so both sources store it alike."""
+    try:
+        if int(record.get("RecordType")) in DLP_RECORD_TYPES:
+            return "DLP.All"
+    except (TypeError, ValueError):
+        pass
+    return CONTENT_TYPE_OF_WORKLOAD.get(str(record.get("Workload", "")), "Audit.General")
+
+
+def rows_of(page: list) -> tuple[list, int]:
+    """A page of Graph audit records → event rows (auditData through the one normalization), and how many could
+    not be read."""
+    rows, unreadable = [], 0
+    for item in page:
+        record = item.get("auditData") if isinstance(item, dict) else None
+        if not isinstance(record, dict):
+            unreadable += 1
+            continue
+        if not record.get("Id") and isinstance(item.get("id"), str):
+            record = {**record, "Id": item["id"]}
+        created = item.get("createdDateTime")
+        try:
+            fallback = utc_text(parse_utc(created)) if isinstance(created, str) else ""
+        except ValueError:
+            fallback = ""
+        rows.append(normalize(record, content_type_of(record), fallback or "1970-01-01T00:00:00Z"))
+    return rows, unreadable
+
+
+@dataclass
+class BackfillProgress:
+    windows: int
+    done: int
+    running: int
+    records: int
+    added: int
+
+
+@dataclass
+class BackfillReport:
+    since: str
+    until: str
+    windows: int = 0
+    done: int = 0
+    added: int = 0
+    records: int = 0
+    gaps: list[Window] = field(default_factory=list)
+    waiting: int = 0  # windows not done when it stopped (interrupted, or the day's budget spent)
+    fatal: str = ""
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal and not self.gaps and not self.waiting
+
+    def summary(self) -> str:
+        text = (f"backfill {self.since} – {self.until}: {self.done:,} of {self.windows:,} windows done, "
+                f"{self.records:,} records read, {self.added:,} new to the store")
+        if self.waiting:
+            text += f"; {self.waiting:,} still to do (run it again: it resumes)"
+        if self.gaps:
+            text += f"; {len(self.gaps)} window(s) could not be had: " + "; ".join(
+                f"{w.start}–{w.end} ({w.error})" for w in self.gaps[:5])
+        if self.fatal:
+            text += f"; stopped: {self.fatal}"
+        if self.note:
+            text += f". {self.note}"
+        return text
+
+
+class Backfill:
+    def __init__(self, api: AuditQueryApi, store: EventStore, *, stop: threading.Event | None = None,
+                 progress: Callable[[BackfillProgress], None] | None = None, clock=None):
+        self.api, self.store = api, store
+        self.stop = stop or api.stop
+        self.progress = progress or (lambda p: None)
+        self.now = clock or (lambda: datetime.now(timezone.utc))
+        self.windows: dict[str, Window] = {}
+
+    # --- state, in the store --------------------------------------------------------------------
+    def load(self) -> None:
+        for key, payload in self.store.documents(KIND).items():
+            try:
+                self.windows[key] = Window(**json.loads(payload))
+            except (TypeError, ValueError):
+                log.warning("a backfill record in the store cannot be read; that window is planned again")
+
+    def save(self, *windows: Window) -> None:
+        self.store.put_documents(KIND, {w.name: json.dumps(asdict(w)) for w in windows})
+
+    # --- the run --------------------------------------------------------------------------------
+    def run(self, since: datetime, until: datetime, services: tuple[str, ...] = ()) -> BackfillReport:
+        self.load()
+        fresh = [w for w in plan(since, until, services) if w.name not in self.windows]
+        for window in fresh:
+            self.windows[window.name] = window
+        self.save(*fresh)
+        report = BackfillReport(utc_text(since), utc_text(until))
+        wait = POLL_FIRST
+        try:
+            while not self.stop.is_set():
+                mine = self._in_range(since, until, services)
+                if all(w.state in ("done", "split", "gave_up") for w in mine):
+                    break
+                moved = self._submit(mine) + self._poll(mine) + self._page(mine)
+                self._tell(mine)
+                if not moved:
+                    if self._budget_spent() and not any(w.state == "running" for w in mine):
+                        report.note = (f"The day's budget of {SUBMISSIONS_PER_DAY} query submissions is spent: run "
+                                       "it again later, it resumes")
+                        break
+                    if self.stop.wait(wait):
+                        break
+                    wait = min(POLL_MAX, wait * 2)
+                else:
+                    wait = POLL_FIRST
+        except FatalApiError as refused:
+            report.fatal = str(refused)
+        except Interrupted:
+            pass
+        mine = self._in_range(since, until, services)
+        leaves = [w for w in mine if w.state != "split"]
+        report.windows = len(leaves)
+        report.done = sum(1 for w in leaves if w.state == "done")
+        report.gaps = [w for w in leaves if w.state == "gave_up" or w.partial]
+        report.waiting = sum(1 for w in leaves if w.state not in ("done", "gave_up"))
+        report.records = sum(w.records for w in leaves)
+        report.added = sum(w.added for w in leaves)
+        if report.done and not report.records and not report.fatal:
+            report.note = ("Microsoft Graph returned no records at all. If the app has AuditLog.Read.All rather than "
+                           "AuditLogsQuery.Read.All, that is why: since April 2026 it returns none")
+        return report
+
+    def _in_range(self, since: datetime, until: datetime, services: tuple[str, ...]) -> list[Window]:
+        low, high = utc_text(since), utc_text(until)
+        return sorted((w for w in self.windows.values() if w.start >= low and w.end <= high and
+                       tuple(w.services) == tuple(services)), key=lambda w: (w.start, w.end))
+
+    def _tell(self, mine: list[Window]) -> None:
+        leaves = [w for w in mine if w.state != "split"]
+        self.progress(BackfillProgress(len(leaves), sum(1 for w in leaves if w.state in ("done", "gave_up")),
+                                       sum(1 for w in leaves if w.state == "running"),
+                                       sum(w.records for w in leaves), sum(w.added for w in leaves)))
+
+    def _budget_spent(self) -> bool:
+        day_ago = utc_text(self.now() - timedelta(days=1))
+        return sum(1 for w in self.windows.values() if w.submitted_at >= day_ago) >= SUBMISSIONS_PER_DAY
+
+    def _submit(self, mine: list[Window]) -> int:
+        moved = 0
+        for window in mine:
+            if window.state not in ("planned", "submitting"):
+                continue
+            if sum(1 for w in self.windows.values() if w.state == "running") >= IN_FLIGHT or self._budget_spent():
+                break
+            if window.state == "submitting":  # the last run died between asking and hearing: ask Microsoft
+                alive = [q for q in self.api.find(window.name) if q.get("status") not in ("failed", "cancelled")]
+                if alive and isinstance(alive[0].get("id"), str):
+                    window.query_id, window.state = alive[0]["id"], "running"
+                    self.save(window)
+                    moved += 1
+                    continue
+            window.state, window.submitted_at = "submitting", utc_text(self.now())
+            self.save(window)  # before the request: a crash now is resolved by the name, not by a second query
+            start, end = window.span
+            try:
+                query = self.api.submit(window.name, start, end, tuple(window.services))
+            except BadAnswer as refused:
+                self._failed(window, str(refused))
+                continue
+            if not isinstance(query.get("id"), str) or not query["id"]:
+                self._failed(window, "the submitted query came back without an id")
+                continue
+            window.query_id, window.state, window.next_link = query["id"], "running", ""
+            self.save(window)
+            moved += 1
+        return moved
+
+    def _failed(self, window: Window, why: str) -> None:
+        window.attempts += 1
+        window.error = why[:300]
+        window.state = "gave_up" if window.attempts >= GIVE_UP_AFTER else "planned"
+        window.query_id = window.next_link = ""
+        self.save(window)
+        log.warning("backfill %s–%s: %s%s", window.start, window.end, why,
+                    "; given up" if window.state == "gave_up" else "; it is submitted again")
+
+    def _poll(self, mine: list[Window]) -> int:
+        moved = 0
+        for window in mine:
+            if window.state != "running":
+                continue
+            try:
+                query = self.api.get(window.query_id)
+            except BadAnswer as refused:
+                if refused.status == 404:  # gone at Microsoft: ask again
+                    self._failed(window, "the query is no longer known to Microsoft Graph")
+                    moved += 1
+                continue
+            status = query.get("status")
+            if status in ("notStarted", "running"):
+                continue
+            moved += 1
+            if status != "succeeded":
+                self._failed(window, f"the query ended {_said(status)}")
+            elif query.get("isRecordCountLimitExceeded") is True and self._split(window):
+                pass
+            else:
+                window.state = "paging"
+                self.save(window)
+        return moved
+
+    def _split(self, window: Window) -> bool:
+        """Two halves in its place, each queried again (False when it is already as small as it gets)."""
+        start, end = window.span
+        if end - start <= SMALLEST:
+            window.error = "over the record limit even at 15 minutes: the records past the limit are missing"
+            window.partial = True
+            return False
+        middle = start + (end - start) / 2
+        halves = [Window(window_name(a, b, tuple(window.services)), utc_text(a), utc_text(b), list(window.services))
+                  for a, b in ((start, middle), (middle, end))]
+        window.state = "split"
+        for half in halves:
+            self.windows[half.name] = half
+        self.save(*halves, window)
+        log.info("backfill %s–%s hit the record limit: split in two", window.start, window.end)
+        return True
+
+    def _page(self, mine: list[Window]) -> int:
+        moved = 0
+        for window in mine:
+            while window.state == "paging" and not self.stop.is_set():
+                try:
+                    page, link = self.api.records(window.query_id, window.next_link)
+                except BadAnswer as refused:
+                    self._failed(window, str(refused))
+                    break
+                rows, unreadable = rows_of(page)
+                window.added += self.store.store_events(rows) if rows else 0  # first the events, then the position
+                window.records += len(rows)
+                if unreadable:
+                    window.error = f"{unreadable} record(s) without a readable auditData were skipped"
+                window.next_link = link
+                if not link:
+                    window.state = "done"
+                self.save(window)
+                moved += 1
+        return moved
+
+
+def _said(status) -> str:
+    return repr(status)[:40] if not isinstance(status, str) else status[:40]
+
+
+def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], None] | None = None,
+            backoff_base: float = 1.0) -> AuditQueryApi:
+    """An AuditQueryApi for these settings (in demo mode, the simulated tenant's), whose session sends nothing
+    anywhere but the Graph and login origins."""
+    if settings.demo:
+        from .demo import demo_settings
+
+        settings = demo_settings(settings, store)
+    session = http.Session({http.origin(settings.graph_url), http.origin(settings.login_url)},
+                           ca_bundle=settings.ca_bundle)
+    return AuditQueryApi(settings, session, TokenProvider(settings, session, resource=settings.graph_url),
+                         backoff_base=backoff_base, on_retry=on_retry or (lambda message: log.warning("%s", message)))
+
+
+def run_backfill(settings: Settings, store: EventStore, since: datetime, until: datetime,
+                 services: tuple[str, ...] = (), *, progress=None, stop: threading.Event | None = None) -> BackfillReport:
+    """What `python -m ingest backfill` and the dashboard both call. The range is kept within the store's
+    retention (older events would be pruned at once)."""
+    horizon = (datetime.now(timezone.utc) - timedelta(days=settings.retention_days)).replace(
+        hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    note = ""
+    if since < horizon:
+        note = (f"Started at {utc_text(horizon)}, not {utc_text(since)}: the store keeps {settings.retention_days} "
+                "days (AUDIT_RETENTION_DAYS)")
+        since = horizon
+    try:
+        api = connect(settings, store)
+    except (AuthError, ApiError) as refused:
+        return BackfillReport(utc_text(since), utc_text(until), fatal=str(refused))
+    if stop is not None:
+        stop_event = stop
+        threading.Thread(target=lambda: (stop_event.wait(), api.stop.set()), daemon=True).start()
+    try:
+        report = Backfill(api, store, progress=progress).run(since, until, services)
+    except AuthError as refused:
+        report = BackfillReport(utc_text(since), utc_text(until), fatal=str(refused))
+    if note:
+        report.note = f"{note}. {report.note}".strip(". ") if report.note else note
+    return report
