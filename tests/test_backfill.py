@@ -5,7 +5,6 @@ out; a missing permission says so once."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
