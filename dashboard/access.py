@@ -15,6 +15,7 @@ ACTIONS = {
     "manage watch-lists": "Analyst",
     "review leads": "Analyst",
     "sync": "Admin",
+    "backfill": "Admin",
     "read the activity log": "Admin",
 }
 

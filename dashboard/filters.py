@@ -9,12 +9,19 @@ from eventstore import Filter, ip
 
 from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 
-PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "custom": 0}
+PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "last 180 days": 180,
+           "custom": 0}
 LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status", "country", "owner", "expand")
 MAX_EXPANDED = 5  # nodes expanded in place at once; the oldest closes when another opens
 WATCH_MODES = ("highlight", "restrict")
 STACKS = ("workload", "operation", "content type")  # what the timeline's bars are stacked by
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
+
+
+def periods(oldest_days: float) -> list[str]:
+    """The time choices to offer when the oldest event is this many days old: the longest ranges only once there is
+    history that old (a backfill brought it)."""
+    return [name for name, days in PERIODS.items() if days <= 90 or oldest_days > 90]
 
 
 class FilterInputError(ValueError):

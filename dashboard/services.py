@@ -15,6 +15,7 @@ import streamlit as st
 from eventstore import EventStore, Filter, StoreError, open_store
 from eventstore.model import utc_text
 from ingest import redact
+from ingest.backfill import backfill_summary, run_backfill
 from ingest.settings import Settings, SettingsError, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
@@ -212,6 +213,17 @@ def entity_summary(flt, entity: dict[str, str], watch=None, related=("user", "ip
     return _summary(flt, tuple(entity.items()), watch, tuple(related), top, index().version)
 
 
+@st.cache_data(max_entries=4, show_spinner=False)
+def _oldest_days(version) -> float:
+    oldest = _index().sql("SELECT min(ts) AS t FROM ev", [])["t"][0]
+    return 0.0 if pd.isna(oldest) else (datetime.now(timezone.utc).replace(tzinfo=None) - oldest).total_seconds() / 86400
+
+
+def oldest_days() -> float:
+    """How many days back the indexed events reach."""
+    return _oldest_days(index().version)
+
+
 def count(flt, watch=None) -> int:
     return _count(flt, watch, index().version)
 
@@ -357,46 +369,48 @@ class SyncState:
     error: str = ""
 
 
-class BackgroundSync:
-    """Runs ingest's own sync in a thread, so the page stays usable; one at a time per process, and the
-    store's lease keeps it to one at a time across processes (e.g. with `python -m ingest run`)."""
+class BackgroundJob:
+    """Runs one of ingest's own jobs (a sync, a backfill) in a thread, so the page stays usable; one at a time per
+    process, and the store's lease keeps a sync to one at a time across processes (e.g. with `python -m ingest
+    run`)."""
 
-    def __init__(self):
+    def __init__(self, action: str, label: str, work):
+        self.action, self.label, self.work = action, label, work  # work(progress, *args) -> a report
         self._lock = threading.Lock()
         self.state = SyncState()
-        # every finished Sync now, newest first: a later pass that found nothing new does not hide what an
-        # earlier one stored
+        # every finished run, newest first: a later pass that found nothing new does not hide what an earlier
+        # one stored
         self.history: collections.deque[SyncState] = collections.deque(maxlen=10)
 
-    def start(self) -> str | None:
-        """Start a sync; returns why not if one is already running (or this dashboard may not write)."""
+    def start(self, *args) -> str | None:
+        """Start it; returns why not if one is already running (or this person or dashboard may not)."""
         if read_only():
             return READ_ONLY_SYNC
         try:
-            who = require("sync")
+            who = require(self.action)
         except AccessDenied as denied:
             return str(denied)
         with self._lock:
             if self.state.running:
-                return f"A sync is already running (started {self.state.started:%H:%M:%S} UTC)."
+                return f"A {self.label} is already running (started {self.state.started:%H:%M:%S} UTC)."
             self.state = SyncState(running=True, started=datetime.now(timezone.utc))
-        threading.Thread(target=self._run, name="sync-now", daemon=True).start()
-        record(who, "sync now", "started")
+        threading.Thread(target=self._run, args=args, name=self.action, daemon=True).start()
+        record(who, self.label, "started" + (f": {' – '.join(str(a) for a in args)}" if args else ""))
         return None
 
-    def _progress(self, progress: Progress) -> None:
+    def _progress(self, progress) -> None:
         self.state.progress = progress
 
-    def _run(self) -> None:
+    def _run(self, *args) -> None:
         try:
-            self.state.report = run_sync(settings(), store(), progress=self._progress)
+            self.state.report = self.work(self._progress, *args)
         except SyncAlreadyRunning as error:
             self.state.error = f"{error} The background sync (python -m ingest run) may be running it."
         except StoreError as error:
             self.state.error = str(error)
         except Exception as error:  # noqa: BLE001 - shown in plain words; details go to the log only
-            log.error("Sync now failed: %s", "".join(traceback.format_exception(error)))
-            self.state.error = f"The sync stopped unexpectedly ({type(error).__name__}). See the dashboard's log."
+            log.error("%s failed: %s", self.label, "".join(traceback.format_exception(error)))
+            self.state.error = f"The {self.label} stopped unexpectedly ({type(error).__name__}). See the dashboard's log."
         finally:
             self.state.finished = datetime.now(timezone.utc)
             self.state.running = False
@@ -404,5 +418,16 @@ class BackgroundSync:
 
 
 @st.cache_resource(show_spinner=False)
-def background_sync() -> BackgroundSync:
-    return BackgroundSync()
+def background_sync() -> BackgroundJob:
+    return BackgroundJob("sync", "sync now", lambda progress: run_sync(settings(), store(), progress=progress))
+
+
+@st.cache_resource(show_spinner=False)
+def background_backfill() -> BackgroundJob:
+    return BackgroundJob("backfill", "backfill", lambda progress, since, until: run_backfill(
+        settings(), store(), since, until, progress=progress))
+
+
+def backfill_state() -> dict:
+    """The backfill's windows by state, the range covered, records, gaps (as `python -m ingest status` says)."""
+    return backfill_summary(store())

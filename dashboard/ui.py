@@ -12,7 +12,7 @@ from ingest.settings import Settings
 
 from . import services, untrusted
 from .access import Access
-from .filters import LIST_FIELDS, PERIODS, WATCH_MODES, FilterInputError, View
+from .filters import LIST_FIELDS, WATCH_MODES, FilterInputError, View, periods
 from .graph import RELATIONSHIPS
 from .index import ActivityIndex, Watch
 
@@ -125,7 +125,9 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
     _sync_box(settings)
 
     sb = st.sidebar
-    sb.selectbox("Time", list(PERIODS), key=_KEY + "period")
+    chosen_period = st.session_state.get(_KEY + "period", "last 7 days")
+    sb.selectbox("Time", list(dict.fromkeys(periods(services.oldest_days()) + [chosen_period])), key=_KEY + "period",
+                 help="Longer ranges appear once the store holds older events (see Sync: history)")
     if st.session_state.get(_KEY + "period") == "custom":
         sb.datetime_input("From (UTC)", key=_KEY + "start", step=60, format="YYYY-MM-DD")
         sb.datetime_input("To (UTC; empty: now)", key=_KEY + "end", step=60, format="YYYY-MM-DD")

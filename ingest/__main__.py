@@ -18,6 +18,7 @@ from eventstore.export import write_csv, write_jsonl
 from . import redact
 from .api import ApiError, FatalApiError
 from .auth import AuthError
+from .backfill import backfill_summary
 from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
 from .sync import Progress, SyncAlreadyRunning, connect, run_sync
@@ -103,6 +104,8 @@ def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
     while not stop.is_set():
         try:
             _one_pass(settings, args, stop, "daily")
+            if settings.demo and args.command == "run":
+                _demo_history(settings, stop)
         except (StoreError, SyncAlreadyRunning) as error:
             # a later pass may succeed (disk freed, store back, the other sync done)
             log.error("sync pass failed: %s", error)
@@ -112,6 +115,21 @@ def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
         stop.wait(settings.sync_interval)
     log.info("stopped cleanly")
     return EXIT_OK
+
+
+def _demo_history(settings: Settings, stop: threading.Event) -> None:
+    """The DEMO tenant backfills its history by itself, once (as a team would right after installing)."""
+    from .backfill import run_backfill
+    from .demo import DEMO_BACKFILL_DAYS
+
+    with _open(settings) as store:
+        if backfill_summary(store)["windows"]:
+            return
+        until = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+        log.info("DEMO: backfilling the simulated tenant's last %d days from its Microsoft Graph audit log",
+                 DEMO_BACKFILL_DAYS)
+        report = run_backfill(settings, store, until - timedelta(days=DEMO_BACKFILL_DAYS), until, stop=stop)
+    (log.info if report.ok else log.warning)("%s", report.summary())
 
 
 def cmd_worker(settings: Settings, args, stop: threading.Event) -> int:
@@ -198,26 +216,11 @@ def status_data(settings: Settings) -> dict:
                  "events_stored": stats.per_content_type.get(cp.content_type, 0),
                  "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
                 for cp in store.checkpoints(settings.content_types)],
-            "backfill": backfill_state(store),
+            "backfill": backfill_summary(store),
             "lost_blobs": [_blob(b) for b in lost],
             # fetched again by the next pass, or stored with something repaired or skipped
             "blob_issues": [_blob(b) for b in issues if b.status != "lost"],
         }
-
-
-def backfill_state(store) -> dict:
-    """The backfill's windows by state, the range they cover, and the records they brought."""
-    from .backfill import KIND, Window
-
-    windows = [Window(**json.loads(p)) for p in store.documents(KIND).values()]
-    leaves = [w for w in windows if w.state != "split"]
-    counts: dict[str, int] = {}
-    for window in leaves:
-        counts[window.state] = counts.get(window.state, 0) + 1
-    return {"windows": counts, "from": min((w.start for w in leaves), default=None),
-            "to": max((w.end for w in leaves), default=None), "records": sum(w.records for w in leaves),
-            "added": sum(w.added for w in leaves),
-            "gaps": [{"from": w.start, "to": w.end, "error": w.error} for w in leaves if w.state == "gave_up"]}
 
 
 def cmd_status(settings: Settings, args, stop) -> int:

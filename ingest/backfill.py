@@ -333,6 +333,20 @@ def _said(status) -> str:
     return repr(status)[:40] if not isinstance(status, str) else status[:40]
 
 
+def backfill_summary(store: EventStore) -> dict:
+    """The backfill's windows by state, the range they cover, the records they brought, and the gaps."""
+    windows = [Window(**json.loads(p)) for p in store.documents(KIND).values()]
+    leaves = [w for w in windows if w.state != "split"]
+    counts: dict[str, int] = {}
+    for window in leaves:
+        counts[window.state] = counts.get(window.state, 0) + 1
+    return {"windows": counts, "from": min((w.start for w in leaves), default=None),
+            "to": max((w.end for w in leaves), default=None), "records": sum(w.records for w in leaves),
+            "added": sum(w.added for w in leaves),
+            "gaps": [{"from": w.start, "to": w.end, "error": w.error} for w in leaves
+                     if w.state == "gave_up" or w.partial]}
+
+
 def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], None] | None = None,
             backoff_base: float = 1.0) -> AuditQueryApi:
     """An AuditQueryApi for these settings (in demo mode, the simulated tenant's), whose session sends nothing

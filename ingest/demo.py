@@ -14,6 +14,7 @@ from .simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
 TENANT_START_KEY = "demo.tenant_start"
 DEMO_EVENTS_PER_WEEK = 30_000
 DEMO_SEED = 7
+DEMO_BACKFILL_DAYS = 30  # the history `python -m ingest run` backfills by itself in DEMO mode
 # The simulated tenant grants a larger quota than a real one, so the first demo sync takes seconds.
 DEMO_REQUESTS_PER_MINUTE = 6000
 

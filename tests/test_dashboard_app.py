@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import streamlit as st
@@ -517,3 +517,22 @@ def test_an_ip_shows_where_it_is_and_the_view_filters_by_country(app):
     assert [n["id"] for n in ips] == [f"ip:{ATTACKER_IP}"], "only the address in Romania"
     assert ips[0]["label"].split("\n")[1].startswith("RO · AS64510 · Example Cloud"), "its place, under its name"
     assert "RO" in at.multiselect(key="f_country").options and at.query_params["country"] in (["RO"], "RO")
+
+
+def test_an_admin_backfills_history_from_the_sync_page(app):
+    from dashboard import services
+
+    at = app("sync")
+    assert "No backfill yet" in texts(at)
+    today = datetime.now(timezone.utc).date()
+    at.date_input(key="backfill_since").set_value(today - timedelta(days=10))
+    at.date_input(key="backfill_until").set_value(today - timedelta(days=9))
+    at.button(key="backfill_button").click().run()
+    runner = services.background_backfill()
+    deadline = time.monotonic() + 120
+    while runner.state.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    report = runner.state.report
+    assert report is not None and report.ok and report.records > 100, runner.state.error or report.summary()
+    at.run()
+    assert f"{report.records:,} records" in texts(at) and "2 done" in texts(at)

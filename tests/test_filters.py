@@ -71,3 +71,12 @@ def test_nodes_expanded_in_place_are_kept_in_the_url_and_toggle():
     for n in range(8):
         many = many.expanding(f"ip:192.0.2.{n}")
     assert many.expand == tuple(f"ip:192.0.2.{n}" for n in range(3, 8)), "the oldest closes when a sixth opens"
+
+
+def test_the_longest_range_is_offered_once_there_is_history_that_old():
+    from dashboard.filters import periods
+
+    assert "last 180 days" not in periods(7) and "last 90 days" in periods(7)
+    assert "last 180 days" in periods(120)
+    assert View.from_params({"period": ["last 180 days"]}).to_filter().start.date() < \
+        View.from_params({"period": ["last 90 days"]}).to_filter().start.date()

@@ -1,5 +1,8 @@
-"""Sync: per content type, what has been synced and what was lost; Sync now, with progress."""
+"""Sync: per content type, what has been synced and what was lost; Sync now, with progress; the history backfilled
+from Microsoft Graph, and a backfill to start."""
 from __future__ import annotations
+
+from datetime import datetime, time, timedelta, timezone
 
 import pandas as pd
 import streamlit as st
@@ -70,3 +73,48 @@ def status_panel() -> None:
 
 
 status_panel()
+
+
+@st.fragment(run_every=2)
+def backfill_panel() -> None:
+    st.subheader("History before the feed's 7 days")
+    st.caption("Backfilled from Microsoft Graph's audit log queries (Purview keeps 180 days; the app needs "
+               "AuditLogsQuery.Read.All), one query per day, each record stored once. `python -m ingest backfill` "
+               "does the same from a terminal.")
+    runner = services.background_backfill()
+    state = runner.state
+    summary = services.backfill_state()
+    if summary["windows"]:
+        counts = " · ".join(f"{n:,} {what}" for what, n in sorted(summary["windows"].items()))
+        st.markdown(f"{markdown(summary['from'][:10])} – {markdown(summary['to'][:10])}: {counts} · "
+                    f"{summary['records']:,} records, {summary['added']:,} new to the store")
+        if summary["gaps"]:
+            st.warning(f"{len(summary['gaps'])} day(s) could not be had whole (below). Run the backfill again to "
+                       "retry them.")
+            st.dataframe(pd.DataFrame(summary["gaps"]), hide_index=True, width="stretch")
+    else:
+        st.caption("No backfill yet.")
+    if state.running:
+        p = state.progress
+        st.progress(p.done / max(1, p.windows) if p else 0.0,
+                    text=f"{p.done}/{p.windows} days, {p.running} running at Microsoft, {p.records:,} records"
+                    if p else "Starting: getting a Microsoft Graph token…")
+    elif state.error or state.report:
+        text = state.error or state.report.summary()
+        (st.success if state.report is not None and state.report.ok else st.warning)(markdown(text, limit=2000))
+    if services.access().can("backfill") and not services.read_only():
+        today = datetime.now(timezone.utc).date()
+        left, right, go = st.columns([2, 2, 1], vertical_alignment="bottom")
+        since = left.date_input("From (UTC)", today - timedelta(days=180), min_value=today - timedelta(days=180),
+                                max_value=today, key="backfill_since")
+        until = right.date_input("To (UTC)", today, min_value=today - timedelta(days=180), max_value=today,
+                                 key="backfill_until")
+        if go.button("Backfill", disabled=state.running, key="backfill_button", width="stretch"):
+            start = datetime.combine(since, time.min, timezone.utc)
+            end = min(datetime.combine(until, time.min, timezone.utc) + timedelta(days=1), datetime.now(timezone.utc))
+            refused = runner.start(start, end) if start < end else "The range must run forward."
+            if refused:
+                st.info(markdown(refused))
+
+
+backfill_panel()
