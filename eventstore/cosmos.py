@@ -22,6 +22,7 @@ but the local test server cannot serve a second change-feed read, and an unteste
 Filtering and aggregating are the index's work: no RU-priced cross-partition scan per click."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import threading
@@ -489,10 +490,12 @@ class CosmosStore(EventStore):
             pass
 
     def put_documents(self, kind: str, documents: dict[str, str]) -> None:
-        self._write_many(f"doc-{kind}", [(key, {"payload": payload}) for key, payload in documents.items()])
+        # a Cosmos DB id may not hold / \\ ? #: the key is kept as a field, its digest names the document
+        self._write_many(f"doc-{kind}", [(hashlib.sha1(key.encode()).hexdigest(), {"key": key, "payload": payload})
+                                         for key, payload in documents.items()])
 
     def documents(self, kind: str) -> dict[str, str]:
-        return {d["name"]: d["payload"] for d in self._state_query(f"doc-{kind}", fields="c.name, c.payload")}
+        return {d["key"]: d["payload"] for d in self._state_query(f"doc-{kind}", fields="c.key, c.payload")}
 
     def record_activity(self, who: str, action: str, detail: str) -> None:
         now = datetime.now(timezone.utc)

@@ -172,6 +172,25 @@ def test_index_keeps_in_step_and_follows_retention(backend):
     index.close()
 
 
+def test_events_without_a_blob_are_stored_once_beside_those_of_blobs(backend):
+    """The backfill's path: events with no blob bookkeeping, deduped against what the feed stored."""
+    backend.store_blobs([blob("b1", [record(1), record(2)])])
+    _, rows = blob("unused", [record(2), record(3), record(3), record(4, age_hours=30)])
+    assert backend.store_events(rows) == 2
+    assert backend.store_events(rows) == 0
+    assert sorted(r.id for r in backend.iter_events()) == [record(i)["Id"] for i in (1, 2, 3, 4)]
+    assert backend.known_blob_ids("Audit.SharePoint", ["b1", "unused"]) == {"b1"}
+
+
+def test_documents_by_kind_round_trip(backend):
+    """Leads, their review marks and the backfill's progress live here, shared by every process on the store."""
+    backend.put_documents("lead", {"a1": '{"x": 1}', "b\\2/#?": '{"x": 2}'})
+    backend.put_documents("lead", {"a1": '{"x": 3}'})
+    backend.put_documents("backfill", {"a1": "{}"})
+    assert backend.documents("lead") == {"a1": '{"x": 3}', "b\\2/#?": '{"x": 2}'}
+    assert backend.documents("backfill") == {"a1": "{}"} and backend.documents("none") == {}
+
+
 def test_watchlists_are_shared_through_the_store(backend):
     backend.save_watchlist("admins", '{"accounts": ["a@c.com"], "networks": []}')
     backend.save_watchlist("ips", '{"accounts": [], "networks": ["198.51.100.0/24"]}')
