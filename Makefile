@@ -31,12 +31,14 @@ test: $(VENV)/.dev
 	bash tests/install-test-tools.sh
 	$(PY) -m pytest
 
-# The figures of the README's Performance section (bench/scale.py builds 26M events: about an hour here).
+# The figures of the README's Performance section (bench/scale.py and bench/leads.py build 20M+ events: hours).
 bench: $(VENV)/.dev
 	$(PY) bench/ingest.py
 	$(PY) bench/hostile.py
 	$(PY) bench/scale.py
 	$(PY) bench/scaleout.py
+	$(PY) bench/leads.py
+	$(PY) bench/backfill.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
