@@ -102,33 +102,43 @@ class LeadEngine:
         self.stopped = threading.Event()  # set when the dashboard lets go of this engine
         self.signature = hashlib.sha1(repr(rules).encode()).hexdigest()[:12]
         self._unsaved: dict[str, str] = {}  # with a read-only store (a read-only Cosmos DB key): kept here
+        self._looked = False  # a look over everything was done in this process (for a store that cannot say so)
 
     # --- keeping up -------------------------------------------------------------------------
-    def update(self) -> int:
-        """Look again where the index gained events; everywhere when the rules changed. Returns leads written."""
-        with self._lock:
-            span = self.index.take_changed_span()
-            if self.store.get_meta("leads.rules") != self.signature and not self._unsaved:
-                whole = self.index.sql("SELECT min(ts) AS a, max(ts) AS b FROM ev", [])
-                span = None if pd.isna(whole["a"][0]) else (whole["a"][0].to_pydatetime(),
-                                                            whole["b"][0].to_pydatetime())
-            if span is None:
-                return 0
-            found: dict[str, Lead] = {}
-            for rule in self.rules:
-                try:
-                    for lead in getattr(self, f"_{rule.shape}")(rule, *span):
-                        found[lead.id] = lead
-                except Exception:  # noqa: BLE001 - one broken rule must not stop the others
-                    log.exception("the rule %s failed; the others ran", rule.name)
-            documents = {k: json.dumps(asdict(v), default=str) for k, v in found.items()}
-            if getattr(self.store, "read_only", False):
-                self._unsaved.update(documents)
-            else:
-                if documents:
-                    self.store.put_documents("lead", documents)
-                self.store.set_meta("leads.rules", self.signature)
-            return len(found)
+    def update(self, wait: float = -1) -> int | None:
+        """Look again where the index gained events; everywhere when the rules changed. Returns leads written, or
+        None when another thread is looking and did not finish within `wait` seconds (-1: wait for it)."""
+        if not self._lock.acquire(timeout=wait):
+            return None
+        try:
+            return self._update()
+        finally:
+            self._lock.release()
+
+    def _update(self) -> int:
+        span = self.index.take_changed_span()
+        if not self._looked and self.store.get_meta("leads.rules") != self.signature:
+            whole = self.index.sql("SELECT min(ts) AS a, max(ts) AS b FROM ev", [])
+            span = None if pd.isna(whole["a"][0]) else (whole["a"][0].to_pydatetime(),
+                                                        whole["b"][0].to_pydatetime())
+        if span is None:
+            return 0
+        found: dict[str, Lead] = {}
+        for rule in self.rules:
+            try:
+                for lead in getattr(self, f"_{rule.shape}")(rule, *span):
+                    found[lead.id] = lead
+            except Exception:  # noqa: BLE001 - one broken rule must not stop the others
+                log.exception("the rule %s failed; the others ran", rule.name)
+        documents = {k: json.dumps(asdict(v), default=str) for k, v in found.items()}
+        if getattr(self.store, "read_only", False):
+            self._unsaved.update(documents)
+        else:
+            if documents:
+                self.store.put_documents("lead", documents)
+            self.store.set_meta("leads.rules", self.signature)
+        self._looked = True
+        return len(found)
 
     def leads(self) -> list[Lead]:
         """Every lead of the current rules, most severe and newest first, with its review mark."""

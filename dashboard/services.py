@@ -136,23 +136,29 @@ def _leads() -> LeadEngine:
     engine = LeadEngine(_index(), store())
 
     def keep_up() -> None:
-        while not engine.stopped.wait(LEADS_EVERY):
+        while True:
             try:
                 engine.index.refresh(max_age=REFRESH_SECONDS)
                 engine.update()
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("looking for leads failed")
+            if engine.stopped.wait(LEADS_EVERY):
+                return
 
     threading.Thread(target=keep_up, name="leads", daemon=True).start()
     return engine
 
 
-def leads() -> list[Lead]:
-    """Every lead, most severe and newest first, brought up to date with the store first."""
+LEADS_WAIT = 5.0  # seconds a page waits for a look in progress (a first look at a large store takes minutes)
+
+
+def leads() -> tuple[list[Lead], bool]:
+    """(every lead, most severe and newest first; whether a look for more is still going on). Brought up to date
+    with the store first, unless another look is already on: then what is stored, at once."""
     index()
     engine = _leads()
-    engine.update()
-    return engine.leads()
+    looking = engine.update(wait=LEADS_WAIT) is None
+    return engine.leads(), looking
 
 
 def review_lead(lead_id: str, note: str, reviewed: bool = True) -> str | None:

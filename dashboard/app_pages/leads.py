@@ -15,7 +15,7 @@ BADGE = {"high": "🔴 high", "medium": "🟠 medium", "low": "🟡 low"}
 SHOWN = 50  # leads drawn per page view; the rest are counted
 
 cur, _ = page_start("Leads", "the leads")
-all_leads = services.leads()
+all_leads, looking = services.leads()
 can_review = services.access().can("review leads") and not services.read_only()
 
 
@@ -44,10 +44,11 @@ show_reviewed = right.toggle("Reviewed too", key="leads_reviewed")
 chosen = [lead for lead in all_leads if lead.severity in severities and (not rules or lead.rule in rules)
           and (show_reviewed or not lead.reviewed)]
 open_count = sum(1 for lead in all_leads if not lead.reviewed)
-st.markdown(f"**{len(chosen):,}** shown · {open_count:,} not reviewed of {len(all_leads):,} leads · looked for again "
-            "as events arrive")
+st.markdown(f"**{len(chosen):,}** shown · {open_count:,} not reviewed of {len(all_leads):,} leads · "
+            + ("⏳ still looking through the stored events — this page shows more when you come back"
+               if looking else "looked for again as events arrive"))
 
-if not all_leads:
+if not all_leads and not looking:
     st.success("No leads: none of the built-in detections (below) found anything in the stored events.")
 for lead in chosen[:SHOWN]:
     with st.container(border=True):
