@@ -19,8 +19,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from eventstore.model import CONTENT_TYPES, BlobRecord  # noqa: E402
-from eventstore.normalize import decode_blob  # noqa: E402
 from eventstore.sqlite import SqliteStore  # noqa: E402
+from ingest.normalize import decode_blob  # noqa: E402
 
 
 def start_simulator(events: int, workdir: str) -> tuple[subprocess.Popen, dict]:

@@ -44,7 +44,7 @@ def size_of(text: str) -> int:
 
 def source_week(events_per_week: int) -> dict[int, list[EventRow]]:
     """A week of the simulated tenant, by weekday."""
-    from eventstore.normalize import decode_blob
+    from ingest.normalize import decode_blob
     from ingest.simulator.tenant import SimulatedTenant
 
     start = (NOW - timedelta(days=7)).replace(hour=0)

@@ -24,7 +24,7 @@ sys.path.insert(0, ROOT)
 
 from eventstore import cosmos  # noqa: E402
 from eventstore.model import CONTENT_TYPES, BlobRecord, utc_text  # noqa: E402
-from eventstore.normalize import decode_blob  # noqa: E402
+from ingest.normalize import decode_blob  # noqa: E402
 from ingest.simulator import SimulatedTenant  # noqa: E402
 from tests.conftest import start_azurite, start_cosmos_server  # noqa: E402
 

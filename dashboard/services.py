@@ -222,7 +222,9 @@ def entity_summary(flt, entity: dict[str, str], watch=None, related=("user", "ip
 @st.cache_data(max_entries=4, show_spinner=False)
 def _oldest_days(version) -> float:
     oldest = _index().sql("SELECT min(ts) AS t FROM ev", [])["t"][0]
-    return 0.0 if pd.isna(oldest) else (datetime.now(timezone.utc).replace(tzinfo=None) - oldest).total_seconds() / 86400
+    if pd.isna(oldest):
+        return 0.0
+    return (datetime.now(timezone.utc).replace(tzinfo=None) - oldest).total_seconds() / 86400
 
 
 def oldest_days() -> float:
@@ -416,7 +418,8 @@ class BackgroundJob:
             self.state.error = str(error)
         except Exception as error:  # noqa: BLE001 - shown in plain words; details go to the log only
             log.error("%s failed: %s", self.label, "".join(traceback.format_exception(error)))
-            self.state.error = f"The {self.label} stopped unexpectedly ({type(error).__name__}). See the dashboard's log."
+            self.state.error = (f"The {self.label} stopped unexpectedly ({type(error).__name__}). See the "
+                                "dashboard's log.")
         finally:
             self.state.finished = datetime.now(timezone.utc)
             self.state.running = False

@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"sync": cmd_sync, "run": cmd_run, "backfill": cmd_backfill, "enqueue": cmd_sync, "worker": cmd_worker, "status": cmd_status,
+COMMANDS = {"sync": cmd_sync, "run": cmd_run, "backfill": cmd_backfill, "enqueue": cmd_sync, "worker": cmd_worker,
+            "status": cmd_status,
             "export": cmd_export, "check": cmd_check,
             "subscribe": cmd_subscribe, "simulate": cmd_simulate}
 

@@ -18,12 +18,12 @@ from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore
 from eventstore.model import parse_utc, utc_text
-from eventstore.normalize import normalize
 
 from . import http
 from .api import ApiError, BadAnswer, FatalApiError, Interrupted
 from .auditquery import AuditQueryApi
 from .auth import AuthError, TokenProvider
+from .normalize import normalize
 from .settings import Settings
 
 log = logging.getLogger("ingest.backfill")
@@ -362,7 +362,8 @@ def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], Non
 
 
 def run_backfill(settings: Settings, store: EventStore, since: datetime, until: datetime,
-                 services: tuple[str, ...] = (), *, progress=None, stop: threading.Event | None = None) -> BackfillReport:
+                 services: tuple[str, ...] = (), *, progress=None,
+                 stop: threading.Event | None = None) -> BackfillReport:
     """What `python -m ingest backfill` and the dashboard both call. The range is kept within the store's
     retention (older events would be pruned at once)."""
     horizon = (datetime.now(timezone.utc) - timedelta(days=settings.retention_days)).replace(

@@ -6,7 +6,7 @@ import os
 import threading
 import time
 
-from eventstore.normalize import decode_blob
+from .normalize import decode_blob
 
 __all__ = ["decode_blob", "exit_with_parent"]
 

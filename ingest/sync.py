@@ -25,7 +25,6 @@ from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore, StoreError, open_store
 from eventstore.model import BlobRecord, Checkpoint, utc_text
-from eventstore.normalize import Decoded, NotRecords
 
 from . import http, redact
 from .api import (
@@ -42,6 +41,7 @@ from .api import (
     WindowRejected,
 )
 from .auth import AuthError, TokenProvider
+from .normalize import Decoded, NotRecords
 from .parse_worker import decode_blob, exit_with_parent
 from .settings import Settings
 from .windows import plan_windows

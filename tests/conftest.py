@@ -88,7 +88,7 @@ def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> i
     """Store every record the tenant has announced by `now`, through the real normalization and store
     (no HTTP): for tests of what reads the store."""
     from eventstore.model import BlobRecord, utc_text
-    from eventstore.normalize import decode_blob
+    from ingest.normalize import decode_blob
 
     now = now or datetime.now(timezone.utc)
     added = 0

@@ -290,7 +290,7 @@ def test_events_stored_by_another_process_are_offered_without_a_reload(dashboard
     summary.wait_for()
     before = int(summary.inner_text().split(" events")[0].replace(",", ""))
     from eventstore.model import BlobRecord
-    from eventstore.normalize import normalize
+    from ingest.normalize import normalize
 
     record = {"Id": "9d9d9d9d-0000-4000-8000-000000000001", "CreationTime": datetime.now(timezone.utc)
               .strftime("%Y-%m-%dT%H:%M:%S"), "Operation": "UserLoggedIn", "UserId": "late.arrival@contoso.com",

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore.export import safe_cell, write_csv, write_jsonl
-from eventstore.normalize import normalize
+from ingest.normalize import normalize
 
 TRIGGERS = "=+-@\uff1d\uff0b\uff0d\uff20"
 SPLITS = re.compile(r"[\r\n\t,;|]")  # where some importer may cut a cell into pieces

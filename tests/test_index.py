@@ -11,8 +11,8 @@ from dashboard.index import ActivityIndex, IndexBusy, Watch
 from eventstore import Filter
 from eventstore.ip import IpSet
 from eventstore.model import BlobRecord, fold, utc_text
-from eventstore.normalize import normalize
 from eventstore.sqlite import SqliteStore
+from ingest.normalize import normalize
 from ingest.simulator.tenant import ATTACKER_IP
 
 from .conftest import fill_store

@@ -142,16 +142,19 @@ def test_a_review_mark_is_kept_in_the_store_and_survives_a_new_look(demo, tmp_pa
     assert not next(x for x in again.leads() if x.id == lead.id).reviewed
 
 
+def forwarding(value: str) -> dict:
+    return {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingSmtpAddress", "Value": value}]}
+
+
 @pytest.mark.parametrize("detail, record, expected", [
-    (Detail("Parameters", "ForwardingSmtpAddress", external=True),
-     {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingSmtpAddress", "Value": "smtp:x@evil.example"}]}, True),
-    (Detail("Parameters", "ForwardingSmtpAddress", external=True),
-     {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingSmtpAddress", "Value": "SMTP:b@Contoso.com"}]}, False),
+    (Detail("Parameters", "ForwardingSmtpAddress", external=True), forwarding("smtp:x@evil.example"), True),
+    (Detail("Parameters", "ForwardingSmtpAddress", external=True), forwarding("SMTP:b@Contoso.com"), False),
     (Detail("Parameters", "ForwardingAddress", external=True),
      {"UserId": "a@contoso.com", "Parameters": [{"Name": "ForwardingAddress", "Value": "Finance Team"}]}, False),
     (Detail("Parameters", "DeleteMessage", ("True",)),
      {"Parameters": [{"Name": "DeleteMessage", "Value": "true"}]}, True),
-    (Detail("Parameters", "DeleteMessage", ("True",)), {"Parameters": [{"Name": "DeleteMessage", "Value": "False"}]}, False),
+    (Detail("Parameters", "DeleteMessage", ("True",)),
+     {"Parameters": [{"Name": "DeleteMessage", "Value": "False"}]}, False),
     (Detail("ModifiedProperties", "Role.DisplayName", ("Global Administrator",)),
      {"ModifiedProperties": [{"Name": "Role.DisplayName", "NewValue": "\"Global Administrator\""}]}, True),
     (Detail("Parameters", "ForwardTo"), {"Parameters": "not a list"}, False),

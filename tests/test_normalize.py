@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eventstore.ip import normalize as normalize_ip
-from eventstore.normalize import NotRecords, decode_blob, normalize
+from ingest.normalize import NotRecords, decode_blob, normalize
 
 FALLBACK = "2026-01-01T00:00:00Z"
 

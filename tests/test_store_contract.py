@@ -11,8 +11,8 @@ import pytest
 from dashboard.index import ActivityIndex
 from eventstore import Filter
 from eventstore.model import BlobRecord, Checkpoint
-from eventstore.normalize import normalize
 from eventstore.sqlite import SqliteStore
+from ingest.normalize import normalize
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
 

@@ -247,9 +247,10 @@ class SimulatedService:
             payload = json.loads(body) if body else None
         except ValueError:
             raise ApiError(400, "BadRequest", "The body is not JSON.") from None
+        base = f"{self.base_url}/graph/{parts[2]}/security/auditLog/queries"
         try:
             status, answer = self.audit.handle(method, parts[6:], query, payload if isinstance(payload, dict) else
-                                               None, roles, f"{self.base_url}/graph/{parts[2]}/security/auditLog/queries")
+                                               None, roles, base)
         except GraphError as error:
             raise ApiError(error.status, error.code, error.message, error.headers) from None
         return status, answer, {}

@@ -333,10 +333,10 @@ class SimulatedTenant:
                          "ModifiedProperties": [{"Name": "StrongAuthenticationMethod", "NewValue": "PhoneAppOTP",
                                                  "OldValue": ""}]})
         place("Audit.AzureActiveDirectory", security)
+        forward = [("Identity", cfo.mail_upn), ("ForwardingSmtpAddress", "smtp:payments@fabrikam-billing.example"),
+                   ("DeliverToMailboxAndForward", "True")]
         place("Audit.Exchange", _exchange_admin(rng, later + timedelta(minutes=6), admin, TRAVELLER_IP, "Set-Mailbox",
-                                                cfo.mail_upn, [("Identity", cfo.mail_upn),
-                                                               ("ForwardingSmtpAddress", "smtp:payments@fabrikam-billing.example"),
-                                                               ("DeliverToMailboxAndForward", "True")]))
+                                                cfo.mail_upn, forward))
         place("Audit.Exchange", _exchange_admin(rng, later + timedelta(minutes=9), admin, TRAVELLER_IP,
                                                 "Set-AdminAuditLogConfig", "Admin Audit Log Settings",
                                                 [("UnifiedAuditLogIngestionEnabled", "False")]))
@@ -426,7 +426,8 @@ def _inbox_rule(rng: random.Random, when: datetime, user: User, ip: str, hiding:
     name, parameters = ("..", [{"Name": "SubjectContainsWords", "Value": "invoice;payment"},
                                {"Name": "MoveToFolder", "Value": "RSS Subscriptions"},
                                {"Name": "MarkAsRead", "Value": "True"}]) if hiding else \
-        ("Newsletters", [{"Name": "From", "Value": "news@example.com"}, {"Name": "MoveToFolder", "Value": "Newsletters"}])
+        ("Newsletters", [{"Name": "From", "Value": "news@example.com"},
+                         {"Name": "MoveToFolder", "Value": "Newsletters"}])
     record.update({
         "ResultStatus": "True", "ClientIP": f"{ip}:{rng.randint(1024, 65535)}", "ObjectId": f"{user.upn}\\{name}",
         "Parameters": [{"Name": "Name", "Value": name}, *parameters],

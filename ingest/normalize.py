@@ -1,4 +1,6 @@
-"""The one function that turns a raw audit record into the row we store. Pure: no I/O.
+"""The one function that turns a raw audit record into the row we store — the source side's knowledge of the
+Office 365 audit schema (its field names), shared by every source (the Management Activity feed, the Graph
+backfill). Pure: no I/O.
 
 Records are an open schema: unknown RecordTypes and missing fields are normal, never errors."""
 from __future__ import annotations
@@ -10,8 +12,8 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any, NamedTuple
 
-from . import ip
-from .model import EventRow, parse_utc, utc_text
+from eventstore import ip
+from eventstore.model import EventRow, parse_utc, utc_text
 
 _IP_FIELDS = ("ClientIP", "ClientIPAddress", "ActorIpAddress")
 _APP_FIELDS = ("ApplicationDisplayName", "AppDisplayName", "ApplicationId", "AppId", "ClientAppId", "ClientInfoString")
