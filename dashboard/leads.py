@@ -10,7 +10,7 @@ import json
 import logging
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -164,8 +164,7 @@ class LeadEngine:
         ident = hashlib.sha1(f"{rule.name}\n{key}\n{_text(bucket)}".encode()).hexdigest()[:16]
         start = pd.Timestamp(first).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None)
         end = pd.Timestamp(last).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
-        view = View(**{**{k: getattr(view, k) for k in ("operation", "user", "ip", "text")},
-                       "period": "custom", "start": start, "end": end, "relationship": _RELATIONSHIP[rule.by]})
+        view = replace(view, period="custom", start=start, end=end, relationship=_RELATIONSHIP[rule.by])
         return Lead(ident, rule.name, rule.severity, rule.title, rule.title + summary, _text(first),
                     _text(last), sorted({u for u in users if u})[:LISTED], sorted({i for i in ips if i})[:LISTED],
                     int(events), view.to_params())
