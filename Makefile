@@ -39,6 +39,7 @@ bench: $(VENV)/.dev
 	$(PY) bench/scaleout.py
 	$(PY) bench/leads.py
 	$(PY) bench/backfill.py
+	$(PY) bench/labels.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
