@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -235,7 +236,7 @@ class Backfill:
                 break
             if window.state == "submitting":  # the last run died between asking and hearing: ask Microsoft
                 alive = [q for q in self.api.find(window.name) if q.get("status") not in ("failed", "cancelled")]
-                if alive and isinstance(alive[0].get("id"), str):
+                if alive and _usable_id(alive[0].get("id")):
                     window.query_id, window.state = alive[0]["id"], "running"
                     self.save(window)
                     moved += 1
@@ -248,8 +249,8 @@ class Backfill:
             except BadAnswer as refused:
                 self._failed(window, str(refused))
                 continue
-            if not isinstance(query.get("id"), str) or not query["id"]:
-                self._failed(window, "the submitted query came back without an id")
+            if not _usable_id(query.get("id")):  # it goes into the next request's path
+                self._failed(window, "the submitted query came back without a usable id")
                 continue
             window.query_id, window.state, window.next_link = query["id"], "running", ""
             self.save(window)
@@ -327,6 +328,10 @@ class Backfill:
                 self.save(window)
                 moved += 1
         return moved
+
+
+def _usable_id(value) -> bool:
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9-]{1,100}", value) is not None
 
 
 def _said(status) -> str:

@@ -179,3 +179,14 @@ def test_the_backfill_class_resumes_a_lost_submission_by_its_name(simulator, mak
     Backfill(api, store).save(first)
     report = Backfill(api, store).run(since, until)
     assert report.ok and Counter(q["displayName"] for q in service.audit.queries.values())[first.name] == 1
+
+
+def test_a_query_id_that_would_bend_the_next_address_is_refused(simulator, make_settings, store, monkeypatch):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
+    real = service.audit.submit
+    monkeypatch.setattr(service.audit, "submit", lambda body, base: {**real(body, base), "id": "../../steal?x="})
+    monkeypatch.setattr(backfill, "GIVE_UP_AFTER", 1)
+    since, until = span(service, 1)
+    report = run_backfill(make_settings(env), store, since, until)
+    assert len(report.gaps) == 2 and "without a usable id" in report.summary()
+    assert not any("steal" in r.path for r in service.log)
