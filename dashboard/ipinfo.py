@@ -6,6 +6,7 @@ No address ever leaves the machine."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
 import os
@@ -70,18 +71,28 @@ def read_networks(text: str, name: str = "networks file") -> list[tuple[tuple[bo
 class IpInfo:
     def __init__(self, networks_file: str = "", databases: tuple[str, ...] = (), packaged: bool = True,
                  networks_text: str = ""):
-        """`networks_text`: a networks file's content (the DEMO tenant's own), when there is no file."""
+        """`networks_text`: a networks file's content (the DEMO tenant's own), when there is no file. A source that
+        cannot be read is left out and said in `problems`: enrichment helps, it is never a reason to stop."""
+        self.problems: list[str] = []
         self.networks: list = read_networks(networks_text, "DEMO networks") if networks_text else []
         if networks_file:
-            if os.path.getsize(networks_file) > MAX_NETWORKS_FILE:
-                raise NetworksFileError(f"The networks file {networks_file} is over 10 MB.")
-            with open(networks_file, encoding="utf-8-sig") as f:
-                self.networks = read_networks(f.read(), os.path.basename(networks_file))
+            try:
+                if os.path.getsize(networks_file) > MAX_NETWORKS_FILE:
+                    raise NetworksFileError(f"The networks file {networks_file} is over 10 MB.")
+                with open(networks_file, encoding="utf-8-sig") as f:
+                    self.networks = read_networks(f.read(), os.path.basename(networks_file))
+            except (NetworksFileError, OSError, UnicodeDecodeError) as error:
+                self.problems.append(f"IP_NETWORKS_FILE is not used: {error}")
         self.readers = []
         for path in databases:
             import maxminddb
+            from maxminddb.errors import InvalidDatabaseError
 
-            self.readers.append((os.path.basename(path), maxminddb.open_database(path)))
+            try:
+                self.readers.append((os.path.basename(path), maxminddb.open_database(path)))
+            except (OSError, ValueError, InvalidDatabaseError) as error:
+                self.problems.append(f"IP_DATABASES: {os.path.basename(path)} is not used ({type(error).__name__}: "
+                                     "not a readable MaxMind database)")
         self.packaged = None
         if packaged:
             try:
@@ -89,13 +100,14 @@ class IpInfo:
 
                 self.packaged = GeoIP2Fast(geoip2fast_data_file="geoip2fast-asn-ipv6.dat.gz", verbose=False)
             except Exception as error:  # noqa: BLE001 - enrichment is a help, never a reason to stop
-                log.warning("the packaged IP database could not be loaded (%s): addresses stay without a country",
-                            type(error).__name__)
+                self.problems.append(f"the packaged IP database could not be loaded ({type(error).__name__})")
+        for problem in self.problems:
+            log.warning("%s", problem)
         self.lookup = lru_cache(maxsize=200_000)(self._lookup)
 
     def signature(self) -> str:
         """What answered, so that an index enriched by other sources is enriched again."""
-        parts = [f"networks:{len(self.networks)}:{hash(tuple(self.networks)) & 0xffffffff:x}"]
+        parts = [f"networks:{hashlib.sha1(repr(self.networks).encode()).hexdigest()[:12]}"]
         parts += [f"{name}:{reader.metadata().build_epoch}" for name, reader in self.readers]
         parts.append("geoip2fast" if self.packaged else "")
         return "|".join(parts)

@@ -203,3 +203,13 @@ def test_the_command_line_prints_leads_for_a_scheduler(demo, tmp_path):
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert {"rule", "severity", "first_seen", "last_seen", "users", "ips", "events", "summary"} <= set(lines[0])
     assert any(line["rule"] == "password-spray" and ATTACKER_IP in line["ips"] for line in lines)
+
+
+def test_an_unreadable_ip_source_is_left_out_and_said(tmp_path):
+    broken, fake = tmp_path / "networks.csv", tmp_path / "GeoLite2-City.mmdb"
+    broken.write_text("country,owner\nNL,x\n")
+    fake.write_bytes(b"not a database")
+    info = IpInfo(str(broken), (str(fake),))
+    assert len(info.problems) == 2 and "IP_NETWORKS_FILE" in info.problems[0] and "IP_DATABASES" in info.problems[1]
+    assert info.lookup("8.8.8.8").country == "US", "the packaged database still answers"
+    assert IpInfo(networks_text=NETWORKS).signature() == IpInfo(networks_text=NETWORKS).signature()

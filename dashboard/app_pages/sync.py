@@ -73,6 +73,8 @@ def status_panel() -> None:
 
 
 status_panel()
+for problem in services.ip_problems():  # where addresses are: a source the operator named that cannot be used
+    st.warning(markdown(problem))
 
 
 @st.fragment(run_every=2)
