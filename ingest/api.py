@@ -228,6 +228,21 @@ class ApiClient:
     def server_now(self) -> datetime:
         return datetime.now(timezone.utc) + timedelta(seconds=self.clock_skew)
 
+    def _trust(self, base: str, name: str, trailing_slash: bool = False) -> None:
+        """The one place a token may go: `base`'s origin, under its path, over HTTPS (`name` says it in errors)."""
+        self._base, self._base_name = base, name
+        self._origin, self._path = http.origin(base), urlsplit(base).path + ("/" if trailing_slash else "")
+
+    def _check_address(self, url: str) -> None:
+        """The token goes to the trusted base (see _trust), or nowhere."""
+        try:
+            path = parse_url(url).path or ""
+        except ValueError:
+            path = ""
+        if http.origin(url) != self._origin or not path.startswith(self._path) or "/../" in path:
+            raise BadAnswer(f"refused to send the token to {redact.short(url, 120)}: it is not {self._base_name} "
+                            f"({self._base})", "UNTRUSTED_ADDRESS")
+
     def _send(self, method: str, url: str, max_bytes: int, **kwargs) -> requests.Response | str:
         """One attempt, paced, with the token: the answer (never a redirect), or what went wrong on the network
         (the caller backs off and tries again). Everything else that can go wrong is raised as an ApiError."""
@@ -276,7 +291,7 @@ class ActivityApi(ApiClient):
     def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider, *args, **kwargs):
         super().__init__(settings, session, tokens, *args, **kwargs)
         self.feed = f"{settings.api_url}/api/v1.0/{settings.tenant_id}/activity/feed"
-        self._feed_origin, self._feed_path = http.origin(self.feed), urlsplit(self.feed).path + "/"
+        self._trust(self.feed, "this tenant's Management Activity API", trailing_slash=True)
 
     def check_clock(self) -> None:
         """Raise ClockSkew when the service's clock cannot be believed for planning or for 'expired'."""
@@ -324,16 +339,6 @@ class ActivityApi(ApiClient):
         if "publisheridentifier" not in query:
             params["PublisherIdentifier"] = self.settings.publisher_id
         return params
-
-    def _check_address(self, url: str) -> None:
-        """The token goes to this tenant's feed on the configured origin, over HTTPS, or nowhere."""
-        try:
-            path = parse_url(url).path or ""
-        except ValueError:
-            path = ""
-        if http.origin(url) != self._feed_origin or not path.startswith(self._feed_path) or "/../" in path:
-            raise BadAnswer(f"refused to send the token to {redact.short(url, 120)}: it is not this tenant's "
-                            f"Management Activity API ({self.feed})", "UNTRUSTED_ADDRESS")
 
     def request(self, method: str, url: str, params: dict | None = None, *,
                 max_bytes: int = LISTING_BYTES) -> requests.Response:
