@@ -91,7 +91,7 @@ class ActivityIndex:
         self.catching: Catching | None = None  # a background copy and how far it got
         self._asked = float("-inf")  # when the store was last asked what changed (monotonic seconds)
         self._distinct: dict = {}  # (column, day range, version) → distinct values, for case folding
-        self._place_everything()
+        self._place_everything(state)
 
     # --- the file ------------------------------------------------------------------------------
     def _open(self, memory_limit: str) -> duckdb.DuckDBPyConnection:
@@ -126,12 +126,11 @@ class ActivityIndex:
         self._con.close()
 
     # --- where addresses are --------------------------------------------------------------------
-    def _place_everything(self) -> None:
+    def _place_everything(self, state: dict) -> None:
         """Look up every address again when the IP sources changed (a newer database, an edited networks file)."""
         if self.ipinfo is None:
             return
         signature = self.ipinfo.signature()
-        state = dict(self._con.execute("SELECT key, value FROM state").fetchall())
         if state.get("places") == signature:
             return
         addresses = self._query("SELECT client_ip FROM ips", [])["client_ip"]
@@ -143,7 +142,8 @@ class ActivityIndex:
     def _insert_places(self, cursor, addresses) -> None:
         if self.ipinfo is None or len(addresses) == 0:
             return
-        found = [(a, *(lambda p: (p.country, p.owner, p.asn, p.lat, p.lon))(self.ipinfo.lookup(a))) for a in addresses]
+        found = [(a, p.country, p.owner, p.asn, p.lat, p.lon)
+                 for a, p in zip(addresses, map(self.ipinfo.lookup, addresses))]
         cursor.register("found", pd.DataFrame(found, columns=["client_ip", "country", "owner", "asn", "lat", "lon"]))
         cursor.execute("INSERT INTO places SELECT * FROM found ON CONFLICT DO NOTHING")
         cursor.unregister("found")

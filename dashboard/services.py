@@ -129,7 +129,8 @@ def _index() -> ActivityIndex:
 
 def ip_problems() -> list[str]:
     """IP sources the settings name that could not be used (the index places addresses without them)."""
-    return list(_index().ipinfo.problems) if _index().ipinfo is not None else []
+    ipinfo = _index().ipinfo
+    return list(ipinfo.problems) if ipinfo is not None else []
 
 
 LEADS_EVERY = 30  # seconds between looks for new leads while nobody is looking at a page
