@@ -37,6 +37,7 @@ NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 INDEXED = [c for c in NARROW if c != "id"]  # the Id is only needed with the whole event, read from the store
 VALUE_FILTERS = ("workload", "content_type", "operation", "record_type", "result_status", "user_id")
 TEXT_COLUMNS = ("user_agent", "object_id", "site_url", "file_name")
+PLACE_COLUMNS = ("country", "owner")  # of the client address, from the places table
 BATCH = 50_000  # rows copied from the store per transaction
 INLINE = 200_000  # a backlog up to this is copied while the page waits; a larger one in the background
 
@@ -311,7 +312,7 @@ class ActivityIndex:
                 add(*self._values_in(column, values, flt.case_sensitive or column == "record_type", flt))
         if flt.client_ip:
             add(*_ip_match(flt.client_ip))
-        for column in ("country", "owner"):
+        for column in PLACE_COLUMNS:
             if getattr(flt, column):
                 add(f"client_ip IN (SELECT client_ip FROM places WHERE {column} IN (SELECT unnest(?::VARCHAR[])))",
                     [list(getattr(flt, column))])
@@ -401,20 +402,14 @@ class ActivityIndex:
             f"count(*) AS n FROM f GROUP BY ALL ORDER BY bucket", params)
 
     def values(self, column: str, flt: Filter, limit: int = 500) -> list:
-        """Distinct values of a column in the filter's time range, most frequent first (filter choices)."""
-        assert column in INDEXED
+        """Distinct values of a column in the filter's time range, most frequent first (filter choices); the
+        country and owner of the client addresses too."""
+        assert column in INDEXED or column in PLACE_COLUMNS
         where, params = self.where(Filter(start=flt.start, end=flt.end))
-        frame = self._query(f"SELECT {column} AS v FROM ev WHERE {where} AND {column} IS NOT NULL AND "
+        source = "ev JOIN places USING (client_ip)" if column in PLACE_COLUMNS else "ev"
+        frame = self._query(f"SELECT {column} AS v FROM {source} WHERE {where} AND {column} IS NOT NULL AND "
                             f"CAST({column} AS VARCHAR) <> '' GROUP BY {column} ORDER BY count(*) DESC "
                             f"LIMIT {int(limit)}", params)
-        return frame["v"].tolist()
-
-    def place_values(self, column: str, flt: Filter, limit: int = 500) -> list[str]:
-        """Countries or network owners of the addresses in the filter's time range, most events first."""
-        assert column in ("country", "owner")
-        where, params = self.where(Filter(start=flt.start, end=flt.end))
-        frame = self._query(f"SELECT p.{column} AS v FROM ev JOIN places p USING (client_ip) WHERE {where} AND "
-                            f"p.{column} <> '' GROUP BY ALL ORDER BY count(*) DESC LIMIT {int(limit)}", params)
         return frame["v"].tolist()
 
     def case_variants(self, column: str, wanted: tuple[str, ...], flt: Filter, limit: int = 10) -> pd.DataFrame:

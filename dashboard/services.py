@@ -255,17 +255,6 @@ def _values(column, start_day, version) -> list:
     return _index().values(column, Filter(start=start_day))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _place_values(column, start_day, version) -> list:
-    return _index().place_values(column, Filter(start=start_day))
-
-
-def place_values(column: str, flt: Filter) -> list:
-    """Countries or network owners seen in the filter's days (the choices of those filters)."""
-    start = flt.start.replace(hour=0, minute=0, second=0, microsecond=0) if flt and flt.start else None
-    return _place_values(column, start, index().version)
-
-
 def values(column: str, flt: Filter) -> list:
     """Filter choices for a column: the values in the view's days, most frequent first."""
     start = flt.start.replace(hour=0, minute=0, second=0, microsecond=0) if flt and flt.start else None

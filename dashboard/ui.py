@@ -147,7 +147,7 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
             st.multiselect(label, sorted(set(options) | set(chosen)), key=_KEY + name)
         for name, label in (("country", "Country of the IP"), ("owner", "Network owner of the IP")):
             chosen = list(st.session_state.get(_KEY + name, []))
-            options = services.place_values(name, _days_of_view())
+            options = services.values(name, _days_of_view())
             st.multiselect(label, sorted(set(options) | set(chosen)), key=_KEY + name,
                            help="Where the address is and who owns its network, from the IP sources (offline)")
 

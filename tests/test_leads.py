@@ -188,7 +188,7 @@ def test_the_graph_and_filters_know_where_an_address_is(demo):
     assert dict(zip(placed["client_ip"], placed["country"])) == {ATTACKER_IP: "RO", APP_IP: "US"}
     romania = index.count(Filter(country=("RO",)))
     assert romania == index.count(Filter(client_ip=("198.51.100.0/28",))) > 400
-    assert "Example Cloud Hosting (simulated)" in index.place_values("owner", Filter())
+    assert "Example Cloud Hosting (simulated)" in index.values("owner", Filter())
 
 
 def test_the_command_line_prints_leads_for_a_scheduler(demo, tmp_path):
