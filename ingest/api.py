@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import logging
 import math
 import random
 import threading
@@ -210,9 +211,28 @@ def _span(seconds: float) -> str:
         else f"{seconds / 60:.0f} min"
 
 
+log = logging.getLogger("ingest.api")
+
+
 class ApiClient:
     """What every client of a Microsoft API here shares: one bounded session, a token, pacing, backoff that honours
     Retry-After and stops at once when asked, and the service's clock."""
+
+    RESOURCE = "api_url"  # the Settings field naming this client's API, whose token it asks for
+
+    @classmethod
+    def connect(cls, settings: Settings, store, on_retry: Callable[[str], None] | None = None,
+                backoff_base: float = 1.0):
+        """A client for these settings (in demo mode, for the simulated tenant, started on first use), with a
+        session that sends nothing anywhere but its API's and the login origins."""
+        if settings.demo:
+            from .demo import demo_settings
+
+            settings = demo_settings(settings, store)
+        resource = getattr(settings, cls.RESOURCE)
+        session = http.Session({http.origin(resource), http.origin(settings.login_url)}, ca_bundle=settings.ca_bundle)
+        return cls(settings, session, TokenProvider(settings, session, resource=resource), backoff_base=backoff_base,
+                   on_retry=on_retry or (lambda message: log.warning("%s", message)))
 
     def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider,
                  pacer: RequestPacer | None = None, *, max_attempts: int = 8, backoff_base: float = 1.0,

@@ -35,6 +35,7 @@ def _graph_error(response: requests.Response) -> tuple[str, str]:
 
 
 class AuditQueryApi(ApiClient):
+    RESOURCE = "graph_url"
     def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider, *args, **kwargs):
         super().__init__(settings, session, tokens, *args, **kwargs)
         self.queries = f"{settings.graph_url}/{settings.graph_version}/security/auditLog/queries"

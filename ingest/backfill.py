@@ -20,10 +20,9 @@ from datetime import datetime, timedelta, timezone
 from eventstore import EventStore
 from eventstore.model import parse_utc, utc_text
 
-from . import http
 from .api import ApiError, BadAnswer, FatalApiError, Interrupted
 from .auditquery import AuditQueryApi
-from .auth import AuthError, TokenProvider
+from .auth import AuthError
 from .normalize import normalize
 from .settings import Settings
 
@@ -352,18 +351,7 @@ def backfill_summary(store: EventStore) -> dict:
                      if w.state == "gave_up" or w.partial]}
 
 
-def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], None] | None = None,
-            backoff_base: float = 1.0) -> AuditQueryApi:
-    """An AuditQueryApi for these settings (in demo mode, the simulated tenant's), whose session sends nothing
-    anywhere but the Graph and login origins."""
-    if settings.demo:
-        from .demo import demo_settings
-
-        settings = demo_settings(settings, store)
-    session = http.Session({http.origin(settings.graph_url), http.origin(settings.login_url)},
-                           ca_bundle=settings.ca_bundle)
-    return AuditQueryApi(settings, session, TokenProvider(settings, session, resource=settings.graph_url),
-                         backoff_base=backoff_base, on_retry=on_retry or (lambda message: log.warning("%s", message)))
+connect = AuditQueryApi.connect
 
 
 def run_backfill(settings: Settings, store: EventStore, since: datetime, until: datetime,

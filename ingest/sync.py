@@ -26,7 +26,7 @@ from datetime import datetime, timedelta, timezone
 from eventstore import EventStore, StoreError, open_store
 from eventstore.model import BlobRecord, Checkpoint, utc_text
 
-from . import http, redact
+from . import redact
 from .api import (
     ActivityApi,
     ApiError,
@@ -40,7 +40,7 @@ from .api import (
     SubscriptionNeeded,
     WindowRejected,
 )
-from .auth import AuthError, TokenProvider
+from .auth import AuthError
 from .normalize import Decoded, NotRecords
 from .parse_worker import decode_blob, exit_with_parent
 from .settings import Settings
@@ -481,18 +481,7 @@ def _died_on_this_host(holder: str) -> bool:
     return False
 
 
-def connect(settings: Settings, store: EventStore, on_retry: Callable[[str], None] | None = None,
-            backoff_base: float = 1.0) -> ActivityApi:
-    """An ActivityApi for these settings (in demo mode, for the simulated tenant, started on first use), with a
-    session that sends nothing anywhere but the configured API and login origins."""
-    if settings.demo:
-        from .demo import demo_settings
-
-        settings = demo_settings(settings, store)
-    session = http.Session({http.origin(settings.api_url), http.origin(settings.login_url)},
-                           ca_bundle=settings.ca_bundle)
-    return ActivityApi(settings, session, TokenProvider(settings, session), backoff_base=backoff_base,
-                       on_retry=on_retry or (lambda message: log.warning("%s", message)))
+connect = ActivityApi.connect
 
 
 def run_sync(settings: Settings, store: EventStore | None = None, *, progress: Callable[[Progress], None] | None = None,
