@@ -18,8 +18,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from eventstore.model import CONTENT_TYPES, BlobRecord  # noqa: E402
 from eventstore.sqlite import SqliteStore  # noqa: E402
+from ingest.feedstate import CONTENT_TYPES, BlobRecord, FeedState  # noqa: E402
 from ingest.normalize import decode_blob  # noqa: E402
 
 
@@ -97,9 +97,9 @@ def raw_limit(blobs: list[tuple[str, str, bytes]], workdir: str) -> tuple[float,
         batch.append((BlobRecord(f"raw${len(batch)}${rows}", content_type, created, "2099-01-01T00:00:00Z"), decoded))
         rows += len(decoded)
         if rows >= 5000:
-            store.store_blobs(batch)
+            FeedState(store).store_blobs(batch)
             batch, rows = [], 0
-    store.store_blobs(batch)
+    FeedState(store).store_blobs(batch)
     seconds = time.perf_counter() - began
     count = store.stats().events
     store.close()

@@ -30,7 +30,8 @@ from datetime import datetime, timedelta, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from eventstore.model import CONTENT_TYPES, BlobRecord, EventRow, Filter, utc_text  # noqa: E402
+from eventstore.model import EventRow, Filter, utc_text  # noqa: E402
+from ingest.feedstate import CONTENT_TYPES, BlobRecord, FeedState  # noqa: E402
 
 DAYS = 90
 NOW = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0)
@@ -79,7 +80,7 @@ def write(store, rows: list[EventRow]) -> float:
     began = time.perf_counter()
     for i in range(0, len(rows), 5000):
         record = BlobRecord(f"bench${uuid.uuid4().hex}", "Audit.SharePoint", utc_text(NOW), "2099-01-01T00:00:00Z")
-        store.store_blobs([(record, rows[i:i + 5000])])
+        FeedState(store).store_blobs([(record, rows[i:i + 5000])])
     return time.perf_counter() - began
 
 

@@ -23,7 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from eventstore import cosmos  # noqa: E402
-from eventstore.model import CONTENT_TYPES, BlobRecord, utc_text  # noqa: E402
+from eventstore.model import utc_text  # noqa: E402
+from ingest.feedstate import CONTENT_TYPES, BlobRecord, FeedState  # noqa: E402
 from ingest.normalize import decode_blob  # noqa: E402
 from ingest.simulator import SimulatedTenant  # noqa: E402
 from tests.conftest import start_azurite, start_cosmos_server  # noqa: E402
@@ -60,7 +61,7 @@ def cosmos_figures(server, blobs) -> None:
         before_trips, before_ru = store.meter.round_trips, store.meter.request_units
         began = time.perf_counter()
         for i in range(0, len(blobs), 50):
-            store.store_blobs(blobs[i:i + 50])
+            FeedState(store).store_blobs(blobs[i:i + 50])
         seconds = time.perf_counter() - began
         trips = store.meter.round_trips - before_trips
         charge = store.meter.request_units - before_ru

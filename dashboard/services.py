@@ -16,6 +16,7 @@ from eventstore import EventStore, Filter, StoreError, open_store
 from eventstore.model import utc_text
 from ingest import redact
 from ingest.backfill import backfill_summary, run_backfill
+from ingest.feedstate import FeedState
 from ingest.settings import Settings, SettingsError, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
@@ -270,7 +271,7 @@ def watchlists() -> dict[str, WatchList]:
 class IngestStatus:
     stats: object  # eventstore.model.StoreStats
     checkpoints: list
-    issues: list  # BlobRecord: lost, retrying, or stored with a repair
+    issues: list  # ingest.feedstate.BlobRecord: lost, retrying, or stored with a repair
     queued: dict[str, int]  # content type → blobs waiting for a queue worker
     description: str
 
@@ -284,9 +285,15 @@ def ingest_status(content_types: tuple[str, ...]) -> IngestStatus:
 
 @st.cache_data(ttl=5, show_spinner=False)
 def _ingest_status(content_types: tuple[str, ...], store_name: str, sync_key: tuple) -> IngestStatus:
-    s = store()
-    return IngestStatus(s.stats(), s.checkpoints(content_types), s.blob_issues(),
-                        {ct: s.pending_blobs(ct)[0] for ct in content_types}, s.description)
+    s, feed = store(), FeedState(store())
+    return IngestStatus(s.stats(content_types), feed.checkpoints(content_types), feed.issues(),
+                        {ct: feed.pending(ct)[0] for ct in content_types}, s.description)
+
+
+def last_synced(content_types: tuple[str, ...]) -> datetime | None:
+    """When the live feed last finished a pass without an error, for any of these content types."""
+    return max((cp.last_success for cp in FeedState(store()).checkpoints(content_types) if cp.last_success),
+               default=None)
 
 
 READ_ONLY = ("This dashboard reads the store with a read-only Cosmos DB key: watch-lists can be used here but are "

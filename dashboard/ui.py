@@ -78,8 +78,7 @@ def tenant_banner(settings: Settings) -> None:
 @st.fragment(run_every=10)
 def _sync_status(settings: Settings) -> None:
     """When the last sync finished, and a running one's progress: redrawn by itself, so it never goes stale."""
-    checkpoints = services.store().checkpoints(settings.content_types)
-    last = max((cp.last_success for cp in checkpoints if cp.last_success), default=None)
+    last = services.last_synced(settings.content_types)
     state = services.background_sync().state
     line = f"{'DEMO · ' if settings.demo else ''}synced {ago(last)}"
     if state.running:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .model import BlobRecord, Checkpoint, EventRow, StoreStats
+from .model import EventRow, StoreStats, WorkItem
 
 
 @dataclass
@@ -38,53 +38,29 @@ class EventStore(ABC):
     #: opened with credentials that may read but not write (a Cosmos DB read-only key)
     read_only: bool = False
 
-    # --- ingest side -------------------------------------------------------------------------
+    # --- ingest side: events, and what each source remembers of its work -------------------------
     @abstractmethod
-    def store_events(self, rows: Sequence[EventRow]) -> int:
-        """Store events that are not stored yet (by record Id); returns how many were new. For a source that has
-        no blobs (the backfill); store_blobs does this and keeps the blob's record in the same step."""
+    def store_events(self, rows: Sequence[EventRow], done: Sequence[WorkItem] = ()) -> int:
+        """Store events that are not stored yet (by record Id) and then the work items `done` (a source's record
+        that these events are in): an item is never written without its events. Returns how many events were new.
+        Many events per call let a backend group its writes (SQLite: one transaction)."""
 
     @abstractmethod
-    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
-        """Store each blob's events and mark the blob stored; a blob is never marked stored without its
-        events. Events already stored (same Id) are left as they are. Returns how many events were new.
-        Several blobs per call let a backend group its writes (SQLite: one transaction)."""
+    def put_work(self, items: Sequence[WorkItem], keep_existing: bool = False) -> None:
+        """Write work items (replacing those with the same stream and key); with `keep_existing`, only those not
+        recorded yet (a worker may have recorded an item before its producer does)."""
 
     @abstractmethod
-    def record_lost_blob(self, blob: BlobRecord) -> None:
-        """Remember a blob the API could not deliver (expired, unknown), so status can show it."""
+    def work_items(self, stream: str, keys: Iterable[str]) -> dict[str, WorkItem]:
+        """Of these keys, the items recorded in `stream`, by key."""
 
     @abstractmethod
-    def record_blob_failure(self, blob: BlobRecord, give_up_after: int) -> BlobRecord:
-        """Count one more pass in which this blob's answer was unusable (its error code and message say why).
-        It stays "retrying" (fetched again by the next pass) until it has failed `give_up_after` times, then it
-        is "lost". Returns the record as stored."""
+    def pending_work(self, stream: str) -> tuple[int, str | None]:
+        """(how many of the stream's items are pending, the `at` of the oldest)."""
 
     @abstractmethod
-    def known_blob_ids(self, content_type: str, content_ids: Iterable[str], queued_too: bool = False) -> set[str]:
-        """Of these content ids, the ones already stored or recorded lost (so a re-list skips them), and with
-        `queued_too` also those waiting in the queue; a retrying blob is not known yet."""
-
-    @abstractmethod
-    def record_queued(self, blobs: Sequence[BlobRecord]) -> None:
-        """Remember blobs whose messages the queue accepted, as "queued" — except those with a record already (a
-        worker may have stored one before this is written)."""
-
-    @abstractmethod
-    def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
-        """(how many blobs are queued or retrying, the contentCreated of the oldest): what keeps `listed_until`
-        behind `queued_until`."""
-
-    @abstractmethod
-    def get_checkpoint(self, content_type: str) -> Checkpoint: ...
-
-    @abstractmethod
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None: ...
-
-    @abstractmethod
-    def blob_issues(self) -> list[BlobRecord]:
-        """Every blob that is lost, retrying, or stored with an error code (something repaired or skipped),
-        oldest first."""
+    def work_issues(self) -> list[WorkItem]:
+        """Every item with an issue, in every stream, oldest `at` first."""
 
     def check(self, full: bool = False) -> str:
         """An integrity check: "" when the store is sound, else what is wrong and what to do. Without `full`,
@@ -94,7 +70,7 @@ class EventStore(ABC):
     @abstractmethod
     def prune(self, before: datetime) -> int:
         """Delete the events of the UTC days before `before`'s day (retention works in whole days), a day at a
-        time and never holding writers up for long, and blob records past their expiration. Returns how many
+        time and never holding writers up for long, and the work items past their `expires`. Returns how many
         events went."""
 
     @abstractmethod
@@ -119,7 +95,8 @@ class EventStore(ABC):
         """Every stored event, in position order, streamed (never all in memory)."""
 
     @abstractmethod
-    def stats(self) -> StoreStats: ...
+    def stats(self, content_types: Iterable[str] = ()) -> StoreStats:
+        """How many events, their first and last time, and how many of each of these content types."""
 
     def identity(self) -> str:
         """Made when the store was created: an index built from another store (or an earlier one at the same
@@ -153,7 +130,7 @@ class EventStore(ABC):
     @abstractmethod
     def delete_watchlist(self, name: str) -> None: ...
 
-    # --- what the dashboard finds and notes (leads, their reviews): small JSON documents by kind and key ----------
+    # --- small JSON documents by kind and key: sources' cursors, the dashboard's leads and their reviews ----------
     @abstractmethod
     def put_documents(self, kind: str, documents: dict[str, str]) -> None:
         """Insert or replace key → payload (JSON text) for one kind."""
@@ -173,9 +150,6 @@ class EventStore(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
-
-    def checkpoints(self, content_types: Iterable[str]) -> list[Checkpoint]:
-        return [self.get_checkpoint(ct) for ct in content_types]
 
     def __enter__(self):
         return self

@@ -2,9 +2,9 @@
 
 Events live in one container, partitioned by UTC day ("/day"): logical partitions stay far below 20 GB and a
 time-bounded query touches few of them. `id` is the record Id, so Cosmos DB itself refuses a second copy of an
-event (a record's time, hence its day, never changes); the container's default TTL is the retention. State (blobs,
-checkpoints, leases, meta, watch-lists) lives in a second, small container partitioned by "/kind". Every query is
-parameterized.
+event (a record's time, hence its day, never changes); the container's default TTL is the retention. State (work
+items, documents, leases, meta, watch-lists) lives in a second, small container partitioned by "/kind". Every query
+is parameterized.
 
 Writing at throughput: events go in as create-only transactional batches of up to 100 per day partition, several
 partitions at once; a batch refused because one of its events exists already (409) is followed by one query for
@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 from azure.core import MatchConditions
@@ -46,7 +46,7 @@ from azure.cosmos.exceptions import (
 )
 
 from .base import Changes, EventStore, StoreError, StoreUnavailable, translate_errors
-from .model import CONTENT_TYPES, EVENT_COLUMNS, BlobRecord, Checkpoint, EventRow, StoreStats, parse_utc, utc_text
+from .model import EVENT_COLUMNS, EventRow, StoreStats, WorkItem, utc_text
 
 # The SDK logs every request and response at INFO: thousands of lines per sync. Its warnings still show.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -96,10 +96,6 @@ def _chunks(day: str, rows: list[EventRow]) -> Iterator[tuple[str, list[EventRow
         yield day, chunk
 
 
-def _dt(text):
-    return parse_utc(text) if text else None
-
-
 def _cosmos_error(store: "CosmosStore", exc: Exception) -> StoreError:
     # the SDK's own messages can quote request headers: say what happened in our words instead
     status = getattr(exc, "status_code", None)
@@ -133,6 +129,10 @@ class Meter:
         with self._lock:
             self.round_trips += 1
             self.request_units += charge
+
+
+def _work_item(doc: dict) -> WorkItem:
+    return WorkItem(*(doc[name] for name in WorkItem.__dataclass_fields__))
 
 
 class _Positions:
@@ -197,6 +197,8 @@ class CosmosStore(EventStore):
                     raise
                 self.read_only = True
                 self.description += " (read-only key)"
+            if not self.read_only:
+                self._move_feed_state()
         except (AzureError, ValueError) as exc:
             # the SDK's messages can quote request headers; say what to check instead
             raise StoreUnavailable(f"Cannot open Cosmos DB at {endpoint} ({type(exc).__name__}). Check "
@@ -221,6 +223,26 @@ class CosmosStore(EventStore):
             parameters=(params or []) + [{"name": "@kind", "value": kind}], partition_key=kind,
             response_hook=self.meter))
 
+    def _move_feed_state(self) -> None:
+        """Until the sources kept their own state (2026-11), the live feed's blobs and checkpoints were state
+        documents of kinds of their own: moved once into work items and cursor documents."""
+        if self.get_meta("feed-state.moved"):
+            return
+        blobs, checkpoints = self._state_query("blob"), self._state_query("checkpoint")
+        items = [WorkItem(d["content_type"], d["name"], d["content_created"], d["status"] in ("queued", "retrying"),
+                          d["status"] in ("lost", "retrying") or (d["status"] == "stored" and bool(d["error_code"])),
+                          d["content_expiration"] if d["status"] == "stored" else "",
+                          json.dumps({"expiration": d["content_expiration"], "events": d["events"],
+                                      "status": d["status"], "error_code": d["error_code"],
+                                      "error_message": d["error_message"], "attempts": d.get("attempts", 0)}))
+                 for d in blobs]
+        self.put_work(items)
+        self.put_documents("cursor", {d["name"]: json.dumps({field: d.get(field) for field in (
+            "listed_until", "last_success", "last_error", "queued_until")}) for d in checkpoints})
+        for doc in blobs + checkpoints:
+            self._state.delete_item(doc["id"], partition_key=doc["kind"])
+        self.set_meta("feed-state.moved", "1")
+
     def _lease_positions(self, count: int) -> int:
         """Take `count` consecutive positions from the counter, with an etag so two processes never share one."""
         while True:
@@ -241,20 +263,15 @@ class CosmosStore(EventStore):
                 continue
 
     # --- ingest side -------------------------------------------------------------------------
-    def store_events(self, rows: Sequence[EventRow]) -> int:
+    def store_events(self, rows: Sequence[EventRow], done: Sequence[WorkItem] = ()) -> int:
         by_day: dict[str, dict[str, EventRow]] = {}
         for row in rows:
             by_day.setdefault(row.time[:10], {}).setdefault(row.id, row)
         chunks = [chunk for day, rows in by_day.items() for chunk in _chunks(day, list(rows.values()))]
         if self._writers is None:
             self._writers = ThreadPoolExecutor(WRITERS, thread_name_prefix="cosmos-write")
-        return sum(self._writers.map(lambda chunk: self._create(*chunk), chunks))
-
-    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
-        created = self.store_events([row for _, rows in batch for row in rows])
-        # a blob is marked stored only after all its events are (a crash in between re-fetches it)
-        self._write_many("blob", [(blob.content_id, self._blob_doc(blob, len(rows), "stored"))
-                                  for blob, rows in batch])
+        created = sum(self._writers.map(lambda chunk: self._create(*chunk), chunks))
+        self.put_work(done)  # only once all the events are (a crash in between does the work again)
         return created
 
     def _create(self, day: str, rows: list[EventRow]) -> int:
@@ -290,80 +307,42 @@ class CosmosStore(EventStore):
                 partition_key=day, response_hook=self.meter))
         return found
 
-    def _write_many(self, kind: str, named: list[tuple[str, dict]]) -> None:
-        """Upsert state documents of one kind, 100 per round trip (one partition: one transactional batch)."""
+    def _write_many(self, kind: str, named: list[tuple[str, dict]], create_only: bool = False) -> None:
+        """Upsert state documents of one kind — or with `create_only`, create those not there yet — 100 per round
+        trip (one partition: one transactional batch)."""
         docs = [{"id": f"{kind}:{name}", "kind": kind, "name": name, **body} for name, body in named]
         for i in range(0, len(docs), BATCH_OPERATIONS):
-            self._state.execute_item_batch([("upsert", (doc,)) for doc in docs[i:i + BATCH_OPERATIONS]],
-                                           partition_key=kind, response_hook=self.meter)
+            chunk = docs[i:i + BATCH_OPERATIONS]
+            if create_only:
+                self._create_new(self._state, kind, chunk, lambda ids: {d["id"] for d in self._state_query(
+                    kind, "ARRAY_CONTAINS(@ids, c.id)", [{"name": "@ids", "value": ids}], "c.id")})
+            else:
+                self._state.execute_item_batch([("upsert", (doc,)) for doc in chunk], partition_key=kind,
+                                               response_hook=self.meter)
 
-    @staticmethod
-    def _blob_doc(blob: BlobRecord, events: int, status: str) -> dict:
-        return {"content_type": blob.content_type, "content_created": blob.content_created,
-                "content_expiration": blob.content_expiration, "events": events, "status": status,
-                "error_code": blob.error_code, "error_message": blob.error_message, "attempts": blob.attempts}
+    def put_work(self, items: Sequence[WorkItem], keep_existing: bool = False) -> None:
+        # a Cosmos DB id may not hold / \\ ? #: the stream and key are fields, their digest names the document
+        self._write_many("work", [(hashlib.sha1(f"{item.stream}\n{item.key}".encode()).hexdigest(), asdict(item))
+                                  for item in items], create_only=keep_existing)
 
-    def _write_blob(self, blob: BlobRecord, events: int, status: str) -> None:
-        self._write("blob", blob.content_id, self._blob_doc(blob, events, status))
-
-    def record_lost_blob(self, blob: BlobRecord) -> None:
-        self._write_blob(blob, 0, "lost")
-
-    def record_blob_failure(self, blob: BlobRecord, give_up_after: int) -> BlobRecord:
-        previous = self._read("blob", blob.content_id)
-        attempts = (previous.get("attempts", 0) if previous and previous["status"] == "retrying" else 0) + 1
-        recorded = replace(blob, events=0, status="lost" if attempts >= give_up_after else "retrying",
-                           attempts=attempts)
-        self._write_blob(recorded, 0, recorded.status)
-        return recorded
-
-    def known_blob_ids(self, content_type: str, content_ids: Iterable[str], queued_too: bool = False) -> set[str]:
-        ids, found = list(content_ids), set()
-        known = ["stored", "lost", "queued" if queued_too else "lost"]
-        for i in range(0, len(ids), _QUERY_CHUNK):
-            found.update(d["name"] for d in self._state_query(
-                "blob", "ARRAY_CONTAINS(@ids, c.name) AND ARRAY_CONTAINS(@known, c.status)",
-                [{"name": "@ids", "value": ids[i:i + _QUERY_CHUNK]}, {"name": "@known", "value": known}], "c.name"))
+    def work_items(self, stream: str, keys: Iterable[str]) -> dict[str, WorkItem]:
+        keys, found = list(keys), {}
+        for i in range(0, len(keys), _QUERY_CHUNK):
+            for doc in self._state_query("work", "c.stream = @stream AND ARRAY_CONTAINS(@keys, c.key)",
+                                         [{"name": "@stream", "value": stream},
+                                          {"name": "@keys", "value": keys[i:i + _QUERY_CHUNK]}]):
+                found[doc["key"]] = _work_item(doc)
         return found
 
-    def record_queued(self, blobs: Sequence[BlobRecord]) -> None:
-        """Create-only, 100 per batch: a blob with a record already (a worker stored it first) keeps it."""
-        docs = [{"id": f"blob:{b.content_id}", "kind": "blob", "name": b.content_id,
-                 **self._blob_doc(b, 0, "queued")} for b in blobs]
-        def existing(ids: list[str]) -> set[str]:
-            return {d["id"] for d in self._state_query("blob", "ARRAY_CONTAINS(@ids, c.id)",
-                                                       [{"name": "@ids", "value": ids}], "c.id")}
-
-        for i in range(0, len(docs), BATCH_OPERATIONS):
-            self._create_new(self._state, "blob", docs[i:i + BATCH_OPERATIONS], existing)
-
-    def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
-        where = "c.content_type = @t AND (c.status = 'queued' OR c.status = 'retrying')"
-        params = [{"name": "@t", "value": content_type}]
-        (count,) = self._state_query("blob", where, params, "VALUE COUNT(1)")
-        oldest = self._state_query("blob", where, params, "VALUE MIN(c.content_created)") if count else [None]
+    def pending_work(self, stream: str) -> tuple[int, str | None]:
+        where, params = "c.stream = @stream AND c.pending = true", [{"name": "@stream", "value": stream}]
+        (count,) = self._state_query("work", where, params, "VALUE COUNT(1)")
+        oldest = self._state_query("work", where, params, "VALUE MIN(c.at)") if count else [None]
         return count, oldest[0]
 
-    def get_checkpoint(self, content_type: str) -> Checkpoint:
-        doc = self._read("checkpoint", content_type)
-        if doc is None:
-            return Checkpoint(content_type)
-        return Checkpoint(content_type, _dt(doc.get("listed_until")), _dt(doc.get("last_success")),
-                          doc.get("last_error", ""), _dt(doc.get("queued_until")))
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        self._write("checkpoint", checkpoint.content_type, {
-            "listed_until": utc_text(checkpoint.listed_until) if checkpoint.listed_until else None,
-            "last_success": utc_text(checkpoint.last_success) if checkpoint.last_success else None,
-            "last_error": checkpoint.last_error,
-            "queued_until": utc_text(checkpoint.queued_until) if checkpoint.queued_until else None})
-
-    def blob_issues(self) -> list[BlobRecord]:
-        docs = self._state_query("blob", "c.status = 'lost' OR c.status = 'retrying' OR (c.status = 'stored' AND "
-                                 "c.error_code <> '')")
-        return sorted((BlobRecord(d["name"], d["content_type"], d["content_created"], d["content_expiration"],
-                                  d["events"], d["status"], d["error_code"], d["error_message"], d.get("attempts", 0))
-                       for d in docs), key=lambda b: b.content_created)
+    def work_issues(self) -> list[WorkItem]:
+        return sorted((_work_item(doc) for doc in self._state_query("work", "c.issue = true")),
+                      key=lambda item: item.at)
 
     def prune(self, before: datetime) -> int:
         """The container's TTL expires events on real Cosmos DB; this also deletes the days before `before`'s
@@ -383,9 +362,9 @@ class CosmosStore(EventStore):
                                                 partition_key=day, response_hook=self.meter)
             removed += len(ids)
         now = utc_text(datetime.now(timezone.utc))
-        for doc in self._state_query("blob", "c.status = @s AND c.content_expiration < @now",
-                                     [{"name": "@s", "value": "stored"}, {"name": "@now", "value": now}], "c.id"):
-            self._state.delete_item(doc["id"], partition_key="blob")
+        for doc in self._state_query("work", "c.expires <> '' AND c.expires < @now", [{"name": "@now", "value": now}],
+                                     "c.id"):
+            self._state.delete_item(doc["id"], partition_key="work")
         if removed and cutoff > (self.get_meta("horizon") or ""):
             self.set_meta("horizon", cutoff)
         return removed
@@ -430,21 +409,22 @@ class CosmosStore(EventStore):
         for doc in self._events.query_items("SELECT * FROM c ORDER BY c.seq", enable_cross_partition_query=True):
             yield self._row(doc)
 
-    def stats(self) -> StoreStats:
-        """Counted by the service per content type (an index-only aggregate), never by reading every event."""
+    def stats(self, content_types: Iterable[str] = ()) -> StoreStats:
+        """Counted by the service (index-only aggregates), never by reading every event."""
         def value(sql: str, params: list[dict]):
             answer = list(self._events.query_items(sql, parameters=params, enable_cross_partition_query=True,
                                                    response_hook=self.meter))
             return answer[0] if answer else None
 
+        total = int(value("SELECT VALUE COUNT(1) FROM c", []) or 0)
+        if not total:
+            return StoreStats()
         per_type = {}
-        for content_type in CONTENT_TYPES:
+        for content_type in content_types:
             n = value("SELECT VALUE COUNT(1) FROM c WHERE c.content_type = @t", [{"name": "@t", "value": content_type}])
             if n:
                 per_type[content_type] = int(n)
-        if not per_type:
-            return StoreStats()
-        return StoreStats(sum(per_type.values()), value("SELECT VALUE MIN(c.time) FROM c", []),
+        return StoreStats(total, value("SELECT VALUE MIN(c.time) FROM c", []),
                           value("SELECT VALUE MAX(c.time) FROM c", []), per_type)
 
     def horizon(self) -> str:

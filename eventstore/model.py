@@ -1,17 +1,9 @@
-"""The shapes both sides agree on: a stored event row, a filter, a checkpoint, a blob record."""
+"""The shapes both sides agree on: a stored event row, a filter, a source's unit of work."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import NamedTuple
-
-CONTENT_TYPES = (
-    "Audit.AzureActiveDirectory",
-    "Audit.Exchange",
-    "Audit.SharePoint",
-    "Audit.General",
-    "DLP.All",
-)
 
 
 class EventRow(NamedTuple):
@@ -57,35 +49,20 @@ class Filter:
     case_sensitive: bool = True
 
 
-@dataclass
-class Checkpoint:
-    """Per content type: every blob whose contentCreated is before `listed_until` has been listed and
-    either stored or recorded as lost. The next pass re-lists from a little before it (late content).
-    With queue fan-out, `queued_until` runs ahead of it: every blob created before it has been listed and its
-    message accepted by the queue; `listed_until` follows once the workers have stored (or lost) them."""
-
-    content_type: str
-    listed_until: datetime | None = None
-    last_success: datetime | None = None
-    last_error: str = ""
-    queued_until: datetime | None = None
-
-
 @dataclass(frozen=True)
-class BlobRecord:
-    """A content blob as the store remembers it. `status`: "stored" (its events are; an error code then says
-    what had to be repaired or skipped), "queued" (its message waits for a worker), "retrying" (its answer was
-    unusable; fetched again next pass, or when its message comes back) or "lost" (it will never be had)."""
+class WorkItem:
+    """One unit of a source's work (the live feed's content blob, say) as the store keeps it beside the events, so
+    that an item and its events change in one step. The store reads `stream`, `key`, `at`, `pending`, `issue` and
+    `expires` to answer its questions (which keys are known, what is still pending, what to report, what to forget);
+    `detail` is the source's own (JSON text), never read here."""
 
-    content_id: str
-    content_type: str
-    content_created: str
-    content_expiration: str
-    events: int = 0
-    status: str = "stored"
-    error_code: str = ""
-    error_message: str = ""
-    attempts: int = 0  # passes whose fetch of it failed
+    stream: str  # the part of a source the item belongs to (the feed's content type)
+    key: str  # unique within the stream
+    at: str  # orders a stream's items (UTC text)
+    pending: bool = False  # work remains: it holds the stream's cursor back
+    issue: bool = False  # something a person should hear about
+    expires: str = ""  # the store may forget the item after this time (UTC text); "" = keep it
+    detail: str = "{}"
 
 
 @dataclass

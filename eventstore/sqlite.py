@@ -21,13 +21,13 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import astuple
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 from itertools import groupby
 
 from .base import Changes, EventStore, StoreError, StoreUnavailable, translate_errors
-from .model import BlobRecord, Checkpoint, EventRow, StoreStats, parse_utc, utc_text
+from .model import EventRow, StoreStats, WorkItem, utc_text
 
 log = logging.getLogger("eventstore.sqlite")
 LAYOUT = "2"
@@ -50,6 +50,26 @@ CREATE TABLE IF NOT EXISTS days (
     day INTEGER NOT NULL, content_type TEXT NOT NULL, events INTEGER NOT NULL, first_time TEXT NOT NULL,
     last_time TEXT NOT NULL, PRIMARY KEY (day, content_type)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS work (
+    stream TEXT NOT NULL, key TEXT NOT NULL, at TEXT NOT NULL, pending INTEGER NOT NULL, issue INTEGER NOT NULL,
+    expires TEXT NOT NULL, detail TEXT NOT NULL, PRIMARY KEY (stream, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS work_pending ON work(stream, at) WHERE pending;
+CREATE INDEX IF NOT EXISTS work_issues ON work(at) WHERE issue;
+CREATE INDEX IF NOT EXISTS work_expires ON work(expires) WHERE expires <> '';
+CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS activity (at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL,
+    PRIMARY KEY (kind, key));
+INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1'), ('horizon', ''), ('layout', '2'),
+    ('store.id', lower(hex(randomblob(16))));
+"""
+_STATE_TABLES = ("work", "documents", "leases", "meta", "watchlists", "activity")
+# Until the sources kept their own state (2026-11), the store held the live feed's blobs and checkpoints in tables
+# of their own; a store that has them has their rows moved into work items and cursor documents once, at open.
+_FEED_TABLES = """
 CREATE TABLE IF NOT EXISTS blobs (
     content_id TEXT PRIMARY KEY, content_type TEXT NOT NULL, content_created TEXT NOT NULL,
     content_expiration TEXT NOT NULL, events INTEGER NOT NULL, status TEXT NOT NULL,
@@ -60,23 +80,24 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     content_type TEXT PRIMARY KEY, listed_until TEXT, last_success TEXT, last_error TEXT NOT NULL DEFAULT '',
     queued_until TEXT
 );
-CREATE INDEX IF NOT EXISTS blobs_pending ON blobs(content_type, content_created) WHERE status IN ('queued', 'retrying');
-CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS watchlists (name TEXT PRIMARY KEY, payload TEXT NOT NULL, saved_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS activity (at TEXT NOT NULL, who TEXT NOT NULL, action TEXT NOT NULL, detail TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS documents (kind TEXT NOT NULL, key TEXT NOT NULL, payload TEXT NOT NULL,
-    PRIMARY KEY (kind, key));
-INSERT OR IGNORE INTO meta(key, value) VALUES ('next_seq', '1'), ('horizon', ''), ('layout', '2'),
-    ('store.id', lower(hex(randomblob(16))));
 """
-_STATE_TABLES = ("blobs", "checkpoints", "leases", "meta", "watchlists", "activity")
+_MOVE_FEED_TABLES = """
+INSERT OR REPLACE INTO work(stream, key, at, pending, issue, expires, detail)
+    SELECT content_type, content_id, content_created, status IN ('queued', 'retrying'),
+        status IN ('lost', 'retrying') OR (status = 'stored' AND error_code <> ''),
+        CASE status WHEN 'stored' THEN content_expiration ELSE '' END,
+        json_object('expiration', content_expiration, 'events', events, 'status', status, 'error_code', error_code,
+                    'error_message', error_message, 'attempts', attempts)
+    FROM blobs;
+INSERT OR REPLACE INTO documents(kind, key, payload)
+    SELECT 'cursor', content_type, json_object('listed_until', listed_until, 'last_success', last_success,
+                                               'last_error', last_error, 'queued_until', queued_until)
+    FROM checkpoints;
+DROP TABLE blobs;
+DROP TABLE checkpoints;
+"""
 _DAMAGED_ADVICE = ("Stop the dashboard and the sync, then restore the file from a backup — or move it aside and "
                    "sync again, which brings back the last 7 days (what the Management Activity API keeps).")
-
-
-def _text(moment: datetime | None) -> str | None:
-    return utc_text(moment) if moment else None
 
 
 def _day(time_text: str) -> int:
@@ -149,10 +170,6 @@ def _connect(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _dt(text: str | None) -> datetime | None:
-    return parse_utc(text) if text else None
-
-
 @translate_errors(sqlite3.Error, lambda store, exc: _store_error(store.path, exc))
 class SqliteStore(EventStore):
     def __init__(self, path: str, progress: Callable[[str], None] | None = None):
@@ -167,10 +184,13 @@ class SqliteStore(EventStore):
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             _upgrade_if_older(path, progress or (lambda message: log.warning("%s", message)))
             conn = self._conn()
-            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone() and not any(
-                    column[1] == "queued_until" for column in conn.execute("PRAGMA table_info(checkpoints)")):
-                conn.execute("ALTER TABLE checkpoints ADD COLUMN queued_until TEXT")  # a store from before fan-out
             conn.executescript(_SCHEMA)
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'").fetchone():
+                with self._write() as tx:
+                    if not any(column[1] == "queued_until" for column in tx.execute("PRAGMA table_info(checkpoints)")):
+                        tx.execute("ALTER TABLE checkpoints ADD COLUMN queued_until TEXT")  # from before fan-out
+                    for statement in _MOVE_FEED_TABLES.split(";"):
+                        tx.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(
                 f"Cannot open the SQLite store at {path}: {exc}. Check that the folder exists and is writable, "
@@ -192,88 +212,33 @@ class SqliteStore(EventStore):
         return _Transaction(self._conn())
 
     # --- ingest side -------------------------------------------------------------------------
-    def store_events(self, rows: Sequence[EventRow]) -> int:
+    def store_events(self, rows: Sequence[EventRow], done: Sequence[WorkItem] = ()) -> int:
         with self._write() as conn:
-            return _insert_events(conn, rows)
-
-    def store_blobs(self, batch: Sequence[tuple[BlobRecord, Sequence[EventRow]]]) -> int:
-        with self._write() as conn:
-            added = _insert_events(conn, [row for _, rows in batch for row in rows])
-            for blob, rows in batch:
-                self._upsert_blob(conn, blob, len(rows), "stored")
+            added = _insert_events(conn, rows)
+            _put_work(conn, done, "REPLACE")
         return added
 
-    def record_lost_blob(self, blob: BlobRecord) -> None:
+    def put_work(self, items: Sequence[WorkItem], keep_existing: bool = False) -> None:
         with self._write() as conn:
-            self._upsert_blob(conn, blob, 0, "lost")
+            _put_work(conn, items, "IGNORE" if keep_existing else "REPLACE")
 
-    def record_blob_failure(self, blob: BlobRecord, give_up_after: int) -> BlobRecord:
-        with self._write() as conn:
-            row = conn.execute("SELECT attempts FROM blobs WHERE content_id = ? AND status = 'retrying'",
-                               (blob.content_id,)).fetchone()
-            attempts = (row[0] if row else 0) + 1
-            recorded = replace(blob, events=0, status="lost" if attempts >= give_up_after else "retrying",
-                               attempts=attempts)
-            self._upsert_blob(conn, recorded, 0, recorded.status)
-        return recorded
-
-    @staticmethod
-    def _upsert_blob(conn, blob: BlobRecord, events: int, status: str) -> None:
-        conn.execute(
-            "INSERT OR REPLACE INTO blobs(content_id, content_type, content_created, content_expiration, events, "
-            "status, error_code, error_message, recorded_at, attempts) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (blob.content_id, blob.content_type, blob.content_created, blob.content_expiration, events, status,
-             blob.error_code, blob.error_message, utc_text(datetime.now(timezone.utc)), blob.attempts),
-        )
-
-    def known_blob_ids(self, content_type: str, content_ids: Iterable[str], queued_too: bool = False) -> set[str]:
-        values, found, conn = list(content_ids), set(), self._conn()
-        known = ["stored", "lost", "queued" if queued_too else "lost"]
+    def work_items(self, stream: str, keys: Iterable[str]) -> dict[str, WorkItem]:
+        values, found, conn = list(keys), {}, self._conn()
         for i in range(0, len(values), 500):  # under SQLite's variable limit
             chunk = values[i:i + 500]
-            found.update(r[0] for r in conn.execute(
-                f"SELECT content_id FROM blobs WHERE content_id IN ({', '.join('?' * len(chunk))}) "
-                "AND status IN (?, ?, ?)", chunk + known))
+            for row in conn.execute(f"SELECT {_WORK_COLUMNS} FROM work WHERE stream = ? AND key IN "
+                                    f"({', '.join('?' * len(chunk))})", [stream, *chunk]):
+                found[row[1]] = _work_item(row)
         return found
 
-    def record_queued(self, blobs: Sequence[BlobRecord]) -> None:
-        now = utc_text(datetime.now(timezone.utc))
-        with self._write() as conn:
-            conn.executemany(
-                "INSERT OR IGNORE INTO blobs(content_id, content_type, content_created, content_expiration, events, "
-                "status, recorded_at) VALUES (?,?,?,?,0,'queued',?)",
-                [(b.content_id, b.content_type, b.content_created, b.content_expiration, now) for b in blobs])
-
-    def pending_blobs(self, content_type: str) -> tuple[int, str | None]:
-        count, oldest = self._conn().execute(
-            "SELECT count(*), min(content_created) FROM blobs WHERE content_type = ? AND status IN ('queued', "
-            "'retrying')", (content_type,)).fetchone()
+    def pending_work(self, stream: str) -> tuple[int, str | None]:
+        count, oldest = self._conn().execute("SELECT count(*), min(at) FROM work WHERE stream = ? AND pending",
+                                             (stream,)).fetchone()
         return count, oldest
 
-    def get_checkpoint(self, content_type: str) -> Checkpoint:
-        row = self._conn().execute(
-            "SELECT listed_until, last_success, last_error, queued_until FROM checkpoints WHERE content_type = ?",
-            (content_type,)).fetchone()
-        if row is None:
-            return Checkpoint(content_type)
-        return Checkpoint(content_type, _dt(row[0]), _dt(row[1]), row[2], _dt(row[3]))
-
-    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
-        with self._write() as conn:
-            conn.execute(
-                "INSERT OR REPLACE INTO checkpoints(content_type, listed_until, last_success, last_error, "
-                "queued_until) VALUES (?,?,?,?,?)",
-                (checkpoint.content_type, _text(checkpoint.listed_until), _text(checkpoint.last_success),
-                 checkpoint.last_error, _text(checkpoint.queued_until)),
-            )
-
-    def blob_issues(self) -> list[BlobRecord]:
-        rows = self._conn().execute(
-            "SELECT content_id, content_type, content_created, content_expiration, events, status, error_code, "
-            "error_message, attempts FROM blobs WHERE status IN ('lost', 'retrying') OR (status = 'stored' AND "
-            "error_code <> '') ORDER BY content_created"
-        ).fetchall()
-        return [BlobRecord(*row) for row in rows]
+    def work_issues(self) -> list[WorkItem]:
+        return [_work_item(row) for row in self._conn().execute(
+            f"SELECT {_WORK_COLUMNS} FROM work WHERE issue ORDER BY at")]
 
     def check(self, full: bool = False) -> str:
         conn = self._conn()
@@ -299,9 +264,8 @@ class SqliteStore(EventStore):
                 removed += tx.execute("SELECT coalesce(sum(events), 0) FROM days WHERE day = ?", (day,)).fetchone()[0]
                 tx.execute("DELETE FROM days WHERE day = ?", (day,))
                 tx.execute("UPDATE meta SET value = ? WHERE key = 'horizon'", (_day_text(day + 1),))
-        with self._write() as tx:  # a stored blob's id is only needed while the API can still list it
-            tx.execute("DELETE FROM blobs WHERE status = 'stored' AND content_expiration < ?",
-                       (utc_text(datetime.now(timezone.utc)),))
+        with self._write() as tx:
+            tx.execute("DELETE FROM work WHERE expires <> '' AND expires < ?", (utc_text(datetime.now(timezone.utc)),))
         return removed
 
     def try_lease(self, name: str, owner: str, seconds: float) -> bool:
@@ -340,12 +304,12 @@ class SqliteStore(EventStore):
         finally:
             conn.close()
 
-    def stats(self) -> StoreStats:
+    def stats(self, content_types: Iterable[str] = ()) -> StoreStats:
         conn = self._conn()
         total, first, last = conn.execute("SELECT coalesce(sum(events), 0), min(first_time), max(last_time) "
                                           "FROM days").fetchone()
         per_type = dict(conn.execute("SELECT content_type, sum(events) FROM days GROUP BY content_type"))
-        return StoreStats(total, first, last, per_type)
+        return StoreStats(total, first, last, {ct: per_type[ct] for ct in content_types if ct in per_type})
 
     def horizon(self) -> str:
         return self.get_meta("horizon") or ""
@@ -465,6 +429,19 @@ def _insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> int:
     return len(fresh)
 
 
+_WORK_COLUMNS = "stream, key, at, pending, issue, expires, detail"
+
+
+def _put_work(conn: sqlite3.Connection, items: Sequence[WorkItem], conflict: str) -> None:
+    conn.executemany(f"INSERT OR {conflict} INTO work({_WORK_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                     [astuple(item) for item in items])
+
+
+def _work_item(row: tuple) -> WorkItem:
+    stream, key, at, pending, issue, expires, detail = row
+    return WorkItem(stream, key, at, bool(pending), bool(issue), expires, detail)
+
+
 class _Transaction:
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
@@ -508,13 +485,13 @@ def _upgrade_if_older(path: str, progress: Callable[[str], None]) -> None:
                 os.remove(leftover)
         old, new = _connect(path), _connect(target)
         try:
-            new.executescript(_SCHEMA)
+            new.executescript(_SCHEMA + _FEED_TABLES)  # moved into work items when the upgraded store opens
             old.execute("BEGIN")  # one snapshot of the old store (and its writers kept out of the way)
             (total,) = old.execute("SELECT count(*) FROM events").fetchone()
             progress(f"Upgrading the event store {path} to the compact layout: {total:,} events (once; the old "
                      f"file is kept as {path}.layout1)")
             with _Transaction(new) as tx:
-                for table in _STATE_TABLES:
+                for table in _STATE_TABLES + ("blobs", "checkpoints"):
                     columns = [r[1] for r in old.execute(f"PRAGMA table_info({table})")]
                     keep = [c for c in columns if c in {r[1] for r in tx.execute(f"PRAGMA table_info({table})")}]
                     if not keep:

@@ -1,2 +1,5 @@
-"""Ingest: Office 365 Management Activity API → event store. Knows HTTP, tokens, windows and checkpoints;
-knows nothing of Streamlit."""
+"""Ingest: Microsoft's audit APIs → event store. Two sources, each an API client with a cursor of its own: the live
+feed (Management Activity API: api.py, windows.py, sync.py, fanout.py; its cursor in feedstate.py) and the backfill
+(Microsoft Graph audit log queries: auditquery.py; its cursor in backfill.py). They share the connection rules
+(api.ApiClient), the one normalization (normalize.py) and the store's `store_events` (deduped on the record Id).
+Knows nothing of Streamlit."""

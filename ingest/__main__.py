@@ -19,6 +19,7 @@ from . import redact
 from .api import ApiError, FatalApiError
 from .auth import AuthError
 from .backfill import backfill_summary
+from .feedstate import FeedState
 from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
 from .sync import Progress, SyncAlreadyRunning, connect, run_sync
@@ -198,8 +199,8 @@ def _blob(b) -> dict:
 
 def status_data(settings: Settings) -> dict:
     with _open(settings) as store:
-        stats = store.stats()
-        issues = store.blob_issues()
+        stats, feed = store.stats(settings.content_types), FeedState(store)
+        issues = feed.issues()
         lost = [b for b in issues if b.status == "lost"]
         return {
             "tenant": settings.tenant_label,
@@ -211,11 +212,11 @@ def status_data(settings: Settings) -> dict:
             "sync_running": store.lease_holder("sync") is not None,
             "content_types": [
                 {"content_type": cp.content_type, "listed_until": _iso(cp.listed_until),
-                 "queued_until": _iso(cp.queued_until), "blobs_queued": store.pending_blobs(cp.content_type)[0],
+                 "queued_until": _iso(cp.queued_until), "blobs_queued": feed.pending(cp.content_type)[0],
                  "last_success": _iso(cp.last_success), "last_error": cp.last_error,
                  "events_stored": stats.per_content_type.get(cp.content_type, 0),
                  "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
-                for cp in store.checkpoints(settings.content_types)],
+                for cp in feed.checkpoints(settings.content_types)],
             "backfill": backfill_summary(store),
             "lost_blobs": [_blob(b) for b in lost],
             # fetched again by the next pass, or stored with something repaired or skipped

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 
 from eventstore import EventStore, open_store
-from eventstore.model import CONTENT_TYPES, BlobRecord, parse_utc
+from eventstore.model import parse_utc
 
 from . import redact
 from .api import (
@@ -40,6 +40,7 @@ from .api import (
     parse_listing,
 )
 from .auth import AuthError
+from .feedstate import CONTENT_TYPES, BlobRecord, Checkpoint, FeedState
 from .queues import ContentQueue, QueueError, Received, encode
 from .settings import Settings, SettingsError
 from .sync import (
@@ -87,14 +88,14 @@ def parse_message(text: str | None) -> ContentBlob:
 
 # --- enqueue: the listing half of a sync pass -------------------------------------------------------------------
 def enqueue_content_type(syncer: _Syncer, queue: ContentQueue, content_type: str) -> ContentTypeResult:
-    store, result, errors = syncer.store, ContentTypeResult(content_type), []
-    checkpoint = store.get_checkpoint(content_type)
+    feed, result, errors = syncer.feed, ContentTypeResult(content_type), []
+    checkpoint = feed.checkpoint(content_type)
     plan_from = replace(checkpoint, listed_until=checkpoint.queued_until or checkpoint.listed_until)
     sent: set[str] = set()
     for end, blobs in syncer.list_windows(content_type, plan_from, errors):
         if blobs is None:
             break  # not listed: `queued_until` must not pass this window
-        known = store.known_blob_ids(content_type, (b.content_id for b in blobs), queued_too=True) | sent
+        known = feed.known_ids(content_type, (b.content_id for b in blobs), queued_too=True) | sent
         fresh = list({b.content_id: b for b in blobs if b.content_id not in known}.values())
         result.blobs_listed += len(blobs)
         result.blobs_skipped += len(blobs) - len(fresh)
@@ -103,26 +104,25 @@ def enqueue_content_type(syncer: _Syncer, queue: ContentQueue, content_type: str
         except QueueError as error:
             errors.append(str(error))
             break
-        store.record_queued([BlobRecord(b.content_id, content_type, b.created, b.expiration, status="queued")
-                             for b in fresh])
+        feed.record_queued([BlobRecord(b.content_id, content_type, b.created, b.expiration) for b in fresh])
         sent.update(b.content_id for b in fresh)
         result.blobs_queued += len(fresh)
         syncer.guard.check()
         checkpoint.queued_until = end
-        store.save_checkpoint(checkpoint)
-    settle(store, checkpoint)
+        feed.save(checkpoint)
+    settle(feed, checkpoint)
     result.error = checkpoint.last_error = redact.short("; ".join(errors), 600)
     if not errors:
         checkpoint.last_success = datetime.now(timezone.utc)
-    store.save_checkpoint(checkpoint)
+    feed.save(checkpoint)
     return result
 
 
-def settle(store: EventStore, checkpoint) -> None:
+def settle(feed: FeedState, checkpoint: Checkpoint) -> None:
     """Move `listed_until` up to what the workers have finished."""
     if checkpoint.queued_until is None:
         return
-    pending, oldest = store.pending_blobs(checkpoint.content_type)
+    pending, oldest = feed.pending(checkpoint.content_type)
     settled = min(checkpoint.queued_until, parse_utc(oldest)) if pending else checkpoint.queued_until
     if checkpoint.listed_until is None or settled > checkpoint.listed_until:
         checkpoint.listed_until = settled
@@ -181,7 +181,7 @@ class Worker:
 
     def __init__(self, api: ActivityApi, store: EventStore, queue: ContentQueue, max_dequeues: int,
                  threads: int = 4):
-        self.api, self.store, self.queue, self.max_dequeues = api, store, queue, max_dequeues
+        self.api, self.feed, self.queue, self.max_dequeues = api, FeedState(store), queue, max_dequeues
         self.parser = new_parser()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="worker-fetch")
 
@@ -208,7 +208,7 @@ class Worker:
             todo.append((message, blob))
         done = set()
         for content_type in {blob.content_type for _, blob in todo}:
-            done |= self.store.known_blob_ids(content_type, [b.content_id for _, b in todo
+            done |= self.feed.known_ids(content_type, [b.content_id for _, b in todo
                                                               if b.content_type == content_type])
         for message, blob in [(m, b) for m, b in todo if b.content_id in done]:
             self.queue.delete(message)
@@ -221,11 +221,11 @@ class Worker:
             try:
                 decoded = future.result()
             except BlobUnavailable as lost:
-                self.store.record_lost_blob(blob_record(blob, lost))
+                self.feed.record_lost(blob_record(blob, lost))
                 self.queue.delete(message)
                 report.lost += 1
             except BadAnswer as bad:
-                kept = self.store.record_blob_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
+                kept = self.feed.record_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
                 report.errors.append(f"{blob.content_id}: {bad}")
                 if kept.status != "lost":
                     report.retrying += 1  # left in the queue: it comes back after the visibility timeout
@@ -250,7 +250,7 @@ class Worker:
                 keep.append((message, kept_record(blob, "REPAIRED" if decoded.notes else "", decoded.notes),
                              decoded.rows))
         if keep:
-            report.events_new += self.store.store_blobs([(record, rows) for _, record, rows in keep])
+            report.events_new += self.feed.store_blobs([(record, rows) for _, record, rows in keep])
             report.stored += len(keep)
             for message, _, _ in keep:
                 self.queue.delete(message)
@@ -259,7 +259,7 @@ class Worker:
     def _poison(self, message: Received, blob: ContentBlob) -> None:
         log.error("%s: content %s failed %d deliveries (workers died or timed out on it): recorded lost and moved "
                   "to the poison queue", blob.content_type, blob.content_id, message.dequeue_count - 1)
-        self.store.record_lost_blob(BlobRecord(
+        self.feed.record_lost(BlobRecord(
             blob.content_id, blob.content_type, blob.created, blob.expiration, 0, "lost", "POISON",
             f"its queue message failed {message.dequeue_count - 1} deliveries; it is in the poison queue"))
         self.queue.poison(message)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlparse
 
-from eventstore.model import CONTENT_TYPES
+from ingest.feedstate import CONTENT_TYPES
 
 from . import redact
 

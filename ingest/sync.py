@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore, StoreError, open_store
-from eventstore.model import BlobRecord, Checkpoint, utc_text
+from eventstore.model import utc_text
 
 from . import redact
 from .api import (
@@ -41,6 +41,7 @@ from .api import (
     WindowRejected,
 )
 from .auth import AuthError
+from .feedstate import BlobRecord, Checkpoint, FeedState
 from .normalize import Decoded, NotRecords
 from .parse_worker import decode_blob, exit_with_parent
 from .settings import Settings
@@ -168,7 +169,7 @@ class _PassGuard:
 class _Syncer:
     def __init__(self, api: ActivityApi, store: EventStore, workers: int,
                  progress: Callable[[Progress], None] | None, guard: _PassGuard):
-        self.api, self.store, self.workers, self.guard = api, store, workers, guard
+        self.api, self.feed, self.workers, self.guard = api, FeedState(store), workers, guard
         self.progress = progress or (lambda p: None)
         self.parser: Executor = new_parser()
 
@@ -223,7 +224,7 @@ class _Syncer:
 
     def sync_content_type(self, content_type: str) -> ContentTypeResult:
         result = ContentTypeResult(content_type)
-        checkpoint = self.store.get_checkpoint(content_type)
+        checkpoint = self.feed.checkpoint(content_type)
         errors: list[str] = []
         listed = self.list_windows(content_type, checkpoint, errors)
         self.fetch_windows(content_type, listed, checkpoint, result, errors)
@@ -232,7 +233,7 @@ class _Syncer:
         if not errors:
             checkpoint.last_success = datetime.now(timezone.utc)
         self.guard.check()
-        self.store.save_checkpoint(checkpoint)
+        self.feed.save(checkpoint)
         return result
 
     def fetch_windows(self, content_type: str, listed: list[tuple[datetime, list[ContentBlob] | None]],
@@ -245,7 +246,7 @@ class _Syncer:
             if blobs is None:
                 remaining.append(-1)  # never settles this pass
                 continue
-            known = self.store.known_blob_ids(content_type, (b.content_id for b in blobs)) | queued
+            known = self.feed.known_ids(content_type, (b.content_id for b in blobs)) | queued
             fresh = list({b.content_id: b for b in blobs if b.content_id not in known}.values())
             queued.update(b.content_id for b in fresh)  # listed twice (a broken listing): fetched once
             result.blobs_listed += len(blobs)
@@ -269,14 +270,14 @@ class _Syncer:
                 complete += 1
                 result.windows += 1
             self.guard.check()
-            self.store.save_checkpoint(checkpoint)
+            self.feed.save(checkpoint)
             self.progress(Progress(content_type, min(complete + 1, len(listed)), len(listed), done, len(todo),
                                    result.events_new))
 
         def flush() -> None:
             nonlocal batch, batched_rows
             if batch:
-                result.events_new += self.store.store_blobs([(record, rows) for _, record, rows in batch])
+                result.events_new += self.feed.store_blobs([(record, rows) for _, record, rows in batch])
                 result.blobs_stored += len(batch)
                 settle([number for number, _, _ in batch])
                 batch, batched_rows = [], 0
@@ -310,11 +311,11 @@ class _Syncer:
                     except BlobUnavailable as lost:
                         self.api.check_clock()  # "expired" from a service whose clock is off proves nothing
                         log.warning("%s: content %s lost (%s): %s", content_type, blob.content_id, lost.code, lost)
-                        self.store.record_lost_blob(blob_record(blob, lost))
+                        self.feed.record_lost(blob_record(blob, lost))
                         result.blobs_lost += 1
                         settle([number])
                     except BadAnswer as bad:
-                        kept = self.store.record_blob_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
+                        kept = self.feed.record_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
                         log.warning("%s: content %s: %s (%s, attempt %d of %d)", content_type, blob.content_id,
                                     bad, kept.status, kept.attempts, MAX_BLOB_ATTEMPTS)
                         if kept.status != "lost":
@@ -390,11 +391,11 @@ def new_parser() -> Executor:
                                initargs=(os.getpid(),))
 
 
-def _record_error(store: EventStore, content_type: str, message: str) -> None:
+def _record_error(feed: FeedState, content_type: str, message: str) -> None:
     try:
-        checkpoint = store.get_checkpoint(content_type)
+        checkpoint = feed.checkpoint(content_type)
         checkpoint.last_error = redact.short(message, 600)
-        store.save_checkpoint(checkpoint)
+        feed.save(checkpoint)
     except StoreError as error:  # a full disk or a store that is down: the log and the report still say it
         log.error("%s: could not record the error in the store: %s", content_type, error)
 
@@ -425,7 +426,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
             if report.fatal or api.stop.is_set():
                 report.results.append(ContentTypeResult(content_type, error=report.fatal or "not synced: stopped"))
                 if report.fatal:
-                    _record_error(store, content_type, report.fatal)
+                    _record_error(FeedState(store), content_type, report.fatal)
                 continue
             report.results.append(_sync_one(syncer, content_type, report, step or _Syncer.sync_content_type))
         if not api.stop.is_set():
@@ -463,7 +464,7 @@ def _sync_one(syncer: _Syncer, content_type: str, report: SyncReport, step) -> C
         log.debug("details", exc_info=True)
         error = f"unexpected error ({type(unexpected).__name__}): {redact.short(str(unexpected), 200)}"
     log.error("%s: %s", content_type, error)
-    _record_error(syncer.store, content_type, error)
+    _record_error(syncer.feed, content_type, error)
     return ContentTypeResult(content_type, error=error)
 
 
@@ -498,7 +499,7 @@ def run_sync(settings: Settings, store: EventStore | None = None, *, progress: C
         except AuthError as refused:  # no token, so no content type can be synced
             report = SyncReport(settings.demo, fatal=str(refused))
             for content_type in settings.content_types:
-                _record_error(store, content_type, report.fatal)
+                _record_error(FeedState(store), content_type, report.fatal)
                 report.results.append(ContentTypeResult(content_type, error=report.fatal))
             return report
         return sync_once(api, store, settings.content_types, retention_days=settings.retention_days,

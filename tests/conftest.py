@@ -13,8 +13,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from eventstore.model import CONTENT_TYPES
 from eventstore.sqlite import SqliteStore
+from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.settings import load_settings
 from ingest.simulator import SimulatedTenant, SimulatorConfig, start_simulator
 from ingest.simulator.tls import make_loopback_tls
@@ -87,7 +87,8 @@ def stored_ids(store) -> list[str]:
 def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> int:
     """Store every record the tenant has announced by `now`, through the real normalization and store
     (no HTTP): for tests of what reads the store."""
-    from eventstore.model import BlobRecord, utc_text
+    from eventstore.model import utc_text
+    from ingest.feedstate import BlobRecord
     from ingest.normalize import decode_blob
 
     now = now or datetime.now(timezone.utc)
@@ -98,7 +99,7 @@ def fill_store(store, tenant: SimulatedTenant, now: datetime | None = None) -> i
             created = utc_text(blob.created)
             rows = decode_blob(tenant.blob_json(content_type, blob.index), content_type, created).rows
             batch.append((BlobRecord(blob.content_id, content_type, created, utc_text(blob.expiration)), rows))
-        added += store.store_blobs(batch)
+        added += FeedState(store).store_blobs(batch)
     return added
 
 

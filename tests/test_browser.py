@@ -289,7 +289,7 @@ def test_events_stored_by_another_process_are_offered_without_a_reload(dashboard
     summary = page.get_by_text(" events · showing").first
     summary.wait_for()
     before = int(summary.inner_text().split(" events")[0].replace(",", ""))
-    from eventstore.model import BlobRecord
+    from ingest.feedstate import BlobRecord, FeedState
     from ingest.normalize import normalize
 
     record = {"Id": "9d9d9d9d-0000-4000-8000-000000000001", "CreationTime": datetime.now(timezone.utc)
@@ -297,8 +297,8 @@ def test_events_stored_by_another_process_are_offered_without_a_reload(dashboard
               "ClientIP": "192.0.2.250", "Workload": "AzureActiveDirectory", "RecordType": 15}
     with SqliteStore(db) as store:  # as `python -m ingest run` would, from its own process
         created = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        store.store_blobs([(BlobRecord("late$1", "Audit.AzureActiveDirectory", created, "2099-01-01T00:00:00Z"),
-                            [normalize(record, "Audit.AzureActiveDirectory", created)])])
+        late = BlobRecord("late$1", "Audit.AzureActiveDirectory", created, "2099-01-01T00:00:00Z")
+        FeedState(store).store_blobs([(late, [normalize(record, "Audit.AzureActiveDirectory", created)])])
     page.get_by_role("button", name="New events synced — show them").click(timeout=30_000)
     page.get_by_text(f"{before + 1:,} events · showing").wait_for(timeout=15_000)
 

@@ -13,6 +13,7 @@ import time
 import pytest
 
 from eventstore.sqlite import SqliteStore
+from ingest.feedstate import FeedState
 from ingest.simulator import SimulatedTenant
 
 from .conftest import ground_truth, stored_ids, week_start
@@ -104,7 +105,7 @@ def test_killed_at_random_moments_then_resumed_loses_nothing_and_duplicates_noth
         expected_ids, expected_lost = ground_truth(service)
         assert len(ids) == len(set(ids))
         assert set(ids) == expected_ids
-        assert {b.content_id for b in store.blob_issues() if b.status == "lost"} == expected_lost
+        assert {b.content_id for b in FeedState(store).issues() if b.status == "lost"} == expected_lost
 
 
 def test_run_loops_and_stops_cleanly_on_sigterm(simulator, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from eventstore import StoreError
-from eventstore.model import BlobRecord
+from ingest.feedstate import BlobRecord, FeedState
 
 from .conftest import ground_truth, start_cosmos_server
 from .test_cli import run_cli
@@ -14,13 +14,13 @@ from .test_store_contract import blob, record
 
 def test_a_thousand_events_cost_few_round_trips(cosmos_server):
     store = cosmos_server.store()
-    before = store.meter.round_trips
-    assert store.store_blobs([blob(f"b{k}", [record(100 * k + i, age_hours=(i % 48)) for i in range(100)])
-                              for k in range(10)]) == 1000
+    feed, before = FeedState(store), store.meter.round_trips
+    assert feed.store_blobs([blob(f"b{k}", [record(100 * k + i, age_hours=(i % 48)) for i in range(100)])
+                             for k in range(10)]) == 1000
     spent = store.meter.round_trips - before
     assert spent <= 20, f"{spent} round trips for 1,000 events (target: at most 20)"
     # a blob sent twice (a crash before its record, or the API announcing it again) stores nothing twice
-    assert store.store_blobs([blob("again", [record(100 * 3 + i, age_hours=(i % 48)) for i in range(100)])]) == 0
+    assert feed.store_blobs([blob("again", [record(100 * 3 + i, age_hours=(i % 48)) for i in range(100)])]) == 0
     assert store.stats().events == 1000
     store.close()
 
@@ -29,9 +29,10 @@ def test_throttling_is_waited_out_and_nothing_is_lost(tmp_path):
     process, server = start_cosmos_server(str(tmp_path / "tls"), "--throttle-every", "3")
     try:
         store = server.store()
-        written = store.store_blobs([blob(f"t{k}", [record(50 * k + i) for i in range(50)]) for k in range(8)])
+        feed = FeedState(store)
+        written = feed.store_blobs([blob(f"t{k}", [record(50 * k + i) for i in range(50)]) for k in range(8)])
         assert written == 400 == store.stats().events
-        assert {b.content_id for b in store.blob_issues()} == set(), "every blob recorded stored, none lost"
+        assert {b.content_id for b in feed.issues()} == set(), "every blob recorded stored, none lost"
         store.close()
     finally:
         process.terminate()
@@ -40,7 +41,7 @@ def test_throttling_is_waited_out_and_nothing_is_lost(tmp_path):
 
 def test_a_read_only_key_reads_and_says_plainly_it_cannot_write(cosmos_server):
     writer = cosmos_server.store(database="shared")
-    writer.store_blobs([blob("b", [record(1), record(2)])])
+    FeedState(writer).store_blobs([blob("b", [record(1), record(2)])])
     writer.save_watchlist("admins", '{"accounts": ["a@contoso.com"], "networks": []}')
     reader = cosmos_server.store(read_only=True, database="shared")
     assert reader.read_only and "read-only" in reader.description
@@ -63,17 +64,17 @@ def test_cosmos_sync_is_exact_and_its_log_stays_one_line_per_window(simulator, c
     store = cosmos_server.store(database="clisync")
     expected_ids, expected_lost = ground_truth(service)
     assert {row.id for row in store.iter_events()} == expected_ids
-    assert {b.content_id for b in store.blob_issues() if b.status == "lost"} == expected_lost
+    assert {b.content_id for b in FeedState(store).issues() if b.status == "lost"} == expected_lost
     store.close()
 
 
 def test_blob_records_are_written_in_batches_too(cosmos_server):
     store = cosmos_server.store()
-    before = store.meter.round_trips
-    store.store_blobs([(BlobRecord(f"empty{k}", "Audit.General", "2026-11-20T00:00:00Z", "2026-11-27T00:00:00Z"), [])
-                       for k in range(250)])
+    feed, before, names = FeedState(store), store.meter.round_trips, [f"empty{k}" for k in range(250)]
+    feed.store_blobs([(BlobRecord(name, "Audit.General", "2026-11-20T00:00:00Z", "2026-11-27T00:00:00Z"), [])
+                      for name in names])
     assert store.meter.round_trips - before == 3, "250 blob records: three batches of at most 100"
-    assert store.known_blob_ids("Audit.General", [f"empty{k}" for k in range(250)]) == {f"empty{k}" for k in range(250)}
+    assert feed.known_ids("Audit.General", names) == set(names)
     store.close()
 
 
@@ -90,7 +91,8 @@ def test_a_certificate_the_store_does_not_trust_is_refused_even_on_loopback(cosm
 def test_a_record_too_large_for_a_cosmos_item_keeps_its_columns_and_says_why(cosmos_server):
     store = cosmos_server.store()
     huge = record(7, Subject="x" * 3_000_000)
-    assert store.store_blobs([blob("huge", [huge, record(8)])]) == 2, "one outsized record does not sink the batch"
+    assert FeedState(store).store_blobs([blob("huge", [huge, record(8)])]) == 2, \
+        "one outsized record does not sink the batch"
     (kept,) = [row for row in store.iter_events() if row.id == huge["Id"]]
     assert kept.user_id == huge["UserId"] and "exceeds Cosmos DB's 2 MB item limit" in kept.raw
     store.close()

@@ -294,15 +294,16 @@ def test_a_ten_thousand_entry_watch_list_matches_in_one_go(app, demo_like_tenant
 
 
 def test_the_sync_page_lists_blobs_that_are_retrying_lost_or_repaired(app, tmp_path, monkeypatch):
-    from eventstore.model import BlobRecord
+    from ingest.feedstate import BlobRecord, FeedState
 
     path = str(tmp_path / "audit.db")
     with SqliteStore(path) as store:
-        store.record_blob_failure(BlobRecord("b$1", "Audit.Exchange", "2026-11-27T10:00:00Z", "2026-12-04T10:00:00Z",
-                                             error_code="MALFORMED", error_message=CRAFTED), give_up_after=3)
-        store.record_lost_blob(BlobRecord("b$2", "Audit.Exchange", "2026-11-27T11:00:00Z", "2026-12-04T11:00:00Z",
-                                          status="lost", error_code="POISON", error_message="failed 5 deliveries"))
-        store.record_queued([BlobRecord("b$3", "DLP.All", "2026-11-27T12:00:00Z", "2026-12-04T12:00:00Z")])
+        feed = FeedState(store)
+        feed.record_failure(BlobRecord("b$1", "Audit.Exchange", "2026-11-27T10:00:00Z", "2026-12-04T10:00:00Z",
+                                       error_code="MALFORMED", error_message=CRAFTED), give_up_after=3)
+        feed.record_lost(BlobRecord("b$2", "Audit.Exchange", "2026-11-27T11:00:00Z", "2026-12-04T11:00:00Z",
+                                    status="lost", error_code="POISON", error_message="failed 5 deliveries"))
+        feed.record_queued([BlobRecord("b$3", "DLP.All", "2026-11-27T12:00:00Z", "2026-12-04T12:00:00Z")])
     at = app("sync")
     frames = [d.value for d in at.dataframe if "status" in d.value.columns]
     assert frames and set(frames[0]["status"]) == {"retrying", "lost"}, "a queued blob is not an issue"

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from eventstore import CONTENT_TYPES, open_store
+from eventstore import open_store
+from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.queues import ContentQueue, encode
 from ingest.settings import load_settings
 
@@ -45,10 +46,10 @@ def assert_exact(service, store) -> None:
     expected_ids, expected_lost = ground_truth(service)
     assert len(ids) == len(set(ids)), "no event stored twice"
     assert set(ids) == expected_ids, f"{len(expected_ids - set(ids))} missing, {len(set(ids) - expected_ids)} extra"
-    assert {b.content_id for b in store.blob_issues() if b.status == "lost"} == expected_lost
-    for checkpoint in store.checkpoints(CONTENT_TYPES):
+    assert {b.content_id for b in FeedState(store).issues() if b.status == "lost"} == expected_lost
+    for checkpoint in FeedState(store).checkpoints(CONTENT_TYPES):
         assert checkpoint.listed_until == checkpoint.queued_until
-        assert store.pending_blobs(checkpoint.content_type)[0] == 0
+        assert FeedState(store).pending(checkpoint.content_type)[0] == 0
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "cosmos"])
@@ -83,7 +84,7 @@ def test_a_worker_killed_mid_message_loses_nothing(simulator, fanout_env, tmp_pa
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     with store_of(tmp_path, env) as store:
-        assert sum(store.pending_blobs(ct)[0] for ct in CONTENT_TYPES) > 0, "the kill left work undone"
+        assert sum(FeedState(store).pending(ct)[0] for ct in CONTENT_TYPES) > 0, "the kill left work undone"
     (survivor,) = workers(tmp_path, env, 1, QUEUE_VISIBILITY_TIMEOUT=3)
     assert survivor.wait(timeout=300) == 0, survivor.stderr.read()[-2000:]
     assert run_cli(tmp_path, env, "enqueue").returncode == 0

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from eventstore.model import CONTENT_TYPES
 from ingest import sync as sync_module
+from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.simulator.hostile import Elsewhere, deeply_nested, echo_request, html_page, huge_blob, json_answer, trickle
 from ingest.simulator.server import Answer, error_answer
 from ingest.sync import SyncAlreadyRunning
@@ -73,11 +73,11 @@ def test_the_token_never_leaves_the_configured_origin(simulator, make_settings, 
     by_type = results(report)
     assert not by_type["DLP.All"].error and by_type["DLP.All"].events_new > 0, "the other content type synced"
     assert "refused to send the token" in by_type["Audit.SharePoint"].error
-    assert "refused to send the token" in store.get_checkpoint("Audit.SharePoint").last_error
+    assert "refused to send the token" in FeedState(store).checkpoint("Audit.SharePoint").last_error
     if via == "contentUri":
-        (issue,) = store.blob_issues()
+        (issue,) = FeedState(store).issues()
         assert (issue.status, issue.error_code) == ("retrying", "UNTRUSTED_ADDRESS")
-    assert store.get_checkpoint("Audit.SharePoint").listed_until is None, "nothing unread may be checkpointed"
+    assert FeedState(store).checkpoint("Audit.SharePoint").listed_until is None, "nothing unread may be checkpointed"
 
 
 def test_the_client_secret_never_leaves_the_configured_login_origin(simulator, make_settings, store):
@@ -99,7 +99,7 @@ def test_a_redirect_is_not_followed(simulator, make_settings, store):
     service.script("/audit/", Answer(302, b"", {"Location": f"{elsewhere.url}/steal"}), times=1)
     report, _ = sync(make_settings(env), store)
     assert elsewhere.seen == []
-    assert any(b.error_code == "REDIRECT" and b.status == "retrying" for b in store.blob_issues())
+    assert any(b.error_code == "REDIRECT" and b.status == "retrying" for b in FeedState(store).issues())
     assert "to retry" in report.summary()
     elsewhere.stop()
     converge(service, env, make_settings, store)
@@ -122,8 +122,8 @@ def test_a_broken_listing_is_that_content_types_error(simulator, make_settings, 
     report, _ = sync(make_settings(env, O365_CONTENT_TYPES=TWO_TYPES), store)
     by_type = results(report)
     assert by_type["Audit.SharePoint"].error and "listing" in by_type["Audit.SharePoint"].error
-    assert store.get_checkpoint("Audit.SharePoint").last_error == by_type["Audit.SharePoint"].error
-    assert store.get_checkpoint("Audit.SharePoint").listed_until is None
+    assert FeedState(store).checkpoint("Audit.SharePoint").last_error == by_type["Audit.SharePoint"].error
+    assert FeedState(store).checkpoint("Audit.SharePoint").listed_until is None
     assert not by_type["DLP.All"].error and by_type["DLP.All"].events_new > 0
     converge(service, env, make_settings, store)
 
@@ -163,23 +163,24 @@ def test_a_broken_blob_is_retried_next_pass_then_recorded_lost(simulator, make_s
     service.script("/audit/", answer, times=1000)  # every blob, every pass: the worst case
     for attempt in range(1, sync_module.MAX_BLOB_ATTEMPTS + 1):
         report, _ = sync(settings, store)
-        issues = store.blob_issues()
+        issues = FeedState(store).issues()
         assert issues and all(b.attempts == attempt for b in issues if b.status in ("retrying", "lost")
                               and b.error_code != "AF20051")
-        assert store.get_checkpoint("Audit.SharePoint").last_error
+        assert FeedState(store).checkpoint("Audit.SharePoint").last_error
     # after the last attempt: recorded lost — or, for a JSON array that breaks part-way, stored with what could be
     # read before the break (here: nothing) and a note that says where it broke
-    assert all(b.status == "lost" or (b.status, b.error_code) == ("stored", "PARTIAL") for b in store.blob_issues())
+    assert all(b.status == "lost" or (b.status, b.error_code) == ("stored", "PARTIAL")
+               for b in FeedState(store).issues())
     report, _ = sync(settings, store)
     assert report.ok, "lost blobs are settled: the checkpoint moves on and the error clears"
-    assert store.get_checkpoint("Audit.SharePoint").listed_until is not None
+    assert FeedState(store).checkpoint("Audit.SharePoint").listed_until is not None
 
 
 def test_one_bad_blob_does_not_hold_up_the_others(simulator, make_settings, store):
     service, env = simulator()
     service.script("/audit/", html_page(), times=1)
     report, _ = sync(make_settings(env), store)
-    retrying = [b for b in store.blob_issues() if b.status == "retrying"]
+    retrying = [b for b in FeedState(store).issues() if b.status == "retrying"]
     assert len(retrying) == 1 and sum(r.blobs_retrying for r in report.results) == 1
     expected, _ = ground_truth(service)
     assert len(stored_ids(store)) > 0.9 * len(expected), "every other blob was stored in the same pass"
@@ -191,7 +192,7 @@ def test_an_html_error_from_the_token_endpoint_is_recorded_for_every_content_typ
     service.script("/oauth2/v2.0/token", html_page(500, "Internal Server Error"), times=1000)
     report, _ = sync(make_settings(env), store)
     assert "Cannot get a token" in report.fatal
-    assert all("Cannot get a token" in cp.last_error for cp in store.checkpoints(CONTENT_TYPES))
+    assert all("Cannot get a token" in cp.last_error for cp in FeedState(store).checkpoints(CONTENT_TYPES))
     converge(service, env, make_settings, store)
 
 
@@ -295,7 +296,7 @@ def test_a_trickling_answer_ends_at_the_request_deadline(simulator, make_setting
     service, env = simulator()
     service.script("/audit/", trickle(json_answer([]), 0.3), times=1)
     report, _ = sync(make_settings(env, O365_REQUEST_TIMEOUT=3), store)
-    (slow,) = [b for b in store.blob_issues() if b.error_code == "TOO_SLOW"]
+    (slow,) = [b for b in FeedState(store).issues() if b.error_code == "TOO_SLOW"]
     assert slow.status == "retrying" and "3 s" in slow.error_message
     converge(service, env, make_settings, store)
 
@@ -345,8 +346,8 @@ def test_a_clock_eight_days_off_loses_nothing(simulator, make_settings, store):
     service, env = simulator(clock_skew=8 * 86400)
     report, _ = sync(make_settings(env), store)
     assert not report.ok and all("clock" in r.error for r in report.results), report.summary()
-    assert store.blob_issues() == [], "nothing may be recorded lost on the word of a clock that is off"
-    assert all(cp.listed_until is None for cp in store.checkpoints(CONTENT_TYPES))
+    assert FeedState(store).issues() == [], "nothing may be recorded lost on the word of a clock that is off"
+    assert all(cp.listed_until is None for cp in FeedState(store).checkpoints(CONTENT_TYPES))
     assert not [r for r in service.api_requests() if "/audit/" in r.path]
     service.config.clock_skew = 0
     converge(service, env, make_settings, store)

@@ -10,8 +10,9 @@ from dashboard.graph import build_graph, entity_of, neighbour_edges, node_id, sp
 from dashboard.index import ActivityIndex, IndexBusy, Watch
 from eventstore import Filter
 from eventstore.ip import IpSet
-from eventstore.model import BlobRecord, fold, utc_text
+from eventstore.model import fold, utc_text
 from eventstore.sqlite import SqliteStore
+from ingest.feedstate import BlobRecord, FeedState
 from ingest.normalize import normalize
 from ingest.simulator.tenant import ATTACKER_IP
 
@@ -184,7 +185,7 @@ def hard_store(tmp_path):
     rows = [normalize({"Id": f"00000000-0000-4000-8000-{n:012d}", "CreationTime": now.strftime("%Y-%m-%dT%H:%M:%S"),
                        "UserId": user, "Operation": "FileAccessed", "SourceFileName": f"Maße-{user}"},
                       "Audit.SharePoint", utc_text(now)) for n, user in enumerate(HARD)]
-    store.store_blobs([(BlobRecord("b", "Audit.SharePoint", utc_text(now), "2099-01-01T00:00:00Z"), rows)])
+    FeedState(store).store_blobs([(BlobRecord("b", "Audit.SharePoint", utc_text(now), "2099-01-01T00:00:00Z"), rows)])
     yield store
     store.close()
 

@@ -9,9 +9,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dashboard.index import ActivityIndex
-from eventstore import Filter
-from eventstore.model import BlobRecord, Checkpoint
+from eventstore import Filter, WorkItem
+from eventstore.model import parse_utc
 from eventstore.sqlite import SqliteStore
+from ingest.feedstate import BlobRecord, Checkpoint, FeedState
 from ingest.normalize import normalize
 
 NOW = datetime.now(timezone.utc).replace(microsecond=0)
@@ -27,6 +28,11 @@ def backend(request, tmp_path):
     store.close()
 
 
+@pytest.fixture
+def feed(backend):
+    return FeedState(backend)
+
+
 def record(i: int, user: str = "Megan.B@contoso.com", ip: str = "203.0.113.9", operation: str = "FileAccessed",
            age_hours: float = 1.0, **extra) -> dict:
     when = (NOW - timedelta(hours=age_hours)).strftime("%Y-%m-%dT%H:%M:%S")
@@ -40,30 +46,30 @@ def blob(name: str, records: list[dict], content_type: str = "Audit.SharePoint")
     return BlobRecord(name, content_type, created, "2099-01-01T00:00:00Z"), rows
 
 
-def test_store_dedupes_on_record_id_across_blobs(backend):
-    assert backend.store_blobs([blob("b1", [record(1), record(2)])]) == 2
-    assert backend.store_blobs([blob("b2", [record(2), record(3), record(3)])]) == 1
+def test_store_dedupes_on_record_id_across_blobs(backend, feed):
+    assert feed.store_blobs([blob("b1", [record(1), record(2)])]) == 2
+    assert feed.store_blobs([blob("b2", [record(2), record(3), record(3)])]) == 1
     ids = sorted(r.id for r in backend.iter_events())
     assert len(ids) == 3 == len(set(ids))
-    assert backend.known_blob_ids("Audit.SharePoint", ["b1", "b2", "b3"]) == {"b1", "b2"}
+    assert feed.known_ids("Audit.SharePoint", ["b1", "b2", "b3"]) == {"b1", "b2"}
 
 
-def test_original_record_is_kept_whole(backend):
+def test_original_record_is_kept_whole(backend, feed):
     original = record(7, Subject="<script>alert(1)</script>", Nested={"a": [1, 2]})
-    backend.store_blobs([blob("b", [original])])
+    feed.store_blobs([blob("b", [original])])
     (row,) = list(backend.iter_events())
     import json
 
     assert json.loads(row.raw) == original
 
 
-def test_original_record_comes_back_byte_for_byte_by_position(backend):
+def test_original_record_comes_back_byte_for_byte_by_position(backend, feed):
     text = '{"Id":"00000000-0000-4000-8000-000000000042", "CreationTime":"%s",  "UserId":"Ünïcødé@contoso.com",' \
            '"Subject":"\\u00e9 <b>x</b>"}' % (NOW - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S")
     import json
 
     row = normalize(json.loads(text), "Audit.Exchange", NOW.strftime("%Y-%m-%dT%H:%M:%SZ"), text)
-    backend.store_blobs([(BlobRecord("x", "Audit.Exchange", row.time, "2099-01-01T00:00:00Z"), [row])])
+    feed.store_blobs([(BlobRecord("x", "Audit.Exchange", row.time, "2099-01-01T00:00:00Z"), [row])])
     (position, *narrow) = backend.changes("").rows[0]
     (back,) = backend.events_at([position])
     assert back.raw == text and back == row and tuple(narrow) == row[:-1]
@@ -80,58 +86,58 @@ def everything(backend) -> list[tuple]:
             return sorted(rows.values())
 
 
-def test_the_feed_delivers_every_event_and_each_position_names_one(backend):
-    backend.store_blobs([blob("b1", [record(i, age_hours=i % 30) for i in range(1, 40)])])
-    backend.store_blobs([blob("b2", [record(i, age_hours=i % 30) for i in range(35, 60)])])  # 5 already stored
+def test_the_feed_delivers_every_event_and_each_position_names_one(backend, feed):
+    feed.store_blobs([blob("b1", [record(i, age_hours=i % 30) for i in range(1, 40)])])
+    feed.store_blobs([blob("b2", [record(i, age_hours=i % 30) for i in range(35, 60)])])  # 5 already stored
     rows = everything(backend)
     assert len(rows) == 59 and len({r[1] for r in rows}) == 59, "every event once, under one position"
     latest = backend.changes("").cursor
     assert backend.changes(latest).remaining == 0
-    backend.store_blobs([blob("b3", [record(100)])])
+    feed.store_blobs([blob("b3", [record(100)])])
     assert record(100)["Id"] in {r[1] for r in backend.changes(latest).rows}, "what follows the cursor comes next"
     assert backend.horizon() == ""
     events = backend.events_at([rows[3][0], rows[50][0], 10**9])
     assert [e.id for e in events] == [rows[3][1], rows[50][1]], "in the order asked; missing positions left out"
 
 
-def test_prune_removes_whole_days_and_moves_the_horizon(backend):
-    backend.store_blobs([blob("b", [record(1, age_hours=80), record(2, age_hours=50), record(3, age_hours=1)])])
+def test_prune_removes_whole_days_and_moves_the_horizon(backend, feed):
+    feed.store_blobs([blob("b", [record(1, age_hours=80), record(2, age_hours=50), record(3, age_hours=1)])])
     cutoff = NOW - timedelta(hours=49)
     older = sum(1 for r in backend.iter_events() if r.time[:10] < cutoff.strftime("%Y-%m-%d"))
     assert backend.prune(cutoff) == older > 0
     assert all(r.time[:10] >= cutoff.strftime("%Y-%m-%d") for r in backend.iter_events())
     assert backend.horizon() == cutoff.strftime("%Y-%m-%d")
     assert backend.stats().events == len(list(backend.iter_events()))
-    assert backend.store_blobs([blob("again", [record(3)])]) == 0, "what is kept still dedupes"
+    assert feed.store_blobs([blob("again", [record(3)])]) == 0, "what is kept still dedupes"
 
 
-def test_checkpoints_and_lost_blobs_round_trip(backend):
-    assert backend.get_checkpoint("DLP.All").listed_until is None
-    backend.save_checkpoint(Checkpoint("DLP.All", NOW, NOW, "AF429 for a while"))
-    assert backend.get_checkpoint("DLP.All") == Checkpoint("DLP.All", NOW, NOW, "AF429 for a while")
+def test_checkpoints_and_lost_blobs_round_trip(backend, feed):
+    assert feed.checkpoint("DLP.All").listed_until is None
+    feed.save(Checkpoint("DLP.All", NOW, NOW, "AF429 for a while"))
+    assert feed.checkpoint("DLP.All") == Checkpoint("DLP.All", NOW, NOW, "AF429 for a while")
     lost = BlobRecord("gone$1", "DLP.All", "2026-01-01T00:00:00Z", "2026-01-08T00:00:00Z", 0, "lost", "AF20051", "x")
-    backend.record_lost_blob(lost)
-    assert backend.blob_issues() == [lost]
-    assert "gone$1" in backend.known_blob_ids("DLP.All", ["gone$1"])
+    feed.record_lost(lost)
+    assert feed.issues() == [lost]
+    assert "gone$1" in feed.known_ids("DLP.All", ["gone$1"])
 
 
-def test_a_blob_that_keeps_failing_is_retried_then_lost(backend):
+def test_a_blob_that_keeps_failing_is_retried_then_lost(backend, feed):
     failing = BlobRecord("bad$1", "DLP.All", "2026-01-02T00:00:00Z", "2026-01-09T00:00:00Z", 0, "lost", "MALFORMED",
                          "not JSON")
-    first = backend.record_blob_failure(failing, give_up_after=3)
+    first = feed.record_failure(failing, give_up_after=3)
     assert (first.status, first.attempts) == ("retrying", 1)
-    assert backend.known_blob_ids("DLP.All", ["bad$1"]) == set(), "a retrying blob is fetched again next pass"
-    assert backend.record_blob_failure(failing, give_up_after=3).attempts == 2
-    last = backend.record_blob_failure(failing, give_up_after=3)
+    assert feed.known_ids("DLP.All", ["bad$1"]) == set(), "a retrying blob is fetched again next pass"
+    assert feed.record_failure(failing, give_up_after=3).attempts == 2
+    last = feed.record_failure(failing, give_up_after=3)
     assert (last.status, last.attempts) == ("lost", 3)
-    assert backend.known_blob_ids("DLP.All", ["bad$1"]) == {"bad$1"}
-    assert [(b.content_id, b.status, b.attempts) for b in backend.blob_issues()] == [("bad$1", "lost", 3)]
+    assert feed.known_ids("DLP.All", ["bad$1"]) == {"bad$1"}
+    assert [(b.content_id, b.status, b.attempts) for b in feed.issues()] == [("bad$1", "lost", 3)]
     # stored after all (the answer was good this time): no longer an issue, and no attempts carried over
     repaired = BlobRecord("bad$2", "DLP.All", "2026-01-03T00:00:00Z", "2026-01-09T00:00:00Z")
-    backend.record_blob_failure(replace(repaired, error_code="TOO_SLOW"), give_up_after=3)
-    backend.store_blobs([(repaired, [])])
-    assert "bad$2" in backend.known_blob_ids("DLP.All", ["bad$2"])
-    assert [b.content_id for b in backend.blob_issues()] == ["bad$1"]
+    feed.record_failure(replace(repaired, error_code="TOO_SLOW"), give_up_after=3)
+    feed.store_blobs([(repaired, [])])
+    assert "bad$2" in feed.known_ids("DLP.All", ["bad$2"])
+    assert [b.content_id for b in feed.issues()] == ["bad$1"]
 
 
 def test_one_lease_holder_at_a_time(backend):
@@ -143,9 +149,9 @@ def test_one_lease_holder_at_a_time(backend):
     assert backend.try_lease("sync", "b", 60)
 
 
-def test_racing_writers_never_share_a_position(backend):
+def test_racing_writers_never_share_a_position(backend, feed):
     def write(k):
-        backend.store_blobs([blob(f"w{k}", [record(1000 * k + i) for i in range(20)])])
+        feed.store_blobs([blob(f"w{k}", [record(1000 * k + i) for i in range(20)])])
 
     threads = [threading.Thread(target=write, args=(k,)) for k in range(4)]
     for t in threads:
@@ -156,12 +162,12 @@ def test_racing_writers_never_share_a_position(backend):
     assert len(rows) == 80 == len({row[1] for row in rows})
 
 
-def test_index_keeps_in_step_and_follows_retention(backend):
+def test_index_keeps_in_step_and_follows_retention(backend, feed):
     index = ActivityIndex(backend)
-    backend.store_blobs([blob("b1", [record(1), record(2, age_hours=100)])])
+    feed.store_blobs([blob("b1", [record(1), record(2, age_hours=100)])])
     index.refresh()
     assert index.count(Filter()) == 2
-    backend.store_blobs([blob("b2", [record(3, age_hours=0.5)])])
+    feed.store_blobs([blob("b2", [record(3, age_hours=0.5)])])
     index.refresh()
     assert index.count(Filter()) == 3 == backend.stats().events
     assert backend.prune(NOW - timedelta(hours=48)) == 1
@@ -172,14 +178,14 @@ def test_index_keeps_in_step_and_follows_retention(backend):
     index.close()
 
 
-def test_events_without_a_blob_are_stored_once_beside_those_of_blobs(backend):
+def test_events_without_a_blob_are_stored_once_beside_those_of_blobs(backend, feed):
     """The backfill's path: events with no blob bookkeeping, deduped against what the feed stored."""
-    backend.store_blobs([blob("b1", [record(1), record(2)])])
+    feed.store_blobs([blob("b1", [record(1), record(2)])])
     _, rows = blob("unused", [record(2), record(3), record(3), record(4, age_hours=30)])
     assert backend.store_events(rows) == 2
     assert backend.store_events(rows) == 0
     assert sorted(r.id for r in backend.iter_events()) == [record(i)["Id"] for i in (1, 2, 3, 4)]
-    assert backend.known_blob_ids("Audit.SharePoint", ["b1", "unused"]) == {"b1"}
+    assert feed.known_ids("Audit.SharePoint", ["b1", "unused"]) == {"b1"}
 
 
 def test_documents_by_kind_round_trip(backend):
@@ -210,7 +216,7 @@ def test_cosmos_container_is_partitioned_by_day_with_retention_as_ttl(cosmos_ser
     assert store.retention_seconds() == 30 * 86400
     indexed = {p["path"] for p in store._events.read()["indexingPolicy"]["includedPaths"]}
     assert "/raw/?" not in indexed and "/_ts/?" in indexed, "writes pay for indexing only what is queried"
-    store.store_blobs([blob("b", [record(1)])])
+    FeedState(store).store_blobs([blob("b", [record(1)])])
     (doc,) = list(store._events.query_items("SELECT * FROM c", enable_cross_partition_query=True))
     assert doc["day"] == doc["time"][:10] and doc["id"] == "00000000-0000-4000-8000-000000000001"
     store.close()
@@ -258,31 +264,105 @@ def test_a_store_of_the_first_layout_is_upgraded_with_everything_in_it(tmp_path,
     said = []
     upgraded = SqliteStore(path, progress=said.append)
     assert sorted(upgraded.iter_events()) == sorted(events), "every event, its original JSON byte for byte"
-    assert upgraded.get_checkpoint("DLP.All").last_error == "AF429"
-    assert [b.content_id for b in upgraded.blob_issues()] == ["gone$1"]
+    assert FeedState(upgraded).checkpoint("DLP.All").last_error == "AF429"
+    assert [b.content_id for b in FeedState(upgraded).issues()] == ["gone$1"]
     assert list(upgraded.watchlists()) == ["admins"] and upgraded.get_meta("demo.tenant_start")
     assert (tmp_path / "old.db.layout1").exists() and any("Upgraded" in line for line in said)
-    assert upgraded.store_blobs([(BlobRecord("again", "Audit.SharePoint", "x", "y"), events[:50])]) == 0
+    assert FeedState(upgraded).store_blobs([(BlobRecord("again", "Audit.SharePoint", "x", "y"), events[:50])]) == 0
     upgraded.close()
     reference.close()
 
 
-def test_queued_blobs_wait_for_a_worker_and_hold_the_checkpoint_back(backend):
+def test_queued_blobs_wait_for_a_worker_and_hold_the_checkpoint_back(backend, feed):
     queued = [BlobRecord(f"q{k}", "Audit.Exchange", f"2026-11-2{k}T00:00:00Z", "2026-12-01T00:00:00Z")
               for k in (3, 1, 2)]
-    backend.store_blobs([(queued[0], [])])  # a worker stored this one before its record was written
-    backend.record_queued(queued)
-    assert backend.pending_blobs("Audit.Exchange") == (2, "2026-11-21T00:00:00Z"), "stored stays stored"
-    assert backend.pending_blobs("DLP.All") == (0, None)
-    assert backend.known_blob_ids("Audit.Exchange", ["q1", "q2", "q3"]) == {"q3"}, "a sync still fetches them"
-    assert backend.known_blob_ids("Audit.Exchange", ["q1", "q2", "q3"], queued_too=True) == {"q1", "q2", "q3"}
-    assert backend.blob_issues() == [], "waiting is not an issue"
-    backend.store_blobs([(queued[1], [])])
-    backend.record_lost_blob(replace(queued[2], status="lost", error_code="POISON"))
-    assert backend.pending_blobs("Audit.Exchange") == (0, None)
+    feed.store_blobs([(queued[0], [])])  # a worker stored this one before its record was written
+    feed.record_queued(queued)
+    assert feed.pending("Audit.Exchange") == (2, "2026-11-21T00:00:00Z"), "stored stays stored"
+    assert feed.pending("DLP.All") == (0, None)
+    assert feed.known_ids("Audit.Exchange", ["q1", "q2", "q3"]) == {"q3"}, "a sync still fetches them"
+    assert feed.known_ids("Audit.Exchange", ["q1", "q2", "q3"], queued_too=True) == {"q1", "q2", "q3"}
+    assert feed.issues() == [], "waiting is not an issue"
+    feed.store_blobs([(queued[1], [])])
+    feed.record_lost(replace(queued[2], status="lost", error_code="POISON"))
+    assert feed.pending("Audit.Exchange") == (0, None)
     checkpoint = Checkpoint("Audit.Exchange", NOW - timedelta(hours=2), NOW, "", NOW - timedelta(hours=1))
-    backend.save_checkpoint(checkpoint)
-    assert backend.get_checkpoint("Audit.Exchange") == checkpoint
+    feed.save(checkpoint)
+    assert feed.checkpoint("Audit.Exchange") == checkpoint
+
+
+def test_work_items_are_kept_for_a_source_without_the_store_reading_their_detail(backend):
+    hostile = "a/b\\c?d#e"  # a key no Cosmos DB id may hold
+    waiting = WorkItem("s1", hostile, "2026-11-02T00:00:00Z", pending=True, detail='{"any": ["thing"]}')
+    expired = WorkItem("s1", "done", "2026-11-01T00:00:00Z", expires="2000-01-01T00:00:00Z")
+    backend.put_work([waiting, expired])
+    assert backend.work_items("s1", [hostile, "done", "missing"]) == {hostile: waiting, "done": expired}
+    assert backend.work_items("s2", [hostile]) == {}, "a stream's keys are its own"
+    assert backend.pending_work("s1") == (1, "2026-11-02T00:00:00Z") and backend.pending_work("s2") == (0, None)
+    failed = replace(waiting, pending=False, issue=True)
+    backend.put_work([failed], keep_existing=True)
+    assert backend.work_items("s1", [hostile])[hostile] == waiting, "an item recorded already stays as it is"
+    backend.put_work([failed])
+    backend.store_events([], [WorkItem("s2", "later", "2026-11-03T00:00:00Z", issue=True)])
+    assert backend.pending_work("s1") == (0, None)
+    assert [(item.stream, item.key) for item in backend.work_issues()] == [("s1", hostile), ("s2", "later")]
+    backend.prune(NOW - timedelta(days=400))
+    assert backend.work_items("s1", [hostile, "done"]) == {hostile: failed}, "forgotten once it expires"
+
+
+def _store_before_the_seam(backend, request):
+    """The backend's store as it was before the sources kept their own state: blob records and checkpoints in
+    tables (SQLite) or documents (Cosmos DB) of their own; reopened."""
+    blobs = [("kept$1", "Audit.Exchange", "2026-11-20T00:00:00Z", "2099-01-01T00:00:00Z", 40, "stored", "", "", 0),
+             ("fixed$1", "Audit.Exchange", "2026-11-21T00:00:00Z", "2099-01-01T00:00:00Z", 9, "stored", "REPAIRED",
+              "2 records repaired", 0),
+             ("gone$1", "DLP.All", "2026-11-19T00:00:00Z", "2026-11-26T00:00:00Z", 0, "lost", "AF20051", "expired", 0),
+             ("bad$1", "DLP.All", "2026-11-22T00:00:00Z", "2099-01-01T00:00:00Z", 0, "retrying", "MALFORMED", "x", 2),
+             ("wait$1", "Audit.Exchange", "2026-11-23T00:00:00Z", "2099-01-01T00:00:00Z", 0, "queued", "", "", 0)]
+    if isinstance(backend, SqliteStore):
+        import sqlite3
+
+        from eventstore.sqlite import _FEED_TABLES
+
+        backend.close()
+        old = sqlite3.connect(backend.path)
+        old.executescript(_FEED_TABLES)
+        old.executemany("INSERT INTO blobs VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'z', ?)", blobs)
+        old.execute("INSERT INTO checkpoints VALUES ('DLP.All', '2026-11-27T10:00:00Z', NULL, 'AF429', "
+                    "'2026-11-28T10:00:00Z')")
+        old.commit()
+        old.close()
+        return SqliteStore(backend.path)
+    for b in blobs:
+        backend._state.upsert_item({"id": f"blob:{b[0]}", "kind": "blob", "name": b[0], **dict(zip(
+            ("content_type", "content_created", "content_expiration", "events", "status", "error_code",
+             "error_message", "attempts"), b[1:]))})
+    backend._state.upsert_item({"id": "checkpoint:DLP.All", "kind": "checkpoint", "name": "DLP.All",
+                                "listed_until": "2026-11-27T10:00:00Z", "last_success": None, "last_error": "AF429",
+                                "queued_until": "2026-11-28T10:00:00Z"})
+    backend._state.delete_item("meta:feed-state.moved", partition_key="meta")
+    database = backend._events.container_link.split("/")[1]
+    return request.getfixturevalue("cosmos_server").store(database=database, retention_days=30)
+
+
+def test_a_store_from_before_the_sources_kept_their_own_state_is_moved_losing_nothing(backend, request):
+    store = _store_before_the_seam(backend, request)
+    feed = FeedState(store)
+    assert feed.checkpoint("DLP.All") == Checkpoint("DLP.All", parse_utc("2026-11-27T10:00:00Z"), None, "AF429",
+                                                    parse_utc("2026-11-28T10:00:00Z"))
+    assert [(b.content_id, b.status, b.error_code, b.attempts) for b in feed.issues()] == [
+        ("gone$1", "lost", "AF20051", 0), ("fixed$1", "stored", "REPAIRED", 0), ("bad$1", "retrying", "MALFORMED", 2)]
+    assert feed.known_ids("Audit.Exchange", ["kept$1", "fixed$1", "wait$1"]) == {"kept$1", "fixed$1"}
+    assert feed.pending("Audit.Exchange") == (1, "2026-11-23T00:00:00Z")
+    assert feed.pending("DLP.All") == (1, "2026-11-22T00:00:00Z"), "a retrying blob holds its checkpoint back"
+    assert feed.record_failure(BlobRecord("bad$1", "DLP.All", "2026-11-22T00:00:00Z", "2099-01-01T00:00:00Z",
+                                          error_code="MALFORMED"), give_up_after=3).status == "lost"
+    if isinstance(store, SqliteStore):
+        tables = {name for (name,) in store._conn().execute("SELECT name FROM sqlite_master")}
+        assert not tables & {"blobs", "checkpoints"}, "moved, not copied"
+    else:
+        assert store._state_query("blob") == [] == store._state_query("checkpoint"), "moved, not copied"
+    store.close()
 
 
 def test_the_dashboards_activity_log_keeps_who_did_what_newest_first(backend):

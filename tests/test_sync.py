@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from eventstore.model import CONTENT_TYPES
 from eventstore.sqlite import SqliteStore
 from ingest.auth import AuthError
+from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.simulator import Faults, SimulatedTenant
 from ingest.simulator.tls import make_client_certificate
 from ingest.sync import SyncAlreadyRunning, connect, sync_once
@@ -27,7 +27,7 @@ def assert_matches_ground_truth(service, store):
     ids = stored_ids(store)
     assert len(ids) == len(set(ids)), "an event was stored twice"
     assert set(ids) == expected_ids, f"missing {len(expected_ids - set(ids))}, unexpected {len(set(ids) - expected_ids)}"
-    assert {b.content_id for b in store.blob_issues() if b.status == "lost"} == expected_lost
+    assert {b.content_id for b in FeedState(store).issues() if b.status == "lost"} == expected_lost
 
 
 def test_full_sync_matches_the_tenant_and_follows_the_contract(simulator, make_settings, store):
@@ -107,7 +107,7 @@ def test_missing_permission_stops_the_pass_with_a_clear_message(simulator, make_
     report, _ = sync(make_settings(env), store)
     assert "ActivityFeed.Read" in report.fatal and not report.ok
     assert len(service.api_requests()) == 1, "every request would be refused the same way: the pass stops"
-    for checkpoint in store.checkpoints(CONTENT_TYPES):  # recorded for every content type it left unsynced
+    for checkpoint in FeedState(store).checkpoints(CONTENT_TYPES):  # recorded for every content type it left unsynced
         assert "ActivityFeed.Read" in checkpoint.last_error
 
 
@@ -117,7 +117,7 @@ def test_wrong_secret_is_an_auth_error_that_does_not_echo_it(simulator, make_set
     report, _ = sync(make_settings({**env, "O365_CLIENT_SECRET": wrong}), store)
     assert "O365_CLIENT_SECRET" in report.fatal
     assert wrong not in report.summary()
-    assert all(wrong not in cp.last_error for cp in store.checkpoints(CONTENT_TYPES))
+    assert all(wrong not in cp.last_error for cp in FeedState(store).checkpoints(CONTENT_TYPES))
 
 
 def test_certificate_credential(simulator, make_settings, store, tmp_path):
@@ -181,7 +181,7 @@ def test_expired_and_unknown_blobs_are_recorded_lost_and_the_sync_goes_on(simula
     service, env = simulator()
     service.inject("/audit/", 404, "AF20050", times=1)
     report, _ = sync(make_settings(env), store)
-    lost = [b for b in store.blob_issues() if b.status == "lost"]
+    lost = [b for b in FeedState(store).issues() if b.status == "lost"]
     assert {b.error_code for b in lost} >= {"AF20050", "AF20051"}
     assert sum(r.blobs_lost for r in report.results) == len(lost)
     assert report.ok  # a lost blob is reported, not a failure of the pass

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from eventstore.model import CONTENT_TYPES
+from ingest.feedstate import CONTENT_TYPES
 
 from .auditsearch import QUERY_ROLE, AuditSearch, AuditSearchConfig, GraphError
 from .signin import SignIn

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, lru_cache
 
-from eventstore.model import CONTENT_TYPES
+from ingest.feedstate import CONTENT_TYPES
 
 ORG_ID = "5b1d3c2a-7e4f-4a8b-9c6d-2f0e1a3b4c5d"
 DOMAIN = "contoso.com"
