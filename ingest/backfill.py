@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from concurrent import futures
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -30,6 +31,7 @@ log = logging.getLogger("ingest.backfill")
 KIND = "backfill"
 SUBMISSIONS_PER_DAY = 150  # the tenant's baseline is about 200 per rolling 24 h: leave room for other tools
 IN_FLIGHT = 10  # the tenant allows about 50 queued or running
+PAGERS = 4  # finished queries paged at once
 GIVE_UP_AFTER = 3  # failed or cancelled runs of one window
 SMALLEST = timedelta(minutes=15)  # a window over the record limit is split down to this
 POLL_FIRST, POLL_MAX = 1.0, 60.0  # seconds between looks at running queries, growing while nothing changes
@@ -176,20 +178,22 @@ class Backfill:
             self.windows[window.name] = window
         self.save(*fresh)
         report = BackfillReport(utc_text(since), utc_text(until))
-        wait = POLL_FIRST
+        wait, pagers = POLL_FIRST, _Pagers(self._page)
         try:
             while not self.stop.is_set():
                 mine = self._in_range(since, until, services)
                 if all(w.state in ("done", "split", "gave_up") for w in mine):
                     break
-                moved = self._submit(mine) + self._poll(mine) + self._page(mine)
+                moved = self._submit(mine) + self._poll(mine) + pagers.collect() + pagers.start(mine)
                 self._tell(mine)
                 if not moved:
-                    if self._budget_spent() and not any(w.state == "running" for w in mine):
+                    if self._budget_spent() and not pagers.busy and not any(w.state == "running" for w in mine):
                         report.note = (f"The day's budget of {SUBMISSIONS_PER_DAY} query submissions is spent: run "
                                        "it again later, it resumes")
                         break
-                    if self.stop.wait(wait):
+                    if pagers.busy:
+                        pagers.wait(wait)  # a pager that finishes wakes the loop
+                    elif self.stop.wait(wait):
                         break
                     wait = min(POLL_MAX, wait * 2)
                 else:
@@ -198,6 +202,8 @@ class Backfill:
             report.fatal = str(refused)
         except Interrupted:
             pass
+        finally:
+            pagers.close()
         mine = self._in_range(since, until, services)
         leaves = [w for w in mine if w.state != "split"]
         report.windows = len(leaves)
@@ -307,10 +313,11 @@ class Backfill:
         log.info("backfill %s–%s hit the record limit: split in two", window.start, window.end)
         return True
 
-    def _page(self, mine: list[Window]) -> int:
-        moved = 0
-        for window in mine:
-            while window.state == "paging" and not self.stop.is_set():
+    def _page(self, window: Window, halt: threading.Event) -> None:
+        """Page one finished query into the store (in a pager's thread), until its last page, a bad answer, or a
+        halt; what ends it for every query (a refusal, an interruption) halts the other pagers too."""
+        try:
+            while window.state == "paging" and not self.stop.is_set() and not halt.is_set():
                 try:
                     page, link = self.api.records(window.query_id, window.next_link)
                 except BadAnswer as refused:
@@ -325,8 +332,44 @@ class Backfill:
                 if not link:
                     window.state = "done"
                 self.save(window)
-                moved += 1
-        return moved
+        except BaseException:
+            halt.set()
+            raise
+
+
+class _Pagers:
+    """Finished queries paged PAGERS at a time — a page is a round trip of a second or more at Microsoft — while
+    the loop goes on submitting and polling the others."""
+
+    def __init__(self, page: Callable[[Window, threading.Event], None]):
+        self.page, self.halt = page, threading.Event()
+        self.pool = futures.ThreadPoolExecutor(PAGERS, thread_name_prefix="backfill-page")
+        self.busy: dict[futures.Future, str] = {}  # → the name of the window being paged
+
+    def start(self, windows: list[Window]) -> int:
+        started = 0
+        for window in windows:
+            if len(self.busy) >= PAGERS:
+                break
+            if window.state == "paging" and window.name not in self.busy.values():
+                self.busy[self.pool.submit(self.page, window, self.halt)] = window.name
+                started += 1
+        return started
+
+    def collect(self) -> int:
+        """How many pagers have finished since the last look; raises what ended one, if anything did."""
+        finished = [future for future in self.busy if future.done()]
+        for future in finished:
+            del self.busy[future]
+            future.result()
+        return len(finished)
+
+    def wait(self, seconds: float) -> None:
+        futures.wait(self.busy, timeout=seconds, return_when=futures.FIRST_COMPLETED)
+
+    def close(self) -> None:
+        self.halt.set()
+        self.pool.shutdown(wait=True)
 
 
 def _usable_id(value) -> bool:
