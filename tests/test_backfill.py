@@ -20,6 +20,7 @@ from ingest import backfill
 from ingest.backfill import Backfill, connect, plan, run_backfill
 from ingest.simulator import SimulatedTenant
 from ingest.simulator.auditsearch import AuditSearchConfig
+from ingest.simulator.server import error_answer
 from ingest.sync import run_sync
 
 from .conftest import stored_ids, week_start
@@ -120,6 +121,24 @@ def test_status_reports_the_backfill(simulator, tmp_path):
                             check=True, capture_output=True, text=True, timeout=120)
     state = json.loads(status.stdout)["backfill"]
     assert state["windows"] == {"done": 4} and state["records"] == len(history_ids(service, since, until))
+
+
+def test_finished_queries_are_paged_several_at_once_and_a_refusal_stops_every_pager(simulator, make_settings, store):
+    service, env = simulator(small_tenant(), latency=0.02, audit_search=AuditSearchConfig(seconds=0.2, page_size=40))
+    since, until = span(service, 6)
+    settings = make_settings(env)
+    service.script("/records", error_answer(403, "Authorization_RequestDenied"), times=1)  # consent withdrawn
+    refused = run_backfill(settings, store, since, until)
+    assert refused.fatal and refused.summary().count("AuditLogsQuery.Read.All") == 1 and refused.waiting
+    pages = [r.path for r in service.log if r.path.endswith("/records")]
+    assert len(pages) < 4 * 7, "the other pagers stopped rather than read on"
+    report = run_backfill(settings, store, since, until)
+    assert report.ok, report.summary()
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids)) and set(ids) == history_ids(service, since, until)
+    order = [r.path.split("/")[-2] for r in service.log if r.path.endswith("/records")][len(pages):]
+    switches = sum(1 for a, b in zip(order, order[1:]) if a != b)
+    assert switches > len(set(order)), "pages of different queries were read in turn, not one query after another"
 
 
 @pytest.mark.parametrize("roles, expected", [
