@@ -29,8 +29,8 @@ def main() -> None:
     from ingest import backfill
     from ingest.backfill import rows_of, run_backfill
     from ingest.settings import load_settings
-    from ingest.simulator import SimulatedTenant, SimulatorConfig, start_simulator
-    from ingest.simulator.auditsearch import AuditSearchConfig, graph_record
+    from simulator import SimulatedTenant, SimulatorConfig, start_simulator
+    from simulator.auditsearch import AuditSearchConfig, graph_record
 
     backfill.POLL_FIRST, backfill.POLL_MAX = 0.2, 1.0
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)

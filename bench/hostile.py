@@ -18,8 +18,8 @@ from datetime import datetime, timedelta, timezone
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from ingest.simulator import SimulatedTenant, SimulatorConfig, start_simulator  # noqa: E402
-from ingest.simulator.hostile import huge_blob, json_answer, trickle  # noqa: E402
+from simulator import SimulatedTenant, SimulatorConfig, start_simulator  # noqa: E402
+from simulator.hostile import huge_blob, json_answer, trickle  # noqa: E402
 
 MB = 1024 * 1024
 

@@ -33,8 +33,8 @@ def main() -> None:
     from eventstore import Filter
     from eventstore.sqlite import SqliteStore
     from ingest.demo import DEMO_EVENTS_PER_WEEK, DEMO_SEED
-    from ingest.simulator import SimulatedTenant
-    from ingest.simulator.tenant import ATTACKER_IP
+    from simulator import SimulatedTenant
+    from simulator.tenant import ATTACKER_IP
     from tests.conftest import fill_store
 
     folder = tempfile.mkdtemp(prefix="bench-labels-")

@@ -32,7 +32,7 @@ def measure(path: str, week) -> dict:
     from dashboard.ipinfo import IpInfo
     from dashboard.leads import LeadEngine
     from eventstore.sqlite import SqliteStore
-    from ingest.simulator.tenant import NETWORKS
+    from simulator.tenant import NETWORKS
 
     out = {}
     with SqliteStore(path) as store:
@@ -64,8 +64,8 @@ def benign() -> int:
     from dashboard.ipinfo import IpInfo
     from dashboard.leads import LeadEngine
     from eventstore.sqlite import SqliteStore
-    from ingest.simulator import SimulatedTenant
-    from ingest.simulator.tenant import NETWORKS
+    from simulator import SimulatedTenant
+    from simulator.tenant import NETWORKS
     from tests.conftest import fill_store
 
     folder = tempfile.mkdtemp()

@@ -46,7 +46,7 @@ def size_of(text: str) -> int:
 def source_week(events_per_week: int) -> dict[int, list[EventRow]]:
     """A week of the simulated tenant, by weekday."""
     from ingest.normalize import decode_blob
-    from ingest.simulator.tenant import SimulatedTenant
+    from simulator.tenant import SimulatedTenant
 
     start = (NOW - timedelta(days=7)).replace(hour=0)
     tenant = SimulatedTenant(start, seed=7, events_per_week=events_per_week)
@@ -126,7 +126,7 @@ def dashboard(store_path: str, index_path: str) -> None:
     build_graph(index.edges(week, ("user", "ip")), cap=150)
     out = {"first_graph_at": time.time()}
 
-    from ingest.simulator.tenant import ATTACKER_IP
+    from simulator.tenant import ATTACKER_IP
 
     out["user_ip"] = median(lambda: build_graph(index.edges(week, ("user", "ip")), cap=150))
     out["one_user"] = median(lambda: build_graph(index.edges(Filter(start=week.start, user_id=(ONE_USER,)),
@@ -161,7 +161,7 @@ def previous_design(store_path: str) -> None:
     from dashboard.graph import build_graph
     from eventstore.ip import number
     from eventstore.sqlite import SqliteStore
-    from ingest.simulator.tenant import ATTACKER_IP
+    from simulator.tenant import ATTACKER_IP
 
     store = SqliteStore(store_path)
     con = duckdb.connect(":memory:")

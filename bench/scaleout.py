@@ -26,7 +26,7 @@ from eventstore import cosmos  # noqa: E402
 from eventstore.model import utc_text  # noqa: E402
 from ingest.feedstate import CONTENT_TYPES, BlobRecord, FeedState  # noqa: E402
 from ingest.normalize import decode_blob  # noqa: E402
-from ingest.simulator import SimulatedTenant  # noqa: E402
+from simulator import SimulatedTenant  # noqa: E402
 from tests.conftest import start_azurite, start_cosmos_server  # noqa: E402
 
 

@@ -142,6 +142,6 @@ class IpInfo:
 
 def ip_sources(settings) -> IpInfo:
     """The sources the settings name; the DEMO tenant's own networks when it stands in for a tenant."""
-    from ingest.simulator.tenant import NETWORKS
+    from simulator.tenant import NETWORKS
 
     return IpInfo(settings.ip_networks_file, settings.ip_databases, networks_text=NETWORKS if settings.demo else "")

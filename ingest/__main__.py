@@ -283,7 +283,7 @@ def cmd_subscribe(settings: Settings, args, stop) -> int:
 
 
 def cmd_simulate(settings: Settings, args, stop: threading.Event) -> int:
-    from .simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
+    from simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
 
     start = datetime.fromisoformat(args.start) if args.start else \
         datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) - timedelta(days=7, hours=-1)

@@ -7,9 +7,9 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore
+from simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
 
 from .settings import Settings
-from .simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
 
 TENANT_START_KEY = "demo.tenant_start"
 DEMO_EVENTS_PER_WEEK = 30_000

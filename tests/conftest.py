@@ -16,8 +16,8 @@ import pytest
 from eventstore.sqlite import SqliteStore
 from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.settings import load_settings
-from ingest.simulator import SimulatedTenant, SimulatorConfig, start_simulator
-from ingest.simulator.tls import make_loopback_tls
+from simulator import SimulatedTenant, SimulatorConfig, start_simulator
+from simulator.tls import make_loopback_tls
 
 SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
 

@@ -18,10 +18,10 @@ import pytest
 from eventstore.sqlite import SqliteStore
 from ingest import backfill
 from ingest.backfill import Backfill, connect, plan, run_backfill
-from ingest.simulator import SimulatedTenant
-from ingest.simulator.auditsearch import AuditSearchConfig
-from ingest.simulator.server import error_answer
 from ingest.sync import run_sync
+from simulator import SimulatedTenant
+from simulator.auditsearch import AuditSearchConfig
+from simulator.server import error_answer
 
 from .conftest import stored_ids, week_start
 from .test_cli import cli_env

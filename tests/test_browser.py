@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from eventstore.sqlite import SqliteStore
-from ingest.simulator import SimulatedTenant
-from ingest.simulator.tenant import ATTACKER_IP
+from simulator import SimulatedTenant
+from simulator.tenant import ATTACKER_IP
 
 from .conftest import week_start
 from .test_cli import cli_env
@@ -59,7 +59,7 @@ def shots(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dashboard(tmp_path_factory):
     """A tenant on the HTTPS simulator, a store synced from it by the CLI, and `streamlit run` on that store."""
-    from ingest.simulator import SimulatorConfig, start_simulator
+    from simulator import SimulatorConfig, start_simulator
 
     if not os.path.exists(CHROMIUM):
         pytest.fail("Chromium is missing: run `bash tests/install-test-tools.sh` (or `make test`), which installs "

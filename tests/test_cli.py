@@ -14,7 +14,7 @@ import pytest
 
 from eventstore.sqlite import SqliteStore
 from ingest.feedstate import FeedState
-from ingest.simulator import SimulatedTenant
+from simulator import SimulatedTenant
 
 from .conftest import ground_truth, stored_ids, week_start
 

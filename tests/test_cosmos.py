@@ -81,7 +81,7 @@ def test_blob_records_are_written_in_batches_too(cosmos_server):
 def test_a_certificate_the_store_does_not_trust_is_refused_even_on_loopback(cosmos_server, tmp_path):
     from eventstore import StoreUnavailable
     from eventstore.cosmos import CosmosStore
-    from ingest.simulator.tls import make_loopback_tls
+    from simulator.tls import make_loopback_tls
 
     other_ca = make_loopback_tls(str(tmp_path / "other"))[0]
     with pytest.raises(StoreUnavailable, match="Cannot open Cosmos DB"):

@@ -17,7 +17,7 @@ from dashboard.filters import View
 from dashboard.untrusted import WORD_JOINER
 from eventstore.model import utc_text
 from eventstore.sqlite import SqliteStore
-from ingest.simulator.tenant import ATTACKER_IP, HOSTILE
+from simulator.tenant import ATTACKER_IP, HOSTILE
 
 from .conftest import fill_store
 
@@ -274,7 +274,7 @@ def test_a_watch_list_the_url_names_that_no_longer_exists_shows_nothing_filtered
 
 
 def test_a_ten_thousand_entry_watch_list_matches_in_one_go(app, demo_like_tenant):
-    from ingest.simulator.tenant import ATTACKER_IP
+    from simulator.tenant import ATTACKER_IP
 
     listed = [u.upn for u in demo_like_tenant.users[:5]] + [f"nobody{n}@contoso.com" for n in range(4_000)] + \
         [f"10.{n // 250}.{n % 250}.1" for n in range(5_990)] + [ATTACKER_IP, "198.51.100.0/24", "203.0.113.0/24"]

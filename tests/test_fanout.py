@@ -117,7 +117,7 @@ def test_forged_and_undeliverable_messages_end_in_the_poison_queue_and_show_as_l
 
 
 def test_a_forged_message_cannot_send_the_token_elsewhere(simulator, fanout_env, tmp_path):
-    from ingest.simulator.hostile import Elsewhere
+    from simulator.hostile import Elsewhere
 
     service, env = simulator()
     env = {**env, **fanout_env}

@@ -15,9 +15,9 @@ import pytest
 
 from ingest import sync as sync_module
 from ingest.feedstate import CONTENT_TYPES, FeedState
-from ingest.simulator.hostile import Elsewhere, deeply_nested, echo_request, html_page, huge_blob, json_answer, trickle
-from ingest.simulator.server import Answer, error_answer
 from ingest.sync import SyncAlreadyRunning
+from simulator.hostile import Elsewhere, deeply_nested, echo_request, html_page, huge_blob, json_answer, trickle
+from simulator.server import Answer, error_answer
 
 from .conftest import ground_truth, stored_ids
 from .test_cli import cli_env, run_cli

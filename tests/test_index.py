@@ -14,7 +14,7 @@ from eventstore.model import fold, utc_text
 from eventstore.sqlite import SqliteStore
 from ingest.feedstate import BlobRecord, FeedState
 from ingest.normalize import normalize
-from ingest.simulator.tenant import ATTACKER_IP
+from simulator.tenant import ATTACKER_IP
 
 from .conftest import fill_store
 

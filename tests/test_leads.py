@@ -17,8 +17,8 @@ from dashboard.leads import LeadEngine, holds
 from dashboard.rules import RULES, Detail
 from eventstore import Filter
 from eventstore.sqlite import SqliteStore
-from ingest.simulator import SimulatedTenant
-from ingest.simulator.tenant import APP_IP, ATTACKER_IP, GUESSER_IPS, NETWORKS, TRAVELLER_IP
+from simulator import SimulatedTenant
+from simulator.tenant import APP_IP, ATTACKER_IP, GUESSER_IPS, NETWORKS, TRAVELLER_IP
 
 from .conftest import fill_store, week_start
 

@@ -20,7 +20,7 @@ from .test_cli import cli_env
 
 @pytest.fixture(scope="module")
 def signin_dashboard(tmp_path_factory, demo_like_tenant):
-    from ingest.simulator import SimulatorConfig, start_simulator
+    from simulator import SimulatorConfig, start_simulator
 
     workdir = tmp_path_factory.mktemp("signin")
     shutil.copytree(os.path.join(ROOT, ".streamlit"), workdir / ".streamlit")

@@ -10,9 +10,9 @@ import pytest
 from eventstore.sqlite import SqliteStore
 from ingest.auth import AuthError
 from ingest.feedstate import CONTENT_TYPES, FeedState
-from ingest.simulator import Faults, SimulatedTenant
-from ingest.simulator.tls import make_client_certificate
 from ingest.sync import SyncAlreadyRunning, connect, sync_once
+from simulator import Faults, SimulatedTenant
+from simulator.tls import make_client_certificate
 
 from .conftest import ground_truth, stored_ids, week_start
 

@@ -85,7 +85,7 @@ def test_the_example_admin_list_names_the_demo_tenants_admins():
     from datetime import datetime, timezone
 
     from ingest.demo import DEMO_SEED
-    from ingest.simulator import SimulatedTenant
+    from simulator import SimulatedTenant
 
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "adminlist.csv")
     with open(path, "rb") as f:

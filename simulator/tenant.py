@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from functools import cached_property, lru_cache
 
-from ingest.feedstate import CONTENT_TYPES
-
 ORG_ID = "5b1d3c2a-7e4f-4a8b-9c6d-2f0e1a3b4c5d"
 DOMAIN = "contoso.com"
 ATTACKER_IP = "198.51.100.9"
@@ -44,6 +42,7 @@ GUESSER_IPS = ("198.51.100.33", "198.51.100.34")  # story 4: guessing one person
 # Share of the week's events per content type.
 SHARES = {"Audit.AzureActiveDirectory": 0.25, "Audit.Exchange": 0.35, "Audit.SharePoint": 0.30,
           "Audit.General": 0.09, "DLP.All": 0.01}
+CONTENT_TYPES = tuple(SHARES)  # what this service serves: the Management Activity API's five content types
 _CT_CODE = {ct: ct.split(".")[-1].lower() for ct in CONTENT_TYPES}
 _CODE_CT = {code: ct for ct, code in _CT_CODE.items()}
 

@@ -21,11 +21,9 @@ from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, urlsplit
 
-from ingest.feedstate import CONTENT_TYPES
-
 from .auditsearch import QUERY_ROLE, AuditSearch, AuditSearchConfig, GraphError
 from .signin import SignIn
-from .tenant import SimulatedTenant, parse_content_id
+from .tenant import CONTENT_TYPES, SimulatedTenant, parse_content_id
 
 SHARED_PUBLISHER = "00000000-0000-0000-0000-000000000000"
 _TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
