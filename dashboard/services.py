@@ -285,7 +285,8 @@ def ingest_status(content_types: tuple[str, ...]) -> IngestStatus:
 
 @st.cache_data(ttl=5, show_spinner=False)
 def _ingest_status(content_types: tuple[str, ...], store_name: str, sync_key: tuple) -> IngestStatus:
-    s, feed = store(), FeedState(store())
+    s = store()
+    feed = FeedState(s)
     return IngestStatus(s.stats(content_types), feed.checkpoints(content_types), feed.issues(),
                         {ct: feed.pending(ct)[0] for ct in content_types}, s.description)
 

@@ -209,7 +209,7 @@ class Worker:
         done = set()
         for content_type in {blob.content_type for _, blob in todo}:
             done |= self.feed.known_ids(content_type, [b.content_id for _, b in todo
-                                                              if b.content_type == content_type])
+                                                       if b.content_type == content_type])
         for message, blob in [(m, b) for m, b in todo if b.content_id in done]:
             self.queue.delete(message)
             report.skipped += 1
