@@ -14,6 +14,8 @@ import urllib.request
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import sync_playwright
 
 from eventstore.sqlite import SqliteStore
 from simulator import SimulatedTenant
@@ -84,8 +86,6 @@ def dashboard(tmp_path_factory):
 
 @pytest.fixture
 def page(dashboard):
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         context = browser.new_context(viewport={"width": 1500, "height": 1000})
@@ -148,8 +148,11 @@ def drawn(page, until=lambda data: True, timeout=30.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for frame in page.frames:
-            if "agraph" in frame.url:
-                data = frame.evaluate("window.__drawn || null")
+            if "agraph" in frame.url and not frame.is_detached():
+                try:
+                    data = frame.evaluate("window.__drawn || null")
+                except PlaywrightError:  # the frame was replaced while it was read (a rerun redraws the graph)
+                    continue
                 if data and until(data):
                     return data
         page.wait_for_timeout(250)
