@@ -8,6 +8,7 @@ model from the API's limits and the paging rate.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -73,8 +74,8 @@ def main() -> None:
           f"{several / one:.2f}×")
 
     # the model: 5,000 seats, ~1M records a day, 180 days
-    per_day, days, limit, budget = 1_000_000, 180, 1_000_000, backfill.SUBMISSIONS_PER_DAY
-    queries = days * 2  # a day at ~1M records reaches the limit: halves stay under it
+    per_day, days, limit, budget = 1_000_000, 180, backfill.RECORD_LIMIT, backfill.SUBMISSIONS_PER_DAY
+    queries = math.ceil(timedelta(days=days) / backfill.window_length(per_day))  # as the planner sizes them
     page_seconds = 1.5  # a page of 1,000 records from the real service (assumed; the simulator answers faster)
     paging_hours = per_day * days / 1000 * page_seconds / 3600
     print(f"model, 5,000 seats × 180 days: {per_day * days / 1e6:,.0f}M records, {queries} queries (each under the "

@@ -1,12 +1,14 @@
 """Backfill: the history the Management Activity API no longer has (it keeps 7 days), from Microsoft Graph's audit
 log query API (Purview keeps 180 days), into the same store through the same normalization, each record once.
 
-The range is planned into one query per UTC day (and service filter); each query's progress is a document in the
-store (kind "backfill"), written before and after every step, so the backfill can be killed at any moment and run
-again: a query still running at Microsoft is resumed by its id (a submission whose answer was lost is found by
-its display name), never submitted twice; a page is stored before its position is, and the store keeps each record
-Id once. A query that stops at the record limit is split in two and each half queried again. Submissions stay
-under the tenant's budget (per 24 hours and in flight)."""
+The range is planned into queries sized to the tenant's volume (about half the record limit each: 30 days for a
+small tenant, half a day for 5,000 seats; a day while the store knows no volume yet), for the time no earlier run
+planned. Each query's progress is a document in the store (kind "backfill"), written before and after every step,
+so the backfill can be killed at any moment and run again: a query still running at Microsoft is resumed by its id
+(a submission whose answer was lost is found by its display name), never submitted twice; a page is stored before
+its position is, and the store keeps each record Id once. A query that stops at the record limit is split in two
+and each half queried again; a window given up is tried again by the next run. Submissions stay under the
+tenant's budget (per 24 hours and in flight)."""
 from __future__ import annotations
 
 import json
@@ -33,6 +35,7 @@ SUBMISSIONS_PER_DAY = 150  # the tenant's baseline is about 200 per rolling 24 h
 IN_FLIGHT = 10  # the tenant allows about 50 queued or running
 PAGERS = 4  # finished queries paged at once
 GIVE_UP_AFTER = 3  # failed or cancelled runs of one window
+RECORD_LIMIT = 1_000_000  # about as many records as one query returns (then it says isRecordCountLimitExceeded)
 SMALLEST = timedelta(minutes=15)  # a window over the record limit is split down to this
 POLL_FIRST, POLL_MAX = 1.0, 60.0  # seconds between looks at running queries, growing while nothing changes
 DLP_RECORD_TYPES = {11, 13, 33, 63, 99, 100, 107}
@@ -69,14 +72,55 @@ def window_name(start: datetime, end: datetime, services: tuple[str, ...] = ()) 
         (f" {','.join(services)}" if services else "")
 
 
-def plan(since: datetime, until: datetime, services: tuple[str, ...] = ()) -> list[Window]:
-    """One window per UTC day (the first and last partial), oldest first."""
-    windows, start = [], since
-    while start < until:
-        end = min(until, datetime.combine(start.date() + timedelta(days=1), datetime.min.time(), timezone.utc))
-        windows.append(Window(window_name(start, end, services), utc_text(start), utc_text(end), list(services)))
-        start = end
+def window_length(events_per_day: float | None) -> timedelta:
+    """How much time one query asks for: about half the record limit's worth of the tenant's volume, so that few
+    queries hit the limit (each that does is spent, then split) and few submissions are used — whole days up to
+    30, or a day halved until it fits. A day when the volume is not known yet (nothing stored)."""
+    target = RECORD_LIMIT / 2
+    if not events_per_day:
+        return timedelta(days=1)
+    if events_per_day <= target:
+        return timedelta(days=max(1, min(30, int(target // events_per_day))))
+    length = timedelta(days=1)
+    while events_per_day * (length / timedelta(days=1)) > target and length / 2 >= SMALLEST:
+        length /= 2
+    return length
+
+
+def events_per_day(store: EventStore) -> float | None:
+    """The tenant's volume as the store knows it (the live feed's week, and what earlier backfills brought)."""
+    stats = store.stats()
+    if not stats.events or not stats.first_time or not stats.last_time:
+        return None
+    days = (parse_utc(stats.last_time) - parse_utc(stats.first_time)) / timedelta(days=1)
+    return stats.events / max(1.0, days)
+
+
+def plan(since: datetime, until: datetime, services: tuple[str, ...] = (), length: timedelta = timedelta(days=1),
+         covered: list[tuple[datetime, datetime]] = ()) -> list[Window]:
+    """Windows of `length` on a grid from the UTC midnight of `since` (the first and last partial), oldest first,
+    for the time no window of an earlier run `covered` already."""
+    windows, origin = [], datetime.combine(since.date(), datetime.min.time(), timezone.utc)
+    for start, end in _gaps(since, until, covered):
+        while start < end:
+            step = min(end, origin + ((start - origin) // length + 1) * length)
+            windows.append(Window(window_name(start, step, services), utc_text(start), utc_text(step),
+                                  list(services)))
+            start = step
     return windows
+
+
+def _gaps(since: datetime, until: datetime, covered) -> list[tuple[datetime, datetime]]:
+    gaps, start = [], since
+    for low, high in sorted(covered):
+        if low > start:
+            gaps.append((start, min(low, until)))
+        start = max(start, high)
+        if start >= until:
+            break
+    if start < until:
+        gaps.append((start, until))
+    return [(a, b) for a, b in gaps if a < b]
 
 
 def content_type_of(record: dict) -> str:
@@ -173,10 +217,15 @@ class Backfill:
     # --- the run --------------------------------------------------------------------------------
     def run(self, since: datetime, until: datetime, services: tuple[str, ...] = ()) -> BackfillReport:
         self.load()
-        fresh = [w for w in plan(since, until, services) if w.name not in self.windows]
+        earlier = self._in_range(since, until, services)
+        retried = [w for w in earlier if w.state == "gave_up"]  # a gap: running again is how it is tried again
+        for window in retried:
+            window.state, window.attempts = "planned", 0
+        covered = [w.span for w in earlier]
+        fresh = plan(since, until, services, window_length(events_per_day(self.store)), covered)
         for window in fresh:
             self.windows[window.name] = window
-        self.save(*fresh)
+        self.save(*fresh, *retried)
         report = BackfillReport(utc_text(since), utc_text(until))
         wait, pagers = POLL_FIRST, _Pagers(self._page)
         try:

@@ -49,13 +49,44 @@ def span(service, days: int = DAYS) -> tuple[datetime, datetime]:
     return until - timedelta(days=days), until
 
 
-def test_the_plan_is_one_query_per_utc_day():
+def test_the_plan_is_one_query_per_utc_day_until_the_volume_is_known():
     since = datetime(2026, 5, 1, 13, 30, tzinfo=timezone.utc)
     windows = plan(since, since + timedelta(days=2))
     assert [(w.start, w.end) for w in windows] == [
         ("2026-05-01T13:30:00Z", "2026-05-02T00:00:00Z"), ("2026-05-02T00:00:00Z", "2026-05-03T00:00:00Z"),
         ("2026-05-03T00:00:00Z", "2026-05-03T13:30:00Z")]
     assert len({w.name for w in windows}) == 3
+
+
+def test_queries_are_sized_to_the_tenants_volume_and_skip_what_an_earlier_run_planned():
+    day = timedelta(days=1)
+    assert backfill.window_length(None) == day, "nothing stored yet: a day at a time"
+    assert backfill.window_length(200) == 30 * day, "a small tenant: a month per query"
+    assert backfill.window_length(100_000) == 5 * day
+    assert backfill.window_length(1_000_000) == day / 2, "5,000 seats: half-days, each under the record limit"
+    assert backfill.window_length(10_000_000) == timedelta(minutes=45)
+    since = datetime(2026, 5, 1, 13, 30, tzinfo=timezone.utc)
+    halves = plan(since, since + day, length=day / 2)
+    assert [(w.start, w.end) for w in halves] == [
+        ("2026-05-01T13:30:00Z", "2026-05-02T00:00:00Z"), ("2026-05-02T00:00:00Z", "2026-05-02T12:00:00Z"),
+        ("2026-05-02T12:00:00Z", "2026-05-02T13:30:00Z")]
+    around = plan(since, since + 10 * day, length=30 * day, covered=[(since + 2 * day, since + 3 * day)])
+    assert [(w.start, w.end) for w in around] == [("2026-05-01T13:30:00Z", "2026-05-03T13:30:00Z"),
+                                                  ("2026-05-04T13:30:00Z", "2026-05-11T13:30:00Z")]
+
+
+def test_after_the_live_feed_a_small_tenants_history_takes_a_few_queries_and_equals_the_truth(simulator,
+                                                                                             make_settings, store):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
+    settings = make_settings(env)
+    assert run_sync(settings, store).ok  # the feed's week: the store now knows the tenant's volume
+    from_feed = set(stored_ids(store))
+    since, until = span(service, 60)
+    report = run_backfill(settings, store, since, until)
+    assert report.ok, report.summary()
+    assert len(service.audit.queries) <= 4, "two months of a small tenant in a few queries, not 61"
+    ids = stored_ids(store)
+    assert len(ids) == len(set(ids)) and set(ids) == from_feed | history_ids(service, since, until)
 
 
 def test_a_backfill_equals_the_history_exactly_through_limits_throttling_and_failures(simulator, make_settings,
@@ -170,6 +201,9 @@ def test_a_next_page_elsewhere_is_refused_and_the_window_is_given_up(simulator, 
     report = run_backfill(make_settings(env), store, since, until)
     assert report.gaps and "refused to send the token" in report.summary(), report.summary()
     assert not any("evil" in r.path for r in service.log)
+    monkeypatch.setattr(service.audit, "page", real)  # the proxy is gone: running again tries the gaps again
+    again = run_backfill(make_settings(env), store, since, until)
+    assert again.ok and set(stored_ids(store)) == history_ids(service, since, until), again.summary()
 
 
 def test_a_window_over_the_limit_at_its_smallest_is_reported_as_a_gap(simulator, make_settings, store):

@@ -81,7 +81,7 @@ for problem in services.ip_problems():  # where addresses are: a source the oper
 def backfill_panel() -> None:
     st.subheader("History before the feed's 7 days")
     st.caption("Backfilled from Microsoft Graph's audit log queries (Purview keeps 180 days; the app needs "
-               "AuditLogsQuery.Read.All), one query per day, each record stored once. `python -m ingest backfill` "
+               "AuditLogsQuery.Read.All), in queries sized to the tenant's volume, each record stored once. `python -m ingest backfill` "
                "does the same from a terminal.")
     runner = services.background_backfill()
     state = runner.state
