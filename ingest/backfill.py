@@ -233,7 +233,8 @@ class Backfill:
                 mine = self._in_range(since, until, services)
                 if all(w.state in ("done", "split", "gave_up") for w in mine):
                     break
-                moved = self._submit(mine) + self._poll(mine) + pagers.collect() + pagers.start(mine)
+                free = [w for w in mine if w.name not in pagers.busy.values()]  # a pager's window is its alone
+                moved = self._submit(free) + self._poll(free) + pagers.collect() + pagers.start(mine)
                 self._tell(mine)
                 if not moved:
                     if self._budget_spent() and not pagers.busy and not any(w.state == "running" for w in mine):
