@@ -214,6 +214,9 @@ def _span(seconds: float) -> str:
 log = logging.getLogger("ingest.api")
 
 
+REFRESH = "refresh the token"  # what a client's _judge says when a new token may be all an answer needs
+
+
 class ApiClient:
     """What every client of a Microsoft API here shares: one bounded session, a token, pacing, backoff that honours
     Retry-After and stops at once when asked, and the service's clock."""
@@ -289,6 +292,32 @@ class ApiClient:
                             "followed", "REDIRECT")
         return response
 
+    def _exchange(self, method: str, url: str, max_bytes: int, **kwargs) -> requests.Response:
+        """One request to the trusted API, tried again as its answers say: network trouble, and what `_judge` calls
+        passing, are backed off (honouring Retry-After); a token is refreshed when `_judge` asks for it."""
+        self._check_address(url)
+        refreshed, attempt = False, 0
+        while True:
+            response = self._send(method, url, max_bytes, **kwargs)
+            if isinstance(response, str):
+                attempt = self._backoff(attempt, None, response)
+                continue
+            if 200 <= response.status_code < 300:
+                return response
+            why = self._judge(response, refreshed)
+            if why is None:
+                return response
+            if why == REFRESH:
+                self._tokens.invalidate()
+                refreshed = True
+            else:
+                attempt = self._backoff(attempt, _retry_after(response), why)
+
+    def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
+        """What an answer other than 2xx means for this API: None to take it as it is, REFRESH to try once more
+        with a new token, or why to back off and try again; anything else is raised as an ApiError."""
+        raise NotImplementedError
+
     def _backoff(self, attempt: int, retry_after: float | None, why: str) -> int:
         attempt += 1
         if attempt >= self._max_attempts:
@@ -362,45 +391,34 @@ class ActivityApi(ApiClient):
 
     def request(self, method: str, url: str, params: dict | None = None, *,
                 max_bytes: int = LISTING_BYTES) -> requests.Response:
-        self._check_address(url)
-        params = self._publisher_params(url, params)
-        refreshed = False
-        attempt = 0
-        while True:
-            response = self._send(method, url, max_bytes, params=params)
-            if isinstance(response, str):
-                attempt = self._backoff(attempt, None, response)
-                continue
-            status = response.status_code
-            if 200 <= status < 300:
-                return response
-            code, message = _error_of(response)
-            if code == "AF20024":  # already enabled, no change: the result we wanted
-                return response
-            if status == 401 and not code:
-                if refreshed:
-                    raise FatalApiError("The API refused a freshly issued token: check that admin consent was "
-                                        "granted for the app's Office 365 Management APIs permissions.", code, status)
-                self._tokens.invalidate()
-                refreshed = True
-                continue
-            if code == "AF429" or status == 429:
-                attempt = self._backoff(attempt, _retry_after(response), "throttled (AF429)")
-            elif status in (408, 500, 502, 503, 504) or code.startswith("AF5000"):
-                attempt = self._backoff(attempt, _retry_after(response), f"service error {code or status}")
-            elif code in ("AF20022", "AF20023"):
-                raise SubscriptionNeeded(message, code, status)
-            elif code in ("AF20030", "AF20055"):
-                raise WindowRejected(message, code, status)
-            elif code == "AF20031":
-                raise InvalidNextPage(message, code, status)
-            elif code in ("AF20050", "AF20051", "AF20052"):
-                raise BlobUnavailable(message, code, status)
-            elif code in FATAL_CODES:
-                raise FatalApiError(f"The Management Activity API refused the request (HTTP {status}, {code}): "
-                                    f"{REFUSAL_HINTS[code]}", code, status)
-            else:
-                hint = REFUSAL_HINTS.get(code, "")
-                raise BadAnswer(f"The Management Activity API refused the request (HTTP {status}"
-                                f"{', ' + code if code else ''}): {hint or message or 'no reason given'}",
-                                code or f"HTTP{status}", status)
+        return self._exchange(method, url, max_bytes, params=self._publisher_params(url, params))
+
+    def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
+        status = response.status_code
+        code, message = _error_of(response)
+        if code == "AF20024":  # already enabled, no change: the result we wanted
+            return None
+        if status == 401 and not code:
+            if refreshed:
+                raise FatalApiError("The API refused a freshly issued token: check that admin consent was "
+                                    "granted for the app's Office 365 Management APIs permissions.", code, status)
+            return REFRESH
+        if code == "AF429" or status == 429:
+            return "throttled (AF429)"
+        if status in (408, 500, 502, 503, 504) or code.startswith("AF5000"):
+            return f"service error {code or status}"
+        if code in ("AF20022", "AF20023"):
+            raise SubscriptionNeeded(message, code, status)
+        if code in ("AF20030", "AF20055"):
+            raise WindowRejected(message, code, status)
+        if code == "AF20031":
+            raise InvalidNextPage(message, code, status)
+        if code in ("AF20050", "AF20051", "AF20052"):
+            raise BlobUnavailable(message, code, status)
+        if code in FATAL_CODES:
+            raise FatalApiError(f"The Management Activity API refused the request (HTTP {status}, {code}): "
+                                f"{REFUSAL_HINTS[code]}", code, status)
+        hint = REFUSAL_HINTS.get(code, "")
+        raise BadAnswer(f"The Management Activity API refused the request (HTTP {status}"
+                        f"{', ' + code if code else ''}): {hint or message or 'no reason given'}",
+                        code or f"HTTP{status}", status)

@@ -10,18 +10,16 @@ from urllib.parse import urlsplit
 
 import requests
 
+from eventstore.model import utc_text
+
 from . import http, redact
-from .api import LISTING_BYTES, ApiClient, BadAnswer, FatalApiError, _retry_after, parse_json
+from .api import LISTING_BYTES, REFRESH, ApiClient, BadAnswer, FatalApiError, parse_json
 from .auth import TokenProvider
 from .settings import Settings
 
 PERMISSION_HINT = ("Give the app the Microsoft Graph application permission AuditLogsQuery.Read.All (or the "
                    "per-service AuditLogsQuery-Exchange.Read.All, -SharePoint, -OneDrive, -Entra …) and grant admin "
                    "consent. AuditLog.Read.All is not enough: since April 2026 its queries return no records.")
-
-
-def _time(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _graph_error(response: requests.Response) -> tuple[str, str]:
@@ -44,7 +42,7 @@ class AuditQueryApi(ApiClient):
     # --- operations ---------------------------------------------------------------------------
     def submit(self, name: str, start: datetime, end: datetime, services: tuple[str, ...] = ()) -> dict:
         body = {"@odata.type": "#microsoft.graph.security.auditLogQuery", "displayName": name,
-                "filterStartDateTime": _time(start), "filterEndDateTime": _time(end)}
+                "filterStartDateTime": utc_text(start), "filterEndDateTime": utc_text(end)}
         if services:
             body["serviceFilters"] = list(services)
         return self._object(self.request("POST", self.queries, body=body), "the submitted query")
@@ -80,25 +78,17 @@ class AuditQueryApi(ApiClient):
 
     # --- the one request path -----------------------------------------------------------------
     def request(self, method: str, url: str, body: dict | None = None) -> requests.Response:
-        self._check_address(url)
-        refreshed, attempt = False, 0
-        while True:
-            response = self._send(method, url, LISTING_BYTES, json=body)
-            if isinstance(response, str):
-                attempt = self._backoff(attempt, None, response)
-                continue
-            status = response.status_code
-            if 200 <= status < 300:
-                return response
-            code, message = _graph_error(response)
-            if status == 401 and not refreshed:
-                self._tokens.invalidate()
-                refreshed = True
-            elif status == 429 or status in (500, 502, 503, 504):
-                attempt = self._backoff(attempt, _retry_after(response), f"Graph answered {status} {code}".strip())
-            elif status in (401, 403):
-                raise FatalApiError(f"Microsoft Graph refused the audit log query (HTTP {status}"
-                                    f"{', ' + code if code else ''}). {PERMISSION_HINT}", code or "FORBIDDEN", status)
-            else:
-                raise BadAnswer(f"Microsoft Graph refused the request (HTTP {status}{', ' + code if code else ''}): "
-                                f"{message or 'no reason given'}", code or f"HTTP{status}", status)
+        return self._exchange(method, url, LISTING_BYTES, json=body)
+
+    def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
+        status = response.status_code
+        code, message = _graph_error(response)
+        if status == 401 and not refreshed:
+            return REFRESH
+        if status == 429 or status in (500, 502, 503, 504):
+            return f"Graph answered {status} {code}".strip()
+        if status in (401, 403):
+            raise FatalApiError(f"Microsoft Graph refused the audit log query (HTTP {status}"
+                                f"{', ' + code if code else ''}). {PERMISSION_HINT}", code or "FORBIDDEN", status)
+        raise BadAnswer(f"Microsoft Graph refused the request (HTTP {status}{', ' + code if code else ''}): "
+                        f"{message or 'no reason given'}", code or f"HTTP{status}", status)
