@@ -14,6 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from eventstore import StoreError, open_store
 from eventstore.export import write_csv, write_jsonl
+from eventstore.model import parse_utc, utc_text
 
 from . import redact
 from .api import ApiError, FatalApiError
@@ -145,11 +146,10 @@ def cmd_worker(settings: Settings, args, stop: threading.Event) -> int:
 
 def _day(text: str, name: str) -> datetime:
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_utc(text)
     except ValueError:
         raise SettingsError(f"--{name} must be a date or time such as 2026-06-01 or 2026-06-01T12:00, not {text!r}.") \
             from None
-    return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
 class _BackfillPrinter:
@@ -189,7 +189,7 @@ def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+    return utc_text(moment) if moment else None
 
 
 def _blob(b) -> dict:
