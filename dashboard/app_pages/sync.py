@@ -81,8 +81,8 @@ for problem in services.ip_problems():  # where addresses are: a source the oper
 def backfill_panel() -> None:
     st.subheader("History before the feed's 7 days")
     st.caption("Backfilled from Microsoft Graph's audit log queries (Purview keeps 180 days; the app needs "
-               "AuditLogsQuery.Read.All), in queries sized to the tenant's volume, each record stored once. `python -m ingest backfill` "
-               "does the same from a terminal.")
+               "AuditLogsQuery.Read.All), in queries sized to the tenant's volume, each record stored once. "
+               "`python -m ingest backfill` does the same from a terminal.")
     runner = services.background_backfill()
     state = runner.state
     summary = services.backfill_state()
@@ -91,15 +91,15 @@ def backfill_panel() -> None:
         st.markdown(f"{markdown(summary['from'][:10])} – {markdown(summary['to'][:10])}: {counts} · "
                     f"{summary['records']:,} records, {summary['added']:,} new to the store")
         if summary["gaps"]:
-            st.warning(f"{len(summary['gaps'])} day(s) could not be had whole (below). Run the backfill again to "
-                       "retry them.")
+            st.warning(f"{len(summary['gaps'])} time window(s) could not be had whole (below). Run the backfill "
+                       "again to retry them.")
             st.dataframe(pd.DataFrame(summary["gaps"]), hide_index=True, width="stretch")
     else:
         st.caption("No backfill yet.")
     if state.running:
         p = state.progress
         st.progress(p.done / max(1, p.windows) if p else 0.0,
-                    text=f"{p.done}/{p.windows} days, {p.running} running at Microsoft, {p.records:,} records"
+                    text=f"{p.done}/{p.windows} queries, {p.running} running at Microsoft, {p.records:,} records"
                     if p else "Starting: getting a Microsoft Graph token…")
     elif state.error or state.report:
         text = state.error or state.report.summary()
