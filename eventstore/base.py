@@ -70,8 +70,8 @@ class EventStore(ABC):
     @abstractmethod
     def prune(self, before: datetime) -> int:
         """Delete the events of the UTC days before `before`'s day (retention works in whole days), a day at a
-        time and never holding writers up for long, and the work items past their `expires`. Returns how many
-        events went."""
+        time and never holding writers up for long, and the work items past their `expires`; the horizon becomes
+        `before`'s day (if it is later). Returns how many events went."""
 
     @abstractmethod
     def try_lease(self, name: str, owner: str, seconds: float) -> bool:
@@ -106,7 +106,8 @@ class EventStore(ABC):
     # --- what the dashboard's index needs to keep in step incrementally --------------------------
     @abstractmethod
     def horizon(self) -> str:
-        """The first UTC day ("YYYY-MM-DD") retention has kept; "" until anything was pruned."""
+        """The first UTC day ("YYYY-MM-DD") retention keeps: everything before it is gone, whether or not the days
+        before held events. "" until the first prune."""
 
     @abstractmethod
     def changes(self, cursor: str, limit: int = 50_000) -> Changes:

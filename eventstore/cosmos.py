@@ -365,7 +365,7 @@ class CosmosStore(EventStore):
         for doc in self._state_query("work", "c.expires <> '' AND c.expires < @now", [{"name": "@now", "value": now}],
                                      "c.id"):
             self._state.delete_item(doc["id"], partition_key="work")
-        if removed and cutoff > (self.get_meta("horizon") or ""):
+        if cutoff > (self.get_meta("horizon") or ""):
             self.set_meta("horizon", cutoff)
         return removed
 

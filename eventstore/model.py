@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 
@@ -93,3 +93,9 @@ def parse_utc(text: str) -> datetime:
     if value.tzinfo is None:
         value = value.replace(tzinfo=timezone.utc)
     return value.astimezone(timezone.utc)
+
+
+def retention_start(now: datetime, days: int) -> datetime:
+    """The oldest moment a store with `days` of retention keeps: the UTC midnight `days` before `now` (retention works
+    in whole UTC days). Prune removes what is before it; a backfill starts at it."""
+    return (now.astimezone(timezone.utc) - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -250,7 +250,7 @@ class SqliteStore(EventStore):
 
     def prune(self, before: datetime) -> int:
         """Whole UTC days before `before`'s day, one day at a time and a few thousand rows per transaction, so
-        neither the ingest nor the dashboard ever waits long; the horizon moves once a day is gone."""
+        neither the ingest nor the dashboard ever waits long; the horizon moves once they are gone."""
         conn, removed, cutoff = self._conn(), 0, _day(utc_text(before))
         for (day,) in conn.execute("SELECT DISTINCT day FROM days WHERE day < ? ORDER BY day", (cutoff,)).fetchall():
             for table, key in (("blocks", "first_seq"), ("ids", "id")):
@@ -263,8 +263,8 @@ class SqliteStore(EventStore):
             with self._write() as tx:
                 removed += tx.execute("SELECT coalesce(sum(events), 0) FROM days WHERE day = ?", (day,)).fetchone()[0]
                 tx.execute("DELETE FROM days WHERE day = ?", (day,))
-                tx.execute("UPDATE meta SET value = ? WHERE key = 'horizon'", (_day_text(day + 1),))
         with self._write() as tx:
+            tx.execute("UPDATE meta SET value = ? WHERE key = 'horizon' AND value < ?", (_day_text(cutoff),) * 2)
             tx.execute("DELETE FROM work WHERE expires <> '' AND expires < ?", (utc_text(datetime.now(timezone.utc)),))
         return removed
 

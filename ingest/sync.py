@@ -21,10 +21,10 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 from eventstore import EventStore, StoreError, open_store
-from eventstore.model import utc_text
+from eventstore.model import retention_start, utc_text
 
 from . import redact
 from .api import (
@@ -431,7 +431,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
             report.results.append(_sync_one(syncer, content_type, report, step or _Syncer.sync_content_type))
         if not api.stop.is_set():
             try:
-                report.pruned = store.prune(datetime.now(timezone.utc) - timedelta(days=retention_days))
+                report.pruned = store.prune(retention_start(datetime.now(timezone.utc), retention_days))
             except StoreError as error:
                 log.error("retention prune failed: %s", error)
     finally:

@@ -101,14 +101,25 @@ def test_the_feed_delivers_every_event_and_each_position_names_one(backend, feed
 
 
 def test_prune_removes_whole_days_and_moves_the_horizon(backend, feed):
-    feed.store_blobs([blob("b", [record(1, age_hours=80), record(2, age_hours=50), record(3, age_hours=1)])])
     cutoff = NOW - timedelta(hours=49)
-    older = sum(1 for r in backend.iter_events() if r.time[:10] < cutoff.strftime("%Y-%m-%d"))
-    assert backend.prune(cutoff) == older > 0
-    assert all(r.time[:10] >= cutoff.strftime("%Y-%m-%d") for r in backend.iter_events())
-    assert backend.horizon() == cutoff.strftime("%Y-%m-%d")
-    assert backend.stats().events == len(list(backend.iter_events()))
+    first_kept = cutoff.replace(hour=0, minute=0, second=0)
+
+    def at(moment: datetime) -> float:  # the age that puts a record at this moment, whatever the hour now
+        return (NOW - moment) / timedelta(hours=1)
+
+    feed.store_blobs([blob("b", [record(1, age_hours=at(first_kept - timedelta(hours=30))),
+                                 record(2, age_hours=at(first_kept - timedelta(seconds=1))),
+                                 record(4, age_hours=at(first_kept)), record(3, age_hours=1)])])
+    assert backend.prune(cutoff) == 2, "the days before the cutoff's day, whole"
+    assert sorted(r.id[-1] for r in backend.iter_events()) == ["3", "4"], "the cutoff's day is kept whole"
+    assert backend.horizon() == first_kept.strftime("%Y-%m-%d")
+    assert backend.stats().events == 2
     assert feed.store_blobs([blob("again", [record(3)])]) == 0, "what is kept still dedupes"
+    # the day before this cutoff's held nothing: still, everything before the cutoff's day is gone
+    later = first_kept + timedelta(days=2)
+    assert backend.prune(later) == 1 and backend.horizon() == later.strftime("%Y-%m-%d")
+    assert [r.id[-1] for r in backend.iter_events()] == ["3"]
+    assert backend.prune(cutoff) == 0 and backend.horizon() == later.strftime("%Y-%m-%d"), "never moves back"
 
 
 def test_checkpoints_and_lost_blobs_round_trip(backend, feed):
