@@ -243,7 +243,8 @@ def cmd_status(settings: Settings, args, stop) -> int:
     if backfill["windows"]:
         states = ", ".join(f"{n} {state}" for state, n in sorted(backfill["windows"].items()))
         out.write(f"backfill {backfill['from']} … {backfill['to']}: {states}; {backfill['records']:,} records, "
-                  f"{backfill['added']:,} new\n")
+                  f"{backfill['added']:,} new" + (f", {backfill['unusable']:,} unusable (skipped: no auditData object, "
+                                                  "or an Id that is not text)" if backfill["unusable"] else "") + "\n")
         for gap in backfill["gaps"]:
             out.write(f"backfill gap: {gap['from']} … {gap['to']} ({gap['error']})\n")
     for blob in data["lost_blobs"] + data["blob_issues"]:

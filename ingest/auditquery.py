@@ -21,6 +21,10 @@ PERMISSION_HINT = ("Give the app the Microsoft Graph application permission Audi
                    "per-service AuditLogsQuery-Exchange.Read.All, -SharePoint, -OneDrive, -Entra …) and grant admin "
                    "consent. AuditLog.Read.All is not enough: since April 2026 its queries return no records.")
 
+TOKEN_HINT = ("A freshly issued token was refused, which a missing permission does not cause: check that GRAPH_API_URL "
+              "is the Graph of the tenant's cloud (the token is asked for its audience), that this machine's clock "
+              "is right, and that O365_TENANT_ID is the tenant the app is registered in.")
+
 
 def _graph_error(response: requests.Response) -> tuple[str, str]:
     try:
@@ -87,8 +91,11 @@ class AuditQueryApi(ApiClient):
             return REFRESH
         if status == 429 or status in (500, 502, 503, 504):
             return f"Graph answered {status} {code}".strip()
-        if status in (401, 403):
-            raise FatalApiError(f"Microsoft Graph refused the audit log query (HTTP {status}"
-                                f"{', ' + code if code else ''}). {PERMISSION_HINT}", code or "FORBIDDEN", status)
+        if status == 401:
+            raise FatalApiError(f"Microsoft Graph did not accept the app's token (HTTP 401{', ' + code if code else ''}"
+                                f"{': ' + message if message else ''}). {TOKEN_HINT}", code or "UNAUTHORIZED", status)
+        if status == 403:
+            raise FatalApiError(f"Microsoft Graph refused the audit log query (HTTP 403{', ' + code if code else ''}). "
+                                f"{PERMISSION_HINT}", code or "FORBIDDEN", status)
         raise BadAnswer(f"Microsoft Graph refused the request (HTTP {status}{', ' + code if code else ''}): "
                         f"{message or 'no reason given'}", code or f"HTTP{status}", status)

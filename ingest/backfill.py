@@ -21,12 +21,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore
-from eventstore.model import parse_utc, utc_text
+from eventstore.model import parse_utc, retention_start, utc_text
 
 from .api import ApiError, BadAnswer, FatalApiError, Interrupted
 from .auditquery import AuditQueryApi
 from .auth import AuthError
-from .normalize import normalize
+from .normalize import UnusableId, normalize
 from .settings import Settings
 
 log = logging.getLogger("ingest.backfill")
@@ -34,6 +34,7 @@ KIND = "backfill"
 SUBMISSIONS_PER_DAY = 150  # the tenant's baseline is about 200 per rolling 24 h: leave room for other tools
 IN_FLIGHT = 10  # the tenant allows about 50 queued or running
 PAGERS = 4  # finished queries paged at once
+PAGES_PER_QUERY = 5000  # a query's records come in pages of up to 1,000: past this, the chain is a fault
 GIVE_UP_AFTER = 3  # failed or cancelled runs of one window
 RECORD_LIMIT = 1_000_000  # about as many records as one query returns (then it says isRecordCountLimitExceeded)
 SMALLEST = timedelta(minutes=15)  # a window over the record limit is split down to this
@@ -58,6 +59,8 @@ class Window:
     next_link: str = ""
     records: int = 0  # read
     added: int = 0  # new to the store
+    unusable: int = 0  # read but not storable (no auditData object, an Id that is not text): counted, not stored
+    pages: int = 0  # of the query being paged now
     attempts: int = 0  # runs that failed or were cancelled
     error: str = ""
     partial: bool = False  # over the record limit even at the smallest split: records past the limit are missing
@@ -135,12 +138,12 @@ def content_type_of(record: dict) -> str:
 
 def rows_of(page: list) -> tuple[list, int]:
     """A page of Graph audit records → event rows (auditData through the one normalization), and how many could
-    not be read."""
-    rows, unreadable = [], 0
+    not be used (not an object, no auditData object, an Id that is not text): counted, never stored."""
+    rows, unusable = [], 0
     for item in page:
         record = item.get("auditData") if isinstance(item, dict) else None
         if not isinstance(record, dict):
-            unreadable += 1
+            unusable += 1
             continue
         if not record.get("Id") and isinstance(item.get("id"), str):
             record = {**record, "Id": item["id"]}
@@ -149,8 +152,11 @@ def rows_of(page: list) -> tuple[list, int]:
             fallback = utc_text(parse_utc(created)) if isinstance(created, str) else ""
         except ValueError:
             fallback = ""
-        rows.append(normalize(record, content_type_of(record), fallback or "1970-01-01T00:00:00Z"))
-    return rows, unreadable
+        try:
+            rows.append(normalize(record, content_type_of(record), fallback or "1970-01-01T00:00:00Z"))
+        except UnusableId:
+            unusable += 1
+    return rows, unusable
 
 
 @dataclass
@@ -170,6 +176,7 @@ class BackfillReport:
     done: int = 0
     added: int = 0
     records: int = 0
+    unusable: int = 0
     gaps: list[Window] = field(default_factory=list)
     waiting: int = 0  # windows not done when it stopped (interrupted, or the day's budget spent)
     fatal: str = ""
@@ -182,6 +189,8 @@ class BackfillReport:
     def summary(self) -> str:
         text = (f"backfill {self.since} – {self.until}: {self.done:,} of {self.windows:,} windows done, "
                 f"{self.records:,} records read, {self.added:,} new to the store")
+        if self.unusable:
+            text += f"; {self.unusable:,} record(s) could not be used (no auditData object, or an Id that is not text)"
         if self.waiting:
             text += f"; {self.waiting:,} still to do (run it again: it resumes)"
         if self.gaps:
@@ -262,6 +271,7 @@ class Backfill:
         report.waiting = sum(1 for w in leaves if w.state not in ("done", "gave_up"))
         report.records = sum(w.records for w in leaves)
         report.added = sum(w.added for w in leaves)
+        report.unusable = sum(w.unusable for w in leaves)
         if report.done and not report.records and not report.fatal:
             report.note = ("Microsoft Graph returned no records at all. If the app has AuditLog.Read.All rather than "
                            "AuditLogsQuery.Read.All, that is why: since April 2026 it returns none")
@@ -317,6 +327,7 @@ class Backfill:
         window.error = why[:300]
         window.state = "gave_up" if window.attempts >= GIVE_UP_AFTER else "planned"
         window.query_id = window.next_link = ""
+        window.pages = 0
         self.save(window)
         log.warning("backfill %s–%s: %s%s", window.start, window.end, why,
                     "; given up" if window.state == "gave_up" else "; it is submitted again")
@@ -366,6 +377,7 @@ class Backfill:
     def _page(self, window: Window, halt: threading.Event) -> None:
         """Page one finished query into the store (in a pager's thread), until its last page, a bad answer, or a
         halt; what ends it for every query (a refusal, an interruption) halts the other pagers too."""
+        followed: set[str] = set()  # links read by this pager (a longer cycle across runs meets the page cap)
         try:
             while window.state == "paging" and not self.stop.is_set() and not halt.is_set():
                 try:
@@ -373,11 +385,21 @@ class Backfill:
                 except BadAnswer as refused:
                     self._failed(window, str(refused))
                     break
-                rows, unreadable = rows_of(page)
+                rows, unusable = rows_of(page)
                 window.added += self.store.store_events(rows) if rows else 0  # first the events, then the position
                 window.records += len(rows)
-                if unreadable:
-                    window.error = f"{unreadable} record(s) without a readable auditData were skipped"
+                window.unusable += unusable
+                window.pages += 1
+                if unusable:
+                    log.warning("backfill %s–%s: %d record(s) could not be used (no auditData object, or an Id that "
+                                "is not text): skipped", window.start, window.end, unusable)
+                if link and (link == window.next_link or link in followed):
+                    self._failed(window, "the query's next page points back to a page already read")
+                    break
+                if link and window.pages >= PAGES_PER_QUERY:
+                    self._failed(window, f"the query's records go on past {PAGES_PER_QUERY:,} pages")
+                    break
+                followed.add(link)
                 window.next_link = link
                 if not link:
                     window.state = "done"
@@ -439,7 +461,7 @@ def backfill_summary(store: EventStore) -> dict:
         counts[window.state] = counts.get(window.state, 0) + 1
     return {"windows": counts, "from": min((w.start for w in leaves), default=None),
             "to": max((w.end for w in leaves), default=None), "records": sum(w.records for w in leaves),
-            "added": sum(w.added for w in leaves),
+            "added": sum(w.added for w in leaves), "unusable": sum(w.unusable for w in leaves),
             "gaps": [{"from": w.start, "to": w.end, "error": w.error} for w in leaves
                      if w.state == "gave_up" or w.partial]}
 
@@ -452,8 +474,7 @@ def run_backfill(settings: Settings, store: EventStore, since: datetime, until: 
                  stop: threading.Event | None = None) -> BackfillReport:
     """What `python -m ingest backfill` and the dashboard both call. The range is kept within the store's
     retention (older events would be pruned at once)."""
-    horizon = (datetime.now(timezone.utc) - timedelta(days=settings.retention_days)).replace(
-        hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    horizon = retention_start(datetime.now(timezone.utc), settings.retention_days)
     note = ""
     if since < horizon:
         note = (f"Started at {utc_text(horizon)}, not {utc_text(since)}: the store keeps {settings.retention_days} "

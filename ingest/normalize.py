@@ -62,9 +62,13 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
     CreationTime; `raw` is the record's original JSON text when the caller has it."""
     if raw is None:
         raw = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
-    record_id = _text(record.get("Id"))
-    if not record_id:  # never seen in practice, but a record without Id must still dedupe
+    record_id = record.get("Id")
+    if record_id is None or record_id == "":  # never seen in practice, but a record without Id must still dedupe
         record_id = "sha1:" + hashlib.sha1(raw.encode("utf-8")).hexdigest()
+    elif isinstance(record_id, int) and not isinstance(record_id, bool):
+        record_id = str(record_id)
+    elif not isinstance(record_id, str):  # an object, a list, true: no id of ours may stand in for it
+        raise UnusableId(f"its Id is a JSON {type(record_id).__name__}, not text")
 
     client_ip = ""
     for name in _IP_FIELDS:
@@ -94,6 +98,10 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
                     _record_type(record.get("RecordType")), _text(record.get("Operation")),
                     _text(record.get("ResultStatus")), _text(record.get("UserId")), client_ip, user_agent,
                     application, object_id, _text(record.get("SiteUrl")), file_name, raw)
+
+
+class UnusableId(ValueError):
+    """A record whose Id is neither text nor a number: it cannot be deduplicated, so it is counted, not stored."""
 
 
 class NotRecords(ValueError):
@@ -158,12 +166,17 @@ def decode_blob(body: bytes, content_type: str, created: str) -> Decoded:
         bad = text.count("\ufffd") - body.count("\ufffd".encode())
         notes.append(f"{bad} byte sequence(s) that are not UTF-8, the first at byte {error.start:,}: replaced "
                      "with U+FFFD in their records")
-    rows, skipped = [], 0
+    rows, skipped, no_id = [], 0, 0
     for record, raw in _records(text, notes, broken):
-        if isinstance(record, dict):
-            rows.append(normalize(record, content_type, created, raw))
-        else:
+        if not isinstance(record, dict):
             skipped += 1
+            continue
+        try:
+            rows.append(normalize(record, content_type, created, raw))
+        except UnusableId:
+            no_id += 1
     if skipped:
         notes.append(f"{skipped} element(s) of the array were not records (JSON objects) and were skipped")
+    if no_id:
+        notes.append(f"{no_id} record(s) had an Id that is not text and were skipped")
     return Decoded(rows, "; ".join(notes), "; ".join(broken))

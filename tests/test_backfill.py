@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
+from eventstore.model import retention_start, utc_text
 from eventstore.sqlite import SqliteStore
 from ingest import backfill
 from ingest.backfill import Backfill, connect, plan, run_backfill
@@ -24,7 +25,7 @@ from simulator.auditsearch import AuditSearchConfig
 from simulator.server import error_answer
 
 from .conftest import stored_ids, week_start
-from .test_cli import cli_env
+from .test_cli import cli_env, run_cli
 
 DAYS = 30
 
@@ -186,13 +187,18 @@ def test_a_missing_permission_is_said_once_in_plain_words(simulator, make_settin
         assert report.done == 3, "the queries ran: they just found nothing"
 
 
-def test_a_next_page_elsewhere_is_refused_and_the_window_is_given_up(simulator, make_settings, store, monkeypatch):
+@pytest.mark.parametrize("elsewhere", [
+    "https://evil.example/steal?next=1",
+    "http://{host}/graph/v1.0/security/auditLog/queries/{query}/records?$skiptoken=1",
+], ids=["other-host", "plain-http"])
+def test_a_next_page_elsewhere_is_refused_and_the_window_is_given_up(simulator, make_settings, store, monkeypatch,
+                                                                     elsewhere):
     service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
     real = service.audit.page
 
     def hostile(query_id, params, base, roles):
         page = real(query_id, params, base, roles)
-        page["@odata.nextLink"] = "https://evil.example/steal?next=1"
+        page["@odata.nextLink"] = elsewhere.format(host=env["GRAPH_API_URL"].split("/")[2], query=query_id)
         return page
 
     monkeypatch.setattr(service.audit, "page", hostile)
@@ -200,7 +206,7 @@ def test_a_next_page_elsewhere_is_refused_and_the_window_is_given_up(simulator, 
     since, until = span(service, 1)
     report = run_backfill(make_settings(env), store, since, until)
     assert report.gaps and "refused to send the token" in report.summary(), report.summary()
-    assert not any("evil" in r.path for r in service.log)
+    assert not any("evil" in r.path or "skiptoken=1" in str(r.query) for r in service.log), "nothing went there"
     monkeypatch.setattr(service.audit, "page", real)  # the proxy is gone: running again tries the gaps again
     again = run_backfill(make_settings(env), store, since, until)
     assert again.ok and set(stored_ids(store)) == history_ids(service, since, until), again.summary()
@@ -213,11 +219,15 @@ def test_a_window_over_the_limit_at_its_smallest_is_reported_as_a_gap(simulator,
     assert report.gaps and "over the record limit even at 15 minutes" in report.summary() and not report.ok
 
 
-def test_the_store_keeps_its_retention(simulator, make_settings, store):
+def test_the_backfill_brings_exactly_the_days_the_store_keeps(simulator, make_settings, store):
+    """Retention keeps whole UTC days: the backfill starts at the first of them, not a day later."""
     service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
     until = service.now()
     report = run_backfill(make_settings(env, AUDIT_RETENTION_DAYS=5), store, until - timedelta(days=40), until)
-    assert "the store keeps 5 days" in report.summary() and report.windows <= 6
+    horizon = retention_start(datetime.now(timezone.utc), 5)
+    assert "the store keeps 5 days" in report.summary() and report.since == utc_text(horizon), report.summary()
+    assert store.prune(horizon) == 0, "nothing was brought that retention drops at once"
+    assert set(stored_ids(store)) == history_ids(service, horizon, until), "the oldest day kept is backfilled too"
 
 
 def test_the_backfill_class_resumes_a_lost_submission_by_its_name(simulator, make_settings, store):
@@ -243,3 +253,71 @@ def test_a_query_id_that_would_bend_the_next_address_is_refused(simulator, make_
     report = run_backfill(make_settings(env), store, since, until)
     assert len(report.gaps) == 2 and "without a usable id" in report.summary()
     assert not any("steal" in r.path for r in service.log)
+
+
+def test_a_next_page_that_repeats_is_a_gap_that_a_later_run_fills(simulator, make_settings, store, monkeypatch):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2, page_size=20))
+    real, first_link = service.audit.page, {}
+
+    def looping(query_id, params, base, roles):  # a proxy that answers every next page with the same link
+        page = real(query_id, params, base, roles)
+        if page.get("@odata.nextLink"):
+            page["@odata.nextLink"] = first_link.setdefault(query_id, page["@odata.nextLink"])
+        return page
+
+    monkeypatch.setattr(service.audit, "page", looping)
+    monkeypatch.setattr(backfill, "GIVE_UP_AFTER", 1)
+    since, until = span(service, 1)
+    report = run_backfill(make_settings(env), store, since, until)
+    assert report.gaps and "points back to a page already read" in report.summary(), report.summary()
+    pages = [r for r in service.log if r.path.endswith("/records")]
+    assert len(pages) <= 3 * len(first_link), "the loop was seen at once, not followed"
+    monkeypatch.setattr(service.audit, "page", real)
+    again = run_backfill(make_settings(env), store, since, until)
+    assert again.ok and set(stored_ids(store)) == history_ids(service, since, until), again.summary()
+
+
+def test_the_pages_of_one_query_are_bounded(simulator, make_settings, store, monkeypatch):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2, page_size=5))
+    monkeypatch.setattr(backfill, "PAGES_PER_QUERY", 4)
+    monkeypatch.setattr(backfill, "GIVE_UP_AFTER", 1)
+    since, until = span(service, 1)
+    report = run_backfill(make_settings(env), store, since, until)
+    assert report.gaps and "go on past 4 pages" in report.summary(), report.summary()
+    assert len([r for r in service.log if r.path.endswith("/records")]) <= 4 * len(report.gaps)
+
+
+def test_records_the_backfill_cannot_use_are_counted_and_nothing_is_stored_under_an_invented_id(
+        simulator, make_settings, store, monkeypatch, tmp_path):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
+    real = service.audit.page
+    odd = [{"id": "a", "auditData": "text"}, {"id": "b", "auditData": ["a", "list"]}, {"id": "c", "auditData": None},
+           "not an object", 7, {"id": "d", "auditData": {"Id": {"x": 1}, "Operation": "FileAccessed"}},
+           {"id": "e", "auditData": {"Id": ["x"], "Operation": "FileAccessed"}}]
+
+    def with_odd_records(query_id, params, base, roles):
+        page = real(query_id, params, base, roles)
+        if "$skiptoken" not in params:
+            page["value"] = odd + page["value"]
+        return page
+
+    monkeypatch.setattr(service.audit, "page", with_odd_records)
+    since, until = span(service, 1)
+    report = run_backfill(make_settings(env), store, since, until)
+    queries = len(service.audit.queries)
+    assert report.unusable == len(odd) * queries and "could not be used" in report.summary(), report.summary()
+    ids = stored_ids(store)
+    assert set(ids) == history_ids(service, since, until), "every usable record, and nothing else"
+    assert not any("{" in i or "[" in i for i in ids)
+    status = json.loads(run_cli(tmp_path, env, "status", "--json").stdout)
+    assert status["backfill"]["unusable"] == report.unusable
+
+
+def test_a_refused_token_is_not_called_a_missing_permission(simulator, make_settings, store):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
+    service.script("/graph/", error_answer(401, "InvalidAuthenticationToken", "Access token validation failure."),
+                   times=100)
+    since, until = span(service, 1)
+    report = run_backfill(make_settings(env), store, since, until)
+    assert "did not accept the app's token (HTTP 401" in report.fatal and "AuditLogsQuery" not in report.fatal
+    assert "GRAPH_API_URL" in report.fatal

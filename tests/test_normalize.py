@@ -106,6 +106,14 @@ def test_a_break_in_the_json_keeps_the_records_before_it(tail, why):
     assert why in decoded.broken and "character 23" in decoded.broken
 
 
+def test_an_id_that_is_not_text_is_never_stored_under_an_invented_one():
+    body = json.dumps([{"Id": {"x": 1}, "Operation": "a"}, {"Id": ["y"], "Operation": "b"}, {"Id": True},
+                       {"Id": 42, "Operation": "c"}, {"Id": "real-id", "Operation": "d"}]).encode()
+    decoded = decode_blob(body, "Audit.General", "2026-01-01T00:00:00Z")
+    assert [row.id for row in decoded.rows] == ["42", "real-id"]
+    assert "3 record(s) had an Id that is not text and were skipped" in decoded.notes
+
+
 def test_elements_that_are_not_records_are_skipped_and_counted():
     decoded = decode_blob(b'[1, "x", {"Id":"a"}, null]', "Audit.General", FALLBACK)
     assert [r.id for r in decoded.rows] == ["a"] and "3 element(s)" in decoded.notes

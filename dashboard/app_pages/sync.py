@@ -90,6 +90,9 @@ def backfill_panel() -> None:
         counts = " · ".join(f"{n:,} {what}" for what, n in sorted(summary["windows"].items()))
         st.markdown(f"{markdown(summary['from'][:10])} – {markdown(summary['to'][:10])}: {counts} · "
                     f"{summary['records']:,} records, {summary['added']:,} new to the store")
+        if summary["unusable"]:
+            st.warning(f"{summary['unusable']:,} record(s) Microsoft Graph returned could not be used (no auditData "
+                       "object, or an Id that is not text) and were skipped.")
         if summary["gaps"]:
             st.warning(f"{len(summary['gaps'])} time window(s) could not be had whole (below). Run the backfill "
                        "again to retry them.")
