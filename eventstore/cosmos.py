@@ -96,6 +96,16 @@ def _chunks(day: str, rows: list[EventRow]) -> Iterator[tuple[str, list[EventRow
         yield day, chunk
 
 
+def creation_commands(database: str, container: str, retention_days: int) -> str:
+    """The Azure CLI commands that create what CosmosStore would (for identities that may not create it)."""
+    where = "--account-name ACCOUNT --resource-group GROUP"
+    return (f"  az cosmosdb sql database create {where} --name {database}\n"
+            f"  az cosmosdb sql container create {where} --database-name {database} --name {container} "
+            f"--partition-key-path /day --ttl {retention_days * 86400} --idx '{json.dumps(EVENT_INDEXING)}'\n"
+            f"  az cosmosdb sql container create {where} --database-name {database} --name {container}-state "
+            "--partition-key-path /kind")
+
+
 def _cosmos_error(store: "CosmosStore", exc: Exception) -> StoreError:
     # the SDK's own messages can quote request headers: say what happened in our words instead
     status = getattr(exc, "status_code", None)
@@ -183,9 +193,11 @@ class CosmosStore(EventStore):
             except CosmosHttpResponseError as refused:
                 if refused.status_code != 403:
                     raise
-                raise StoreUnavailable(f"Cosmos DB {database}/{container} does not exist yet and this key may not "
-                                       "create it (a read-only key?): run the ingest with the read-write key first."
-                                       ) from None
+                raise StoreUnavailable(
+                    f"Cosmos DB {database}/{container} does not exist yet and this identity may not create it (a "
+                    "read-only key, or a managed identity whose data-plane role cannot create databases). Create it "
+                    "once: run the ingest with the account's read-write key, or, as the account's owner:\n"
+                    + creation_commands(database, container, retention_days)) from None
             # The store's identity is made once; trying again is also how a read-only key shows (403, not 409).
             try:
                 self._state.create_item({"id": "meta:store.id", "kind": "meta", "name": "store.id",

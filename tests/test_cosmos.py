@@ -54,6 +54,33 @@ def test_a_read_only_key_reads_and_says_plainly_it_cannot_write(cosmos_server):
     writer.close()
 
 
+def test_an_identity_that_may_not_create_the_database_is_told_how_then_works_once_it_exists(tmp_path):
+    """A managed identity with only a data-plane role (Cosmos DB Built-in Data Contributor) cannot create the
+    database and containers: the error gives the commands, and once they exist the identity reads and writes."""
+    from eventstore.cosmos import CosmosStore
+
+    data_plane = "ZGF0YS1wbGFuZS1rZXktZm9yLXRoZS10ZXN0cy1vbmx5LTEyMzQ="
+    process, server = start_cosmos_server(str(tmp_path / "tls"), "--data-plane-key", data_plane)
+    try:
+        def as_identity():
+            return CosmosStore(server.endpoint, data_plane, database="audit", container="ev", retention_days=30,
+                               ca_bundle=server.ca_bundle)
+
+        with pytest.raises(StoreError) as refused:
+            as_identity()
+        message = str(refused.value)
+        assert "managed identity" in message and "az cosmosdb sql database create" in message
+        assert "--name ev " in message and "--ttl 2592000" in message and "--name ev-state" in message
+        server.store(database="audit", container="ev", retention_days=30).close()  # the owner creates them
+        store = as_identity()
+        assert not store.read_only
+        assert FeedState(store).store_blobs([blob("b", [record(1), record(2)])]) == 2
+        store.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 def test_cosmos_sync_is_exact_and_its_log_stays_one_line_per_window(simulator, cosmos_server, tmp_path):
     service, env = simulator()
     result = run_cli(tmp_path, {**env, **cosmos_server.env("clisync")}, "sync")

@@ -1,12 +1,15 @@
 // A Cosmos DB REST server for the tests, on loopback: @vercel/cosmosdb-server, made closer to the real service
 // where the store depends on it. Prints "listening <port>" once ready.
 //
-//   node cosmos.js <port> [--cert cert.pem --key key.pem] [--read-only-key KEY] [--throttle-every N]
+//   node cosmos.js <port> [--cert cert.pem --key key.pem] [--read-only-key KEY] [--data-plane-key KEY]
+//                  [--throttle-every N]
 //
 // - keep-alive (the package's own CLI closes every connection: ~40 ms an operation instead of ~2 ms);
 // - transactional batches as the real service takes them: the SDK sends the partition key in a header the package
 //   cannot parse, so it is copied into each operation; batches over 100 operations or 2 MB are refused (400/413);
 // - a read-only key: requests signed with it may read and query, never write (403), as Azure's read-only keys;
+// - a data-plane key: requests signed with it may read and write items but not create databases or containers
+//   (403), as an Entra identity holding only the Cosmos DB Built-in Data Contributor role;
 // - optional throttling: every Nth write answers 429 with x-ms-retry-after-ms, as a busy container does.
 const crypto = require("crypto");
 const fs = require("fs");
@@ -20,6 +23,7 @@ const option = (name) => {
 };
 const port = parseInt(args[0] || "0", 10);
 const readOnlyKey = option("--read-only-key");
+const dataPlaneKey = option("--data-plane-key");
 const throttleEvery = parseInt(option("--throttle-every") || "0", 10);
 const tls = option("--cert") ? { cert: fs.readFileSync(option("--cert")), key: fs.readFileSync(option("--key")) } : {};
 
@@ -40,11 +44,14 @@ function signedWith(req, key) {
   return sig === expected;
 }
 
+function isQuery(req) {
+  return String(req.headers["x-ms-documentdb-isquery"]).toLowerCase() === "true" ||
+    req.headers["content-type"] === "application/query+json";
+}
+
 function isWrite(req) {
   if (req.method === "GET" || req.method === "HEAD") return false;
-  const query = req.headers["x-ms-documentdb-isquery"] === "True" || req.headers["x-ms-documentdb-isquery"] === "true" ||
-    req.headers["content-type"] === "application/query+json";
-  return !(req.method === "POST" && query);
+  return !(req.method === "POST" && isQuery(req));
 }
 
 function refuse(res, status, message, headers = {}) {
@@ -59,6 +66,11 @@ server.on("request", (req, res) => {
   req.socket.setNoDelay(true);
   if (readOnlyKey && isWrite(req) && signedWith(req, readOnlyKey)) {
     return refuse(res, 403, "Request blocked: the key used is a read-only key.");
+  }
+  if (dataPlaneKey && req.method === "POST" && /^\/dbs(\/[^/]+\/colls)?\/?$/.test(req.url.split("?")[0]) &&
+      !isQuery(req) && signedWith(req, dataPlaneKey)) {
+    return refuse(res, 403, `Request blocked by Auth: the given request [POST ${req.url.split("?")[0]}] cannot be ` +
+      "authorized by AAD token in data plane.");
   }
   if (throttleEvery && isWrite(req) && ++writes % throttleEvery === 0) {
     return refuse(res, 429, "Request rate is large.", { "x-ms-retry-after-ms": "20" });
