@@ -13,12 +13,13 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 import requests
 from urllib3.util import parse_url
@@ -49,6 +50,9 @@ REFUSAL_HINTS = {
 FATAL_CODES = {"AF10001", "AF20010", "AF20011", "AF20012", "AF20013"}
 LISTING_BYTES = 16 * 1024 * 1024  # a listing page is tens of kB
 MAX_PAGES = 5000  # listing pages per window: a chain longer than this is a fault, not a tenant
+# An empty page naming itself as the next is read again this many times (waiting 0.5, 1, 2, 4, 8 s) before the
+# chain counts as a loop.
+EMPTY_PAGE_RETRIES, EMPTY_PAGE_WAIT = 5, 0.5
 # Beyond this the Date header is not believed for anything irreversible: a window planned on a clock that runs
 # ahead could skip content for good, and an "expired" from a service whose clock is off is not proof.
 MAX_CLOCK_SKEW = timedelta(minutes=30)
@@ -365,21 +369,48 @@ class ActivityApi(ApiClient):
         url, params = f"{self.feed}/subscriptions/content", {
             "contentType": content_type, "startTime": _time_param(start), "endTime": _time_param(end)}
         followed: set[str] = set()
+        again = 0  # times in a row the page just read was empty and named itself as the next
         for _ in range(MAX_PAGES):
             response = self.request("GET", url, params)
-            yield from parse_listing(response.content, content_type)
+            blobs = parse_listing(response.content, content_type)
+            yield from blobs
             # follow the next page's address verbatim; requests' headers ignore case
-            url = response.headers.get("NextPageUri") or response.headers.get("NextPageUrl")
-            if not url:
+            following = response.headers.get("NextPageUri") or response.headers.get("NextPageUrl")
+            if not following:
                 return
-            if url in followed:
-                raise BadAnswer("the listing's next page points back to a page already read", "PAGE_LOOP")
-            followed.add(url)
-            params = None
+            if following == url and not blobs and again < EMPTY_PAGE_RETRIES:
+                # the service answers an empty page that names itself while the next is not ready: ask again shortly
+                again += 1
+                if self.stop.wait(EMPTY_PAGE_WAIT * 2 ** (again - 1)):
+                    raise Interrupted("Stopped while waiting to read a listing page again.")
+                continue
+            if following in followed:
+                raise BadAnswer("the listing's next page points back to a page already read"
+                                + (f" (empty {again + 1} times in a row)" if again else ""), "PAGE_LOOP")
+            followed.add(following)
+            url, params, again = following, None, 0
         raise BadAnswer(f"the listing goes on past {MAX_PAGES:,} pages", "TOO_MANY_PAGES")
 
     def fetch_blob(self, content_uri: str) -> bytes:
         return self.request("GET", content_uri, max_bytes=self.settings.max_blob_bytes).content
+
+    def blob_uri(self, content_id: str) -> str | None:
+        """Where this tenant's feed serves the blob `content_id` (the contract: contentUri = feed/audit/{contentId});
+        None for an id that cannot name one (it would change the address's path or query)."""
+        if not re.fullmatch(r"[^/\\?#%\s]{1,1000}", content_id) or content_id in (".", ".."):
+            return None
+        return f"{self.feed}/audit/{quote(content_id, safe='$')}"
+
+    def names_blob(self, content_uri: str, content_id: str) -> bool:
+        """Whether `content_uri` is this tenant's address of the blob `content_id` (its host aside: nothing is sent
+        there), so that a message naming one blob cannot have another fetched in its name."""
+        ours = self.blob_uri(content_id)
+        try:
+            theirs = urlsplit(content_uri)
+        except ValueError:
+            return False
+        return ours is not None and not theirs.query and not theirs.fragment and \
+            unquote(theirs.path) == unquote(urlsplit(ours).path)
 
     # --- the one request path -----------------------------------------------------------------
     def _publisher_params(self, url: str, params: dict | None) -> dict:

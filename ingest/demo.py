@@ -39,7 +39,8 @@ def demo_settings(settings: Settings, store: EventStore) -> Settings:
         if env is None:
             tenant = SimulatedTenant(start, seed=DEMO_SEED, events_per_week=DEMO_EVENTS_PER_WEEK)
             config = SimulatorConfig(quota_requests=DEMO_REQUESTS_PER_MINUTE * 2,
-                                     faults=Faults(throttle_every=173, retry_after=1, error_every=409))
+                                     faults=Faults(throttle_every=173, retry_after=1, error_every=409,
+                                                   empty_page_every=61))
             _, env = start_simulator(tenant, config)
             _running[start.isoformat()] = env
     demo = settings.for_demo_tenant(env)

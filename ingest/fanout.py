@@ -11,6 +11,10 @@ Why nothing is lost or stored twice:
 - a message delivered more than QUEUE_MAX_DEQUEUES times (workers keep dying on it) goes to the poison queue and
   its blob is recorded lost ("POISON"), so `status` and the Sync page show it. Throttling and refused sign-ins
   are not the message's fault: it is sent again with its count reset.
+- a worker fetches the blob a message names by its id, from this tenant's feed (the contract: contentUri is
+  feed/audit/{contentId}), and refuses a message whose contentUri names another blob: what a message claims never
+  decides the fate of a blob it would not fetch. (So the DEMO tenant fans out too: each process serves the same
+  simulated tenant, its first day kept in the store, on a port of its own.)
 - `listed_until`, what `status` calls the checkpoint, is only moved by enqueue, to the oldest blob still queued
   or retrying (or `queued_until` when none is): everything created before it is stored or recorded lost."""
 from __future__ import annotations
@@ -42,7 +46,7 @@ from .api import (
 from .auth import AuthError
 from .feedstate import CONTENT_TYPES, BlobRecord, Checkpoint, FeedState
 from .queues import ContentQueue, QueueError, Received, encode
-from .settings import Settings, SettingsError
+from .settings import Settings
 from .sync import (
     MAX_BLOB_ATTEMPTS,
     ContentTypeResult,
@@ -131,20 +135,12 @@ def settle(feed: FeedState, checkpoint: Checkpoint) -> None:
 def run_enqueue(settings: Settings, store: EventStore | None = None, *, stop: threading.Event | None = None
                 ) -> SyncReport:
     """One enqueue pass: what `python -m ingest enqueue` and the Functions timer call."""
-    _not_demo(settings)
     queue = ContentQueue(settings)
     try:
         return run_sync(settings, store, stop=stop,
                         step=lambda syncer, content_type: enqueue_content_type(syncer, queue, content_type))
     finally:
         queue.close()
-
-
-def _not_demo(settings: Settings) -> None:
-    if settings.demo:
-        raise SettingsError("Queue fan-out needs a real tenant (O365_TENANT_ID and the app's credentials): the DEMO "
-                            "tenant is simulated inside each process, so an enqueue and its workers would not share "
-                            "it. Use `python -m ingest sync` (or `make run`) for the demo.")
 
 
 # --- the worker: the fetching half ---------------------------------------------------------------------------
@@ -201,6 +197,15 @@ class Worker:
                 self.queue.poison(message)
                 report.poisoned += 1
                 continue
+            if not self.api.names_blob(blob.content_uri, blob.content_id):
+                # what a message claims decides nothing about a blob it would not fetch: the real blob of that id
+                # keeps its own message and listing
+                log.error("queue message %s names content %s but another address: not fetched, nothing recorded for "
+                          "it, moved to the poison queue", message.message_id, redact.short(blob.content_id, 80))
+                self.queue.poison(message)
+                report.poisoned += 1
+                continue
+            blob = replace(blob, content_uri=self.api.blob_uri(blob.content_id))  # fetched where this tenant serves it
             if message.dequeue_count > self.max_dequeues:
                 self._poison(message, blob)
                 report.poisoned += 1
@@ -269,7 +274,6 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None, drain
                threads: int = 4, on_batch: Callable[[WorkReport], None] | None = None) -> WorkReport:
     """Receive and handle messages until stopped (or, with `drain`, until the queue is empty). Stops early when
     the service refuses this identity: every message would fail alike."""
-    _not_demo(settings)
     stop = stop or threading.Event()
     total = WorkReport()
     store = open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
@@ -330,7 +334,6 @@ def handle_one(settings: Settings, text: str, dequeue_count: int, message_id: st
     store, queue, API session and parser are opened by the first invocation and kept by the Functions process.
     Raises MessageLeft when the message must come back (its blob is retrying)."""
     global _function_worker
-    _not_demo(settings)
     with _function_lock:
         if _function_worker is None:
             store = open_store(settings.store_url, cosmos=settings.cosmos_options(),

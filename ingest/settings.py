@@ -25,6 +25,7 @@ CLOUDS = {
 GRAPH_URL = "https://graph.microsoft.com"  # the audit log query API is served in the global cloud only
 DEFAULT_STORE = "sqlite:///data/audit.db"
 DEFAULT_QUEUE = "o365-content"
+DEFAULT_SCHEDULE = "0 */5 * * * *"
 
 # name → one-line description; the README's configuration table says the same
 VARIABLES = {
@@ -51,11 +52,15 @@ VARIABLES = {
     "COSMOS_CA_BUNDLE": "PEM file of CAs to trust for Cosmos DB instead of the system's (an emulator).",
     "COSMOS_DATABASE": "Cosmos DB database name. Default o365audit.",
     "COSMOS_CONTAINER": "Cosmos DB container name. Default events.",
-    "QUEUE_CONNECTION_STRING": "Azure Storage connection string for queue fan-out (Functions: AzureWebJobsStorage).",
+    "QUEUE_CONNECTION_STRING": "Azure Storage connection string for queue fan-out. Default: AzureWebJobsStorage.",
+    "AzureWebJobsStorage": "Azure Functions' own storage connection string: the queue's when QUEUE_CONNECTION_STRING "
+                           "is not set (the Functions app's queue trigger always uses it).",
     "QUEUE_ACCOUNT_URL": "Or the queue service URL (https://<account>.queue.core.windows.net), with managed identity.",
     "QUEUE_NAME": f"Queue of content blobs for `ingest worker`; <name>-poison holds failures. Default {DEFAULT_QUEUE}.",
     "QUEUE_MAX_DEQUEUES": "Deliveries of one message before it goes to the poison queue. Default 5.",
     "QUEUE_VISIBILITY_TIMEOUT": "Seconds a worker holds a message before another may take it. Default 300.",
+    "ENQUEUE_SCHEDULE": f"Azure Functions: when the enqueue timer runs, as NCRONTAB (six fields). Default "
+                        f"{DEFAULT_SCHEDULE!r} (every 5 minutes).",
     "DASHBOARD_CLIENT_ID": "Sign-in with Entra ID: the dashboard's own app registration (Application ID). Set it to "
                            "require sign-in.",
     "DASHBOARD_CLIENT_SECRET": "That app registration's client secret.",
@@ -122,6 +127,7 @@ class Settings:
     queue_name: str = DEFAULT_QUEUE
     queue_max_dequeues: int = 5
     queue_visibility_timeout: int = 300
+    enqueue_schedule: str = DEFAULT_SCHEDULE
     signin_client_id: str = ""
     signin_client_secret: str = field(default="", repr=False)
     signin_cookie_secret: str = field(default="", repr=False)
@@ -192,6 +198,13 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise SettingsError(f"{name} must be one of {', '.join(allowed)}, not {value!r}.")
     return value
+
+
+def _schedule(name: str, value: str) -> str:
+    if not re.fullmatch(r"[0-9*/,\-A-Za-z]+( [0-9*/,\-A-Za-z]+){5}", " ".join(value.split())):
+        raise SettingsError(f"{name} must be an NCRONTAB expression of six fields (second minute hour day month "
+                            f"weekday), such as {DEFAULT_SCHEDULE!r}, not {value!r}.")
+    return " ".join(value.split())
 
 
 def _memory(name: str, value: str) -> str:
@@ -309,6 +322,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         queue_name=queue_name,
         queue_max_dequeues=_positive_int("QUEUE_MAX_DEQUEUES", get("QUEUE_MAX_DEQUEUES"), 5),
         queue_visibility_timeout=_positive_int("QUEUE_VISIBILITY_TIMEOUT", get("QUEUE_VISIBILITY_TIMEOUT"), 300),
+        enqueue_schedule=_schedule("ENQUEUE_SCHEDULE", get("ENQUEUE_SCHEDULE") or DEFAULT_SCHEDULE),
         signin_client_id=signin_client_id,
         signin_client_secret=get("DASHBOARD_CLIENT_SECRET"),
         signin_cookie_secret=get("DASHBOARD_COOKIE_SECRET"),

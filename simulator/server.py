@@ -37,6 +37,9 @@ class Faults:
     retry_after: int | None = None  # seconds, sent with AF429 when set
     error_every: int = 0  # every Nth request answers AF50000 (HTTP 500)
     unavailable_every: int = 0  # every Nth request answers HTTP 503 with no body code
+    # every Nth listing request answers an empty page whose NextPageUri names the page just asked for (the service
+    # does this while a page is not ready)
+    empty_page_every: int = 0
 
 
 @dataclass
@@ -126,6 +129,7 @@ class SimulatedService:
         self.window_violations = 0
         self._scripted: list[list] = []  # [path fragment, Answer, times left]
         self._counter = 0
+        self._listings = 0
         self._quota: dict[str, deque[float]] = {}
         self._lock = threading.Lock()
         self.base_url = ""
@@ -352,20 +356,27 @@ class SimulatedService:
                     head != blobs[int(number)].created.strftime("%Y%m%d%H%M%S%f"):
                 raise ApiError(400, "AF20031", "Invalid nextPage Input.")
             offset = int(number)
-        page = blobs[offset: offset + self.config.page_size]
         api = f"{self.base_url}/api/v1.0/{tenant}/activity/feed"
+
+        def link(number: int) -> dict:
+            token = f"{blobs[number].created.strftime('%Y%m%d%H%M%S%f')}${number}"
+            # Like the real service: the next page's address does not repeat PublisherIdentifier.
+            return {self.config.next_page_header: (
+                f"{api}/subscriptions/content?contentType={content_type}&startTime={quote(start_text or '')}"
+                f"&endTime={quote(end_text or '')}&nextPage={quote(token, safe='$')}")}
+
+        with self._lock:
+            self._listings += 1
+            not_ready = bool(self.config.faults.empty_page_every) and \
+                self._listings % self.config.faults.empty_page_every == 0
+        if not_ready and offset < len(blobs):
+            return 200, [], link(offset)
+        page = blobs[offset: offset + self.config.page_size]
         body = [{"contentType": content_type, "contentId": b.content_id, "contentUri": f"{api}/audit/{b.content_id}",
                  "contentCreated": b.created.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                  "contentExpiration": b.expiration.strftime("%Y-%m-%dT%H:%M:%S.%fZ")} for b in page]
-        headers = {}
         following = offset + self.config.page_size
-        if following < len(blobs):
-            token = f"{blobs[following].created.strftime('%Y%m%d%H%M%S%f')}${following}"
-            # Like the real service: the next page's address does not repeat PublisherIdentifier.
-            headers[self.config.next_page_header] = (
-                f"{api}/subscriptions/content?contentType={content_type}&startTime={quote(start_text or '')}"
-                f"&endTime={quote(end_text or '')}&nextPage={quote(token, safe='$')}")
-        return 200, body, headers
+        return 200, body, link(following) if following < len(blobs) else {}
 
     def _blob(self, content_id: str) -> tuple[int, object, dict]:
         parsed = parse_content_id(content_id)

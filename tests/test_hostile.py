@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from ingest import api as api_module
 from ingest import sync as sync_module
 from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.sync import SyncAlreadyRunning
@@ -277,7 +278,8 @@ def test_a_blob_larger_than_the_limit_is_refused_with_bounded_memory(simulator, 
     assert 0 < peak < 400, f"{peak:.0f} MB for a blob refused at 50 MB"
 
 
-def test_a_next_page_that_points_back_is_not_followed_forever(simulator, make_settings, store):
+def test_a_next_page_that_points_back_is_not_followed_forever(simulator, make_settings, store, monkeypatch):
+    monkeypatch.setattr(api_module, "EMPTY_PAGE_WAIT", 0.01)
     service, env = simulator()
 
     def same_page(request):
@@ -288,6 +290,7 @@ def test_a_next_page_that_points_back_is_not_followed_forever(simulator, make_se
     service.script(SHAREPOINT, loop, times=100_000)
     report, _ = sync(make_settings(env, O365_CONTENT_TYPES=TWO_TYPES), store)
     assert "points back" in results(report)["Audit.SharePoint"].error
+    assert "empty 6 times in a row" in results(report)["Audit.SharePoint"].error, "read again a bounded number of times"
     assert len([r for r in service.log if "Audit.SharePoint" in str(r.query)]) < 100
     converge(service, env, make_settings, store)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from eventstore.sqlite import SqliteStore
+from ingest import api as api_module
 from ingest.auth import AuthError
 from ingest.feedstate import CONTENT_TYPES, FeedState
 from ingest.sync import SyncAlreadyRunning, connect, sync_once
@@ -64,6 +65,18 @@ def test_next_page_url_header_of_older_docs_is_followed_too(simulator, make_sett
     report, _ = sync(make_settings(env), store)
     assert report.ok
     assert_matches_ground_truth(service, store)
+
+
+def test_an_empty_page_that_names_itself_is_read_again_not_called_a_loop(simulator, make_settings, store,
+                                                                         monkeypatch):
+    """The service answers an empty page whose NextPageUri is the page just read while the next is not ready."""
+    monkeypatch.setattr(api_module, "EMPTY_PAGE_WAIT", 0.01)
+    service, env = simulator(page_size=2, faults=Faults(empty_page_every=2))
+    report, _ = sync(make_settings(env), store)
+    assert report.ok, report.summary()
+    assert_matches_ground_truth(service, store)
+    asked = [tuple(sorted(r.query.items())) for r in service.api_requests() if r.path.endswith("/content")]
+    assert len(asked) > len(set(asked)), "the same page was asked for again"
 
 
 @pytest.mark.parametrize("faults", [
