@@ -175,11 +175,77 @@ def test_addresses_are_placed_offline_and_the_operators_networks_win():
     assert packaged.lookup("not an address").country == ""
 
 
-@pytest.mark.parametrize("text", ["country,owner\nNL,x\n", "network,country,owner\n10.0.0.0/33,NL,x\n",
-                                  "network,country,owner,lat\n10.0.0.0/8,NL,x,north\n"])
-def test_a_broken_networks_file_is_refused_in_words(text):
-    with pytest.raises(NetworksFileError, match="network|line 2"):
-        read_networks(text)
+def test_a_file_without_a_network_column_is_refused_in_words():
+    with pytest.raises(NetworksFileError, match="header row with at least: network"):
+        read_networks("country,owner\nNL,x\n")
+
+
+def test_a_networks_file_keeps_its_good_lines_and_names_each_bad_one():
+    text = ("network,country,owner,asn,lat,lon\n"
+            "198.51.100.0/28,RO,Attacker hosting,64510,44.4,26.1\n"
+            "10.0.0.0/8,NL,Office,99999999999999999999999,,\n"
+            "10.1.0.0/16,NL,Office,AS-5,,\n"
+            "10.2.0.0/16,NL,Office,,-91,10\n"
+            "10.3.0.0/16,NL,Office,,10,181\n"
+            "10.4.0.0/16,NL,Office,,nan,inf\n"
+            "10.0.0.0/33,NL,Office,,,\n"
+            "10.5.0.0/16,Netherlands,Office,AS1136,,\n")
+    networks, bad = read_networks(text, "offices.csv")
+    assert [place.owner for _, place in networks] == ["Attacker hosting"] and networks[0][1].asn == 64510
+    assert [why.split(":")[0] for why in bad] == [f"offices.csv, line {n}" for n in range(3, 10)]
+    for line, words in ((3, "asn must be a number from 1 to 4,294,967,295"), (4, "asn"), (5, "lat must be"),
+                        (6, "lon must be"), (7, "lat must be"), (8, "is not an address or CIDR range"),
+                        (9, "country must be a two-letter code")):
+        assert words in bad[line - 3], bad[line - 3]
+    assert "lon must be" in bad[4], "nan and inf are not degrees"
+
+
+def mmdb(path, ip_version: int, entries: dict) -> str:
+    """A MaxMind database file with these networks → records (of any shape: the operator's file may hold anything)."""
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=ip_version, database_type="GeoLite2-Country", ipv4_compatible=ip_version == 6)
+    for network, record in entries.items():
+        writer.insert_network(IPSet([network]), record)
+    writer.to_db_file(str(path))
+    return str(path)
+
+
+def test_an_ip_database_that_cannot_answer_an_address_is_left_out_for_it_and_one_that_cannot_be_used_is_said(
+        tmp_path):
+    v4_only = mmdb(tmp_path / "v4.mmdb", 4, {"203.0.113.0/24": {"country": {"iso_code": "DE"}}})
+    odd = mmdb(tmp_path / "odd.mmdb", 6, {"2001:db8::/32": {"country": "DE", "location": "here",
+                                                            "autonomous_system_number": "x"},
+                                          "2001:db9::/32": {"country": {"iso_code": "D<"}, "location": {
+                                              "latitude": float("nan"), "longitude": 500}}})
+    not_maps = mmdb(tmp_path / "strings.mmdb", 6, {"1.1.1.0/24": "a string", "2606:4700::/32": 7})
+    info = IpInfo(databases=(v4_only, odd, not_maps))
+    assert info.problems == ["IP_DATABASES: strings.mmdb is not used: its records are not MaxMind Country, City or "
+                             "ASN records"]
+    assert info.lookup("203.0.113.9").country == "DE"
+    for address in ("2001:db8::1", "2001:db9::1"):  # fields of the wrong shape, or out of range, are not believed
+        assert info.lookup(address).source != "odd.mmdb" and info.lookup(address).lat is None
+    assert info.lookup("2606:4700:4700::1111").country == "US", "the packaged database answers what these cannot"
+
+
+def test_leads_run_with_an_ipv4_only_database_and_an_odd_networks_file(demo, tmp_path):
+    """The store holds IPv6 addresses: an IPv4-only database and a networks file with an ASN past 64 bits must not
+    stop the index or the leads."""
+    _, store, _, _ = demo
+    assert any(":" in row.client_ip for row in store.iter_events()), "the DEMO tenant signs in over IPv6 too"
+    networks = tmp_path / "networks.csv"
+    networks.write_text("network,country,owner,asn\n198.51.100.0/28,RO,Hosting,99999999999999999999999\n"
+                        "198.51.100.0/28,RO,Hosting,AS64510\n")
+    env = {**os.environ, "PYTHONPATH": ROOT, "AUDIT_STORE": f"sqlite:///{store.path}",
+           "DASHBOARD_INDEX": str(tmp_path / "own.index"), "IP_NETWORKS_FILE": str(networks),
+           "IP_DATABASES": mmdb(tmp_path / "v4.mmdb", 4, {"198.51.100.0/24": {"country": {"iso_code": "RO"}}})}
+    env = {k: v for k, v in env.items() if not k.startswith("O365_")}
+    done = subprocess.run([sys.executable, "-m", "dashboard", "leads", "--json", "--all"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert "networks.csv, line 2: asn must be a number" in done.stderr
+    assert any(json.loads(line)["rule"] == "password-spray" for line in done.stdout.splitlines())
 
 
 def test_the_graph_and_filters_know_where_an_address_is(demo):
