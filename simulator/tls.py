@@ -11,6 +11,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 
+# Valid a month either side of now: a test run at a fixed clock (up to a month back or ahead of the machine's, whose
+# clock OpenSSL reads) still trusts what it made.
+MARGIN = timedelta(days=35)
+
+
 def _key():
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
@@ -22,8 +27,8 @@ def make_loopback_tls(directory: str) -> tuple[str, str, str]:
     ca_key = _key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "O365 Activity Graph simulator CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
-          .not_valid_after(now + timedelta(days=30))
+          .serial_number(x509.random_serial_number()).not_valid_before(now - MARGIN)
+          .not_valid_after(now + MARGIN)
           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
           .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
                                        content_commitment=False, key_encipherment=False, data_encipherment=False,
@@ -34,7 +39,7 @@ def make_loopback_tls(directory: str) -> tuple[str, str, str]:
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
             .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - timedelta(hours=1)).not_valid_after(now + timedelta(days=30))
+            .not_valid_before(now - MARGIN).not_valid_after(now + MARGIN)
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
                                                         x509.DNSName("localhost")]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -59,8 +64,8 @@ def make_client_certificate(path: str, common_name: str = "o365-activity-graph")
     key = _key()
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(hours=1))
-            .not_valid_after(now + timedelta(days=30)).sign(key, hashes.SHA256()))
+            .serial_number(x509.random_serial_number()).not_valid_before(now - MARGIN)
+            .not_valid_after(now + MARGIN).sign(key, hashes.SHA256()))
     with open(path, "wb") as f:
         f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                   serialization.NoEncryption()))

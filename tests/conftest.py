@@ -19,7 +19,32 @@ from ingest.settings import load_settings
 from simulator import SimulatedTenant, SimulatorConfig, start_simulator
 from simulator.tls import make_loopback_tls
 
-SERVERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers")
+TESTS = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(TESTS)
+SERVERS = os.path.join(TESTS, "servers")
+
+
+# --- the clock: CI runs at any hour, so a test must pass at any hour -----------------------------------------
+def pytest_addoption(parser):
+    parser.addoption("--clock", default="", help="run at this UTC time (e.g. 2026-12-03T00:30), the clock ticking "
+                                                 "from there, in this process and every Python process it starts: "
+                                                 "finds tests that depend on the hour they run (make test-clocks)")
+
+
+def pytest_configure(config):
+    clock = config.getoption("--clock")
+    if clock:
+        import time_machine
+
+        target = datetime.fromisoformat(clock)
+        target = target if target.tzinfo else target.replace(tzinfo=timezone.utc)
+        os.environ["TEST_CLOCK_OFFSET"] = str(target.timestamp() - time.time())
+        time_machine.travel(target, tick=True).start()
+
+
+def child_pythonpath() -> str:
+    """PYTHONPATH for the Python processes a test starts: the project, and the fixed clock when there is one."""
+    return os.pathsep.join([ROOT, os.path.join(TESTS, "clock")] if os.environ.get("TEST_CLOCK_OFFSET") else [ROOT])
 
 
 def week_start() -> datetime:

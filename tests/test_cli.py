@@ -16,14 +16,12 @@ from eventstore.sqlite import SqliteStore
 from ingest.feedstate import FeedState
 from simulator import SimulatedTenant
 
-from .conftest import ground_truth, stored_ids, week_start
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .conftest import child_pythonpath, ground_truth, stored_ids, week_start
 
 
 def cli_env(tmp_path, env: dict, **extra) -> dict:
     base = {k: v for k, v in os.environ.items() if not k.startswith(("O365_", "AUDIT_", "COSMOS_"))}
-    base.update({"PYTHONPATH": ROOT, "AUDIT_STORE": f"sqlite:///{tmp_path / 'audit.db'}",
+    base.update({"PYTHONPATH": child_pythonpath(), "AUDIT_STORE": f"sqlite:///{tmp_path / 'audit.db'}",
                  "O365_MAX_REQUESTS_PER_MINUTE": "60000", **env})
     base.update({k: str(v) for k, v in extra.items()})
     return base
