@@ -1,12 +1,18 @@
 """`python -m dashboard [streamlit options]`: the dashboard, with sign-in configured from the same environment
 variables (or .env) as everything else. Streamlit reads sign-in settings from a secrets file; this writes one,
-readable by this user only, in a private temporary folder (never in the repository), then runs Streamlit.
+readable by this user only, in a private temporary folder (never in the repository), runs Streamlit, and removes the
+folder when Streamlit stops (a folder left by a run that was killed is removed by the next). With O365_CA_BUNDLE,
+every outbound connection of the dashboard trusts those CAs too: sign-in's as well as the sync's.
 
 `python -m dashboard leads [--json] [--all] [--since TIME]`: the current leads, for a person or a scheduler."""
 from __future__ import annotations
 
+import glob
 import json
 import os
+import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 
@@ -14,26 +20,83 @@ from ingest import redact
 from ingest.settings import SettingsError, load_settings
 
 APP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "app.py")
+FOLDER_PREFIX = "o365-dashboard-"
 
 
 def _toml(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def secrets_file(settings) -> str:
-    """The [auth] section Streamlit's st.login reads, for Entra ID (OpenID Connect, authorization code + PKCE)."""
-    folder = tempfile.mkdtemp(prefix="o365-dashboard-")  # 0700
-    path = os.path.join(folder, "secrets.toml")
-    metadata = f"{settings.login_url.rstrip('/')}/{settings.signin_tenant}/v2.0/.well-known/openid-configuration"
-    text = (f"[auth]\nredirect_uri = {_toml(settings.signin_redirect_uri)}\n"
-            f"cookie_secret = {_toml(settings.signin_cookie_secret)}\n"
-            f"client_id = {_toml(settings.signin_client_id)}\nclient_secret = {_toml(settings.signin_client_secret)}\n"
-            f"server_metadata_url = {_toml(metadata)}\n"
-            "[auth.client_kwargs]\nscope = \"openid profile email\"\nprompt = \"select_account\"\n")
+def _private(folder: str, name: str, text: str) -> str:
+    path = os.path.join(folder, name)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "w") as f:
         f.write(text)
     return path
+
+
+def secrets_file(settings, folder: str) -> str:
+    """The [auth] section Streamlit's st.login reads, for Entra ID (OpenID Connect, authorization code with PKCE:
+    asked for explicitly, since Entra's metadata does not list code_challenge_methods_supported and Streamlit
+    would otherwise leave it out)."""
+    metadata = f"{settings.login_url.rstrip('/')}/{settings.signin_tenant}/v2.0/.well-known/openid-configuration"
+    return _private(folder, "secrets.toml", (
+        f"[auth]\nredirect_uri = {_toml(settings.signin_redirect_uri)}\n"
+        f"cookie_secret = {_toml(settings.signin_cookie_secret)}\n"
+        f"client_id = {_toml(settings.signin_client_id)}\nclient_secret = {_toml(settings.signin_client_secret)}\n"
+        f"server_metadata_url = {_toml(metadata)}\n"
+        "[auth.client_kwargs]\nscope = \"openid profile email\"\nprompt = \"select_account\"\n"
+        "code_challenge_method = \"S256\"\n"))
+
+
+def ca_file(settings, folder: str) -> str:
+    """The CAs every TLS client of the dashboard trusts (SSL_CERT_FILE: sign-in's HTTP client reads it): those it
+    would trust anyway, and O365_CA_BUNDLE's."""
+    import certifi
+
+    parts = []
+    for source in (os.environ.get("SSL_CERT_FILE") or os.environ.get("REQUESTS_CA_BUNDLE") or certifi.where(),
+                   settings.ca_bundle):
+        with open(source, encoding="utf-8", errors="replace") as f:
+            parts.append(f.read().rstrip("\n") + "\n")
+    return _private(folder, "ca.pem", "".join(parts))
+
+
+def _remove_stale_folders() -> None:
+    """Folders of earlier runs that were killed before they could remove theirs (their process is gone)."""
+    for folder in glob.glob(os.path.join(tempfile.gettempdir(), f"{FOLDER_PREFIX}*")):
+        pid = os.path.basename(folder)[len(FOLDER_PREFIX):].split("-")[0]
+        if pid.isdigit() and os.stat(folder).st_uid == os.getuid() and not _running(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def serve(settings, argv: list[str]) -> int:
+    """Streamlit in a child process, with what it needs written in a private folder removed when it stops."""
+    _remove_stale_folders()
+    folder = tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{os.getpid()}-")  # 0700
+    try:
+        command = [sys.executable, "-m", "streamlit", "run", APP, *argv]
+        environment = dict(os.environ)
+        if settings.signin_client_id:
+            command += ["--secrets.files", secrets_file(settings, folder)]
+        if settings.ca_bundle:
+            environment["SSL_CERT_FILE"] = ca_file(settings, folder)
+        child = subprocess.Popen(command, env=environment)
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(sig, lambda number, _: child.send_signal(number))
+        return child.wait()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def leads(settings, argv: list[str]) -> int:
@@ -98,10 +161,7 @@ def main() -> None:
         sys.exit(f"The configuration has a problem: {error}")
     if sys.argv[1:2] == ["leads"]:
         sys.exit(leads(settings, sys.argv[2:]))
-    command = [sys.executable, "-m", "streamlit", "run", APP, *sys.argv[1:]]
-    if settings.signin_client_id:
-        command += ["--secrets.files", secrets_file(settings)]
-    os.execv(sys.executable, command)
+    sys.exit(serve(settings, sys.argv[1:]))
 
 
 if __name__ == "__main__":

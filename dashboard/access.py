@@ -31,7 +31,8 @@ class Access:
     name: str  # what the activity log and the page show
     role: str | None  # the highest of ROLES they hold; None: signed in, but with no role for this app
     how: str  # "sign-in" (Entra ID), "proxy" (an authenticating proxy's header) or "local" (loopback, no sign-in)
-    signed_in: bool = True  # False: sign-in is required and this session has not signed in yet
+    signed_in: bool = True  # False: sign-in is required and this session has not signed in (or must sign in again)
+    why: str = ""  # why this session is let in as nobody, when it is not for want of a role (shown to the person)
 
     def can(self, action: str) -> bool:
         needed = ACTIONS[action]
@@ -41,6 +42,14 @@ class Access:
         if not self.can(action):
             raise AccessDenied(f"To {action} you need the {ACTIONS[action]} role"
                                f"{f' (you have {self.role})' if self.role else ''}: ask your admin.")
+
+
+def sign_in_age(claims, now: float) -> float | None:
+    """Seconds since the ID token was issued (its `iat` claim); None when the claim is missing or not a time."""
+    issued = claims.get("iat") if hasattr(claims, "get") else None
+    if isinstance(issued, bool) or not isinstance(issued, (int, float)):
+        return None
+    return now - issued
 
 
 def role_from_claims(claims) -> str | None:

@@ -43,14 +43,15 @@ def main() -> None:
     who = services.access()
     if not who.signed_in:
         st.header("O365 Activity Graph")
-        st.write(f"Sign in with your organization's account to see the audit trail of {settings.tenant_label}.")
+        st.write(who.why or f"Sign in with your organization's account to see the audit trail of "
+                            f"{settings.tenant_label}.")
         if st.button("Sign in with Microsoft", type="primary"):
             st.login()
         st.stop()
     if not who.can("view"):
         st.header("Ask your admin for access")
-        st.write("You are signed in, but this dashboard has no role for you." if who.name else
-                 "The authenticating proxy in front of this dashboard did not say who you are.")
+        st.write(who.why or ("You are signed in, but this dashboard has no role for you." if who.name else
+                             "The authenticating proxy in front of this dashboard did not say who you are."))
         st.caption(f"An admin gives you the Viewer, Analyst or Admin role. Signed in as: {markdown(who.name) or '-'}")
         if who.how == "sign-in" and st.button("Sign out"):
             st.logout()

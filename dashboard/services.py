@@ -3,8 +3,10 @@ once per process), watch-lists, and the background Sync now runner."""
 from __future__ import annotations
 
 import collections
+import io
 import logging
 import threading
+import time
 import traceback
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -12,7 +14,8 @@ from datetime import datetime, timezone
 import pandas as pd
 import streamlit as st
 
-from eventstore import EventStore, Filter, StoreError, open_store
+from eventstore import ActivityQuery, EventStore, Filter, StoreError, open_store
+from eventstore.export import write_csv
 from eventstore.model import utc_text
 from ingest import redact
 from ingest.backfill import backfill_summary, run_backfill
@@ -20,7 +23,7 @@ from ingest.feedstate import FeedState
 from ingest.settings import Settings, SettingsError, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
-from .access import ROLES, Access, AccessDenied, role_from_claims
+from .access import ROLES, Access, AccessDenied, role_from_claims, sign_in_age
 from .filters import FilterInputError
 from .index import ActivityIndex, Watch
 from .ipinfo import ip_sources
@@ -62,10 +65,20 @@ def access() -> Access:
         user = st.user
         if not user.is_logged_in:
             return Access("", None, "sign-in", signed_in=False)
+        age = sign_in_age(user, time.time())
+        if age is None or age > s.session_hours * 3600:  # the roles it carries may have been taken away since
+            return Access("", None, "sign-in", signed_in=False,
+                          why=f"Your sign-in is more than {s.session_hours} hours old (DASHBOARD_SESSION_HOURS): "
+                              "sign in again, so that your roles are read afresh.")
         name = str(user.get("preferred_username") or user.get("email") or user.get("name") or "signed-in user")
         return Access(redact.short(name, 200), role_from_claims(user.get("roles")), "sign-in")
     if s.proxy_header:
-        name = (st.context.headers.get(s.proxy_header) or "").strip()
+        named = st.context.headers.get_all(s.proxy_header)
+        if len(named) > 1:  # a copy the browser sent, beside the proxy's: neither can be believed
+            return Access("", None, "proxy", why=f"The request named its user more than once (the header "
+                                                 f"{s.proxy_header}): refused. The proxy in front of this dashboard "
+                                                 "must remove copies of it that clients send.")
+        name = (named[0] if named else "").strip()
         return Access(redact.short(name, 200), s.proxy_role if name else None, "proxy")
     return Access("local user", ROLES[-1], "local")  # loopback only: the person at this machine
 
@@ -308,22 +321,31 @@ def read_only() -> bool:
     return store().read_only
 
 
-def save_watchlist(watchlist: WatchList, action: str = "watch-list saved") -> None:
+def save_watchlist(watchlist: WatchList, action: str = "watch-list saved", detail: str = "") -> None:
     who = require("manage watch-lists")
     stamped = replace(watchlist, changed_by=who.name, changed_at=utc_text(datetime.now(timezone.utc)))
     store().save_watchlist(watchlist.name, stamped.to_json())
-    record(who, action, f"{watchlist.name}: {len(watchlist.accounts):,} accounts, {len(watchlist.networks):,} IP "
-                        "entries")
+    record(who, action, detail or f"{watchlist.name}: {len(watchlist.accounts):,} accounts, "
+                                  f"{len(watchlist.networks):,} IP entries")
 
 
 def rename_watchlist(old: str, new: str) -> str:
-    """Rename a watch-list; returns why not, if it cannot be."""
+    """Rename a watch-list; returns why not, if it cannot be (nothing is changed then). Never onto itself (saving
+    the new name and deleting the old would delete it) nor onto another list (it would be overwritten)."""
+    require("manage watch-lists")
     try:
         new = check_name(new)
     except WatchListError as error:
         return str(error)
-    current = watchlists()[old]
-    save_watchlist(WatchList(new, current.accounts, current.networks), f"watch-list renamed from {old}")
+    saved = watchlists()
+    if old not in saved:
+        return f"The watch-list {old!r} no longer exists (renamed or deleted meanwhile)."
+    if new == old:
+        return f"{new!r} is its name already: nothing was changed."
+    if new in saved:
+        return f"A watch-list named {new!r} exists already: choose another name, or delete that one first."
+    current = saved[old]
+    save_watchlist(WatchList(new, current.accounts, current.networks), "watch-list renamed", f"{old} → {new}")
     store().delete_watchlist(old)
     return ""
 
@@ -334,9 +356,29 @@ def delete_watchlist(name: str) -> None:
     record(who, "watch-list deleted", name)
 
 
-def activity(limit: int = 1000) -> list[tuple[str, str, str, str]]:
+def activity(query: ActivityQuery, limit: int | None, offset: int = 0) -> tuple[int, list[tuple[str, str, str, str]]]:
+    """(how many entries match, a page of them, newest first; limit None: all)."""
     require("read the activity log")
-    return store().activity(limit)
+    return store().activity(query, limit, offset)
+
+
+def activity_export(query: ActivityQuery, columns: list[str]):
+    """A download button's data: every entry that matches, as CSV (the download is itself recorded)."""
+    require("read the activity log")
+
+    def make() -> str:
+        out = io.StringIO()
+        write_csv(store().activity(query, None)[1], out, columns)
+        return out.getvalue()
+
+    described = ", ".join(f"{name} {value}" for name, value in vars(query).items() if value) or "all of it"
+    return exporter(f"the activity log ({described})", make)
+
+
+def activity_facets() -> tuple[list[str], list[str]]:
+    """(people, actions) the activity log can be filtered by."""
+    require("read the activity log")
+    return store().activity_facets()
 
 
 

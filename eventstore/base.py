@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from .model import EventRow, StoreStats, WorkItem
+from .model import ActivityEntry, ActivityQuery, EventRow, StoreStats, WorkItem
 
 
 @dataclass
@@ -146,8 +146,14 @@ class EventStore(ABC):
         """Append one entry (UTC time now) to the dashboard's activity log."""
 
     @abstractmethod
-    def activity(self, limit: int = 1000) -> list[tuple[str, str, str, str]]:
-        """The newest entries first, as (time "YYYY-MM-DDTHH:MM:SSZ", who, action, detail)."""
+    def activity(self, query: ActivityQuery = ActivityQuery(), limit: int | None = 1000,
+                 offset: int = 0) -> tuple[int, list[ActivityEntry]]:
+        """(how many entries match, the `limit` of them from `offset` on, newest first; None: all of them). The whole
+        log stays reachable however many entries someone adds."""
+
+    @abstractmethod
+    def activity_facets(self) -> tuple[list[str], list[str]]:
+        """(every person, every action) the activity log holds, sorted: what it can be filtered by."""
 
     @abstractmethod
     def close(self) -> None: ...

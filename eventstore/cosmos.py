@@ -46,7 +46,7 @@ from azure.cosmos.exceptions import (
 )
 
 from .base import Changes, EventStore, StoreError, StoreUnavailable, translate_errors
-from .model import EVENT_COLUMNS, EventRow, StoreStats, WorkItem, utc_text
+from .model import EVENT_COLUMNS, ActivityEntry, ActivityQuery, EventRow, StoreStats, WorkItem, utc_text
 
 # The SDK logs every request and response at INFO: thousands of lines per sync. Its warnings still show.
 logging.getLogger("azure").setLevel(logging.WARNING)
@@ -495,10 +495,24 @@ class CosmosStore(EventStore):
         self._write("activity", f"{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:8]}",
                     {"at": utc_text(now), "who": who, "action": action, "detail": detail})
 
-    def activity(self, limit: int = 1000) -> list[tuple[str, str, str, str]]:
-        docs = self._state_query("activity", fields="c.name, c.at, c.who, c.action, c.detail")
+    def activity(self, query: ActivityQuery = ActivityQuery(), limit: int | None = 1000,
+                 offset: int = 0) -> tuple[int, list[ActivityEntry]]:
+        where, params = ["true"], []
+        for clause, name, value in (("c.who = @who", "@who", query.who), ("c.at >= @since", "@since", query.since),
+                                    ("c.action = @action", "@action", query.action),
+                                    ("c.at < @until", "@until", query.until)):
+            if value:
+                where.append(clause)
+                params.append({"name": name, "value": value})
+        # sorted here: the local stand-in has no OFFSET/LIMIT, and a team's log is thousands of entries, not millions
+        docs = self._state_query("activity", " AND ".join(where), params, "c.name, c.at, c.who, c.action, c.detail")
         docs.sort(key=lambda d: d["name"], reverse=True)
-        return [(d["at"], d["who"], d["action"], d["detail"]) for d in docs[:limit]]
+        page = docs[offset:] if limit is None else docs[offset:offset + limit]
+        return len(docs), [(d["at"], d["who"], d["action"], d["detail"]) for d in page]
+
+    def activity_facets(self) -> tuple[list[str], list[str]]:
+        docs = self._state_query("activity", fields="c.who, c.action")
+        return sorted({d["who"] for d in docs}), sorted({d["action"] for d in docs})
 
     def retention_seconds(self) -> int | None:
         """The container's default TTL as Cosmos DB stores it (tests read it back)."""

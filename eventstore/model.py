@@ -65,6 +65,20 @@ class WorkItem:
     detail: str = "{}"
 
 
+@dataclass(frozen=True)
+class ActivityQuery:
+    """Which entries of the dashboard's activity log: exact person and action ("" = any), `since` <= time < `until`
+    (UTC text; "" = open)."""
+
+    who: str = ""
+    action: str = ""
+    since: str = ""
+    until: str = ""
+
+
+ActivityEntry = tuple[str, str, str, str]  # (time "YYYY-MM-DDTHH:MM:SSZ", who, action, detail)
+
+
 @dataclass
 class StoreStats:
     events: int = 0

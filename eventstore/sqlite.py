@@ -27,7 +27,7 @@ from functools import lru_cache
 from itertools import groupby
 
 from .base import Changes, EventStore, StoreError, StoreUnavailable, translate_errors
-from .model import EventRow, StoreStats, WorkItem, utc_text
+from .model import ActivityEntry, ActivityQuery, EventRow, StoreStats, WorkItem, utc_text
 
 log = logging.getLogger("eventstore.sqlite")
 LAYOUT = "2"
@@ -380,9 +380,25 @@ class SqliteStore(EventStore):
             conn.execute("INSERT INTO activity(at, who, action, detail) VALUES (?, ?, ?, ?)",
                          (utc_text(datetime.now(timezone.utc)), who, action, detail))
 
-    def activity(self, limit: int = 1000) -> list[tuple[str, str, str, str]]:
-        return [tuple(row) for row in self._conn().execute(
-            "SELECT at, who, action, detail FROM activity ORDER BY rowid DESC LIMIT ?", (limit,))]
+    def activity(self, query: ActivityQuery = ActivityQuery(), limit: int | None = 1000,
+                 offset: int = 0) -> tuple[int, list[ActivityEntry]]:
+        where, params = [], []
+        for clause, value in (("who = ?", query.who), ("action = ?", query.action), ("at >= ?", query.since),
+                              ("at < ?", query.until)):
+            if value:
+                where.append(clause)
+                params.append(value)
+        condition = f"WHERE {' AND '.join(where)}" if where else ""
+        conn = self._conn()
+        total = conn.execute(f"SELECT count(*) FROM activity {condition}", params).fetchone()[0]
+        rows = conn.execute(f"SELECT at, who, action, detail FROM activity {condition} ORDER BY rowid DESC "
+                            "LIMIT ? OFFSET ?", [*params, -1 if limit is None else limit, offset])
+        return total, [tuple(row) for row in rows]
+
+    def activity_facets(self) -> tuple[list[str], list[str]]:
+        conn = self._conn()
+        return ([who for (who,) in conn.execute("SELECT DISTINCT who FROM activity ORDER BY who")],
+                [action for (action,) in conn.execute("SELECT DISTINCT action FROM activity ORDER BY action")])
 
     def close(self) -> None:
         with self._lock:

@@ -67,7 +67,10 @@ VARIABLES = {
     "DASHBOARD_COOKIE_SECRET": "A long random string that signs the sign-in cookie (at least 32 characters).",
     "DASHBOARD_REDIRECT_URI": "The dashboard's address + /oauth2callback, as registered. Default "
                               "http://localhost:8501/oauth2callback.",
-    "DASHBOARD_TENANT_ID": "The tenant people sign in with. Default: O365_TENANT_ID.",
+    "DASHBOARD_TENANT_ID": "The tenant people sign in with, a GUID (not common or organizations: anyone with any "
+                           "Microsoft account could then sign in). Default: O365_TENANT_ID.",
+    "DASHBOARD_SESSION_HOURS": "Hours a sign-in lasts before it must be made again, so that a role taken away in "
+                               "Entra ID stops working. Default 8.",
     "DASHBOARD_PROXY_HEADER": "With an authenticating proxy in front (App Service authentication, oauth2-proxy): the "
                               "request header holding the signed-in user's name, e.g. X-MS-CLIENT-PRINCIPAL-NAME.",
     "DASHBOARD_PROXY_ROLE": "The role everyone the proxy lets in has: Viewer (default), Analyst or Admin.",
@@ -133,6 +136,7 @@ class Settings:
     signin_cookie_secret: str = field(default="", repr=False)
     signin_redirect_uri: str = "http://localhost:8501/oauth2callback"
     signin_tenant: str = ""
+    session_hours: int = 8
     proxy_header: str = ""
     proxy_role: str = "Viewer"
     index_path: str = ""  # "" = beside the store (see index_file)
@@ -280,6 +284,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
                                 "(python -c 'import secrets; print(secrets.token_urlsafe(32))').")
         if not signin_tenant:
             raise SettingsError("DASHBOARD_TENANT_ID (or O365_TENANT_ID) is needed for sign-in.")
+        signin_tenant = _guid("DASHBOARD_TENANT_ID", signin_tenant)
         if get("DASHBOARD_REDIRECT_URI") and not get("DASHBOARD_REDIRECT_URI").endswith("/oauth2callback"):
             raise SettingsError("DASHBOARD_REDIRECT_URI must be the dashboard's address followed by /oauth2callback.")
     queue_connection = get("QUEUE_CONNECTION_STRING") or get("AzureWebJobsStorage")
@@ -328,6 +333,7 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         signin_cookie_secret=get("DASHBOARD_COOKIE_SECRET"),
         signin_redirect_uri=get("DASHBOARD_REDIRECT_URI") or "http://localhost:8501/oauth2callback",
         signin_tenant=signin_tenant,
+        session_hours=_positive_int("DASHBOARD_SESSION_HOURS", get("DASHBOARD_SESSION_HOURS"), 8),
         proxy_header=_header_name("DASHBOARD_PROXY_HEADER", get("DASHBOARD_PROXY_HEADER")),
         proxy_role=get("DASHBOARD_PROXY_ROLE") or "Viewer",  # checked by the dashboard, which defines the roles
         index_path=get("DASHBOARD_INDEX"),

@@ -178,7 +178,7 @@ class SimulatedService:
                 "jwks_uri": f"{self.base_url}/{tenant}/discovery/v2.0/keys",
                 "response_types_supported": ["code"], "subject_types_supported": ["pairwise"],
                 "id_token_signing_alg_values_supported": ["RS256"], "scopes_supported": ["openid", "profile", "email"],
-                "code_challenge_methods_supported": ["S256"],
+                # like Entra ID's v2.0 metadata, it does not list code_challenge_methods_supported (PKCE works anyway)
                 "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "private_key_jwt"]}
 
     def issue_token(self, tenant: str, form: dict[str, str]) -> tuple[int, dict]:

@@ -59,6 +59,7 @@ class SignIn:
         self._kid = uuid.uuid4().hex
         self._grants: dict[str, _Grant] = {}
         self._lock = threading.Lock()
+        self.pkce: list[str] = []  # each authorization code's code_challenge_method ("" without PKCE), for the tests
 
     def jwks(self) -> dict:
         jwk = json.loads(RSAAlgorithm.to_jwk(self._key.public_key()))
@@ -92,6 +93,7 @@ class SignIn:
             raise ValueError("invalid request")
         code = secrets.token_urlsafe(24)
         with self._lock:
+            self.pkce.append(query.get("code_challenge_method", "") if query.get("code_challenge") else "")
             self._grants[code] = _Grant(self.people[int(query["person"])], query["client_id"], query["redirect_uri"],
                                         query.get("nonce", ""), query.get("code_challenge", ""), time.time() + 120)
         return f"{query['redirect_uri']}?{urlencode({'code': code, 'state': query.get('state', '')})}"

@@ -351,8 +351,7 @@ def test_on_cosmos_with_a_read_only_key_the_dashboard_follows_the_store_and_chan
     assert any("read-only Cosmos DB key" in info.value for info in at.info)
     assert not at.get("file_uploader"), "no upload offered where nothing can be saved"
     at.switch_page("app_pages/sync.py").run()
-    at.button(key="sync_page_button").click().run()
-    assert any("cannot sync" in info.value for info in at.info), "Sync now is refused on the server, in words"
+    assert at.button(key="sync_page_button").disabled and "cannot sync" in shown(at), "not offered, said in words"
     assert not services.background_sync().state.running
     writer.close()
 
@@ -362,12 +361,14 @@ SIGN_IN = {"DASHBOARD_CLIENT_ID": "0d1e2f3a-4b5c-4d6e-8f7a-9b0c1d2e3f4a", "DASHB
            "DASHBOARD_COOKIE_SECRET": "c" * 40, "DASHBOARD_TENANT_ID": "7c3e9a51-2b4d-4f6e-8a1c-3d5f7b9e1a2c"}
 
 
-def signed_in(monkeypatch, roles, page: str | None = None, username: str = "vic@contoso.com") -> AppTest:
+def signed_in(monkeypatch, roles, page: str | None = None, username: str = "vic@contoso.com",
+              hours_ago: float = 0.5) -> AppTest:
     for name, value in SIGN_IN.items():
         monkeypatch.setenv(name, value)
     at = AppTest.from_file(APP, default_timeout=60)
     if roles is not None:
-        at.user = {"is_logged_in": True, "preferred_username": username, "name": username, "roles": roles}
+        at.user = {"is_logged_in": True, "preferred_username": username, "name": username, "roles": roles,
+                   "iat": int(time.time() - hours_ago * 3600)}
     else:
         at.user = {"is_logged_in": False}
     at.run()
@@ -409,9 +410,19 @@ def test_a_viewer_browses_and_is_refused_changes_on_the_server(app, monkeypatch)
     assert "need the Analyst role" in shown(at) or "Analyst role" in shown(at)
     assert not at.get("file_uploader")
     at.switch_page("app_pages/sync.py").run()
-    at.button(key="sync_page_button").click().run()  # the services refuse it, whatever the page offers
-    assert "need the Admin role" in shown(at)
+    assert at.button(key="sync_page_button").disabled and "Sync now needs the Admin role" in shown(at)
+    assert at.button(key="sidebar_sync").disabled, "no Sync now a Viewer could press"
     assert not services.background_sync().state.running
+
+
+def test_a_sign_in_older_than_the_session_allows_must_be_made_again(app, monkeypatch):
+    """Roles live in the sign-in cookie: a role taken away in Entra ID must stop working within the session's age."""
+    at = signed_in(monkeypatch, ["Admin"], hours_ago=9)
+    assert "more than 8 hours old" in " ".join(m.value for m in at.markdown) + shown(at)
+    assert [b.label for b in at.button] == ["Sign in with Microsoft"] and not at.dataframe
+    monkeypatch.setenv("DASHBOARD_SESSION_HOURS", "12")
+    st.cache_resource.clear()
+    assert "(Admin)" in shown(signed_in(monkeypatch, ["Admin"], hours_ago=9)), "within the hours set"
 
 
 def test_an_analyst_changes_watch_lists_and_the_admin_reads_who_did(app, monkeypatch):
@@ -424,6 +435,45 @@ def test_an_analyst_changes_watch_lists_and_the_admin_reads_who_did(app, monkeyp
     admin = signed_in(monkeypatch, ["Admin"], "activity", username="ada@contoso.com")
     (log,) = [d.value for d in admin.dataframe]
     assert list(log["who"][:1]) == ["ana@contoso.com"] and list(log["action"][:1]) == ["watch-list saved"]
+
+
+def test_an_entry_pushed_down_by_a_flood_of_exports_is_found_by_action_person_and_page(app, monkeypatch):
+    admin = signed_in(monkeypatch, ["Admin"], "watchlists", username="ada@contoso.com")
+    from dashboard import services
+
+    services.store().save_watchlist("admins", '{"accounts": [], "networks": []}')
+    admin.run()
+    admin.button(key="delete_admins").click().run()
+    for i in range(1005):  # a Viewer's scripted exports
+        services.store().record_activity("vic@contoso.com", "export", f"events.csv #{i}")
+    admin.switch_page("app_pages/activity.py").run()
+    assert "1,006 entries match" in shown(admin) and admin.number_input(key="act_page").max == 11
+    admin.number_input(key="act_page").set_value(11).run()
+    (page,) = [d.value for d in admin.dataframe]
+    assert len(page) == 6 and list(page["action"])[-1] == "watch-list deleted", "the oldest entry, on the last page"
+    admin.selectbox(key="act_action").select("watch-list deleted").run()
+    (found,) = [d.value for d in admin.dataframe]
+    assert list(found["who"]) == ["ada@contoso.com"] and list(found["detail"]) == ["admins"]
+    assert admin.number_input(key="act_page").value == 1, "a page past the end goes back to the first"
+
+
+def test_renaming_a_watch_list_never_deletes_or_overwrites_one(app):
+    at = app("watchlists")
+    from dashboard import services
+
+    for name, account in (("admins", "AdeleV@contoso.com"), ("vips", "MeganB@contoso.com")):
+        services.store().save_watchlist(name, json.dumps({"accounts": [account], "networks": []}))
+    at.run()
+    for new, refusal in (("admins ", "is its name already"), ("vips", "exists already")):
+        at.text_input(key="rename_admins").input(new)
+        at.button(key="do_rename_admins").click().run()
+        assert refusal in " ".join(e.value for e in at.error)
+        saved = services.watchlists()
+        assert saved["admins"].accounts == ("AdeleV@contoso.com",) and saved["vips"].accounts == ("MeganB@contoso.com",)
+    at.text_input(key="rename_admins").input("admins-2026")
+    at.button(key="do_rename_admins").click().run()
+    assert set(services.watchlists()) == {"admins-2026", "vips"}
+    assert services.store().activity(limit=1)[1][0][2:] == ("watch-list renamed", "admins → admins-2026")
 
 
 def test_listening_beyond_loopback_without_sign_in_serves_nothing(app, monkeypatch):
@@ -475,7 +525,7 @@ def test_a_download_that_fails_says_so_in_the_file_and_the_log(app):
 
     content = services.exporter("events as CSV", broken)()
     assert content.startswith("The export failed: the disk holding the event store is full")
-    (entry, *_) = services.store().activity()
+    (entry, *_) = services.store().activity()[1]
     assert entry[2] == "export failed" and "disk" in entry[3]
 
 

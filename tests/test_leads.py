@@ -20,9 +20,7 @@ from eventstore.sqlite import SqliteStore
 from simulator import SimulatedTenant
 from simulator.tenant import APP_IP, ATTACKER_IP, GUESSER_IPS, NETWORKS, TRAVELLER_IP
 
-from .conftest import fill_store, week_start
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from .conftest import child_pythonpath, fill_store, week_start
 
 
 def engine_for(folder, tenant: SimulatedTenant, now: datetime | None = None):
@@ -237,7 +235,7 @@ def test_leads_run_with_an_ipv4_only_database_and_an_odd_networks_file(demo, tmp
     networks = tmp_path / "networks.csv"
     networks.write_text("network,country,owner,asn\n198.51.100.0/28,RO,Hosting,99999999999999999999999\n"
                         "198.51.100.0/28,RO,Hosting,AS64510\n")
-    env = {**os.environ, "PYTHONPATH": ROOT, "AUDIT_STORE": f"sqlite:///{store.path}",
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(), "AUDIT_STORE": f"sqlite:///{store.path}",
            "DASHBOARD_INDEX": str(tmp_path / "own.index"), "IP_NETWORKS_FILE": str(networks),
            "IP_DATABASES": mmdb(tmp_path / "v4.mmdb", 4, {"198.51.100.0/24": {"country": {"iso_code": "RO"}}})}
     env = {k: v for k, v in env.items() if not k.startswith("O365_")}
@@ -260,7 +258,7 @@ def test_the_graph_and_filters_know_where_an_address_is(demo):
 def test_the_command_line_prints_leads_for_a_scheduler(demo, tmp_path):
     """`python -m dashboard leads --json`, in a new process, with the demo's store (its own index file)."""
     _, store, _, _ = demo
-    env = {**os.environ, "PYTHONPATH": ROOT, "AUDIT_STORE": f"sqlite:///{store.path}",
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(), "AUDIT_STORE": f"sqlite:///{store.path}",
            "DASHBOARD_INDEX": str(tmp_path / "own.index")}
     env = {k: v for k, v in env.items() if not k.startswith("O365_")}
     done = subprocess.run([sys.executable, "-m", "dashboard", "leads", "--json", "--all"], cwd=tmp_path, env=env,

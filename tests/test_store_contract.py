@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from dashboard.index import ActivityIndex
-from eventstore import Filter, WorkItem
+from eventstore import ActivityQuery, Filter, WorkItem
 from eventstore.model import parse_utc
 from eventstore.sqlite import SqliteStore
 from ingest.feedstate import BlobRecord, Checkpoint, FeedState
@@ -379,8 +379,28 @@ def test_a_store_from_before_the_sources_kept_their_own_state_is_moved_losing_no
 def test_the_dashboards_activity_log_keeps_who_did_what_newest_first(backend):
     backend.record_activity("ada@contoso.com", "watch-list saved", "admins: 3 accounts, 0 IP entries")
     backend.record_activity("vic@contoso.com", "export", "events.csv: 120 events")
-    (newest, oldest) = backend.activity()
-    assert newest[1:] == ("vic@contoso.com", "export", "events.csv: 120 events")
+    total, (newest, oldest) = backend.activity()
+    assert total == 2 and newest[1:] == ("vic@contoso.com", "export", "events.csv: 120 events")
     assert oldest[1:] == ("ada@contoso.com", "watch-list saved", "admins: 3 accounts, 0 IP entries")
     assert newest[0] >= oldest[0] and newest[0].endswith("Z")
-    assert len(backend.activity(limit=1)) == 1
+    assert backend.activity(limit=1) == (2, [newest])
+
+
+def test_the_whole_activity_log_stays_reachable_however_it_is_flooded(backend):
+    """A Viewer's scripted exports must not push an earlier entry out of sight: filters by person, action and time,
+    pages, and all of it at once."""
+    backend.record_activity("ada@contoso.com", "watch-list deleted", "admins")
+    for i in range(1005):
+        backend.record_activity("vic@contoso.com", "export", f"events.csv #{i}")
+    assert backend.activity(limit=1000)[0] == 1006
+    assert backend.activity(ActivityQuery(action="watch-list deleted"))[1][0][1:] == (
+        "ada@contoso.com", "watch-list deleted", "admins")
+    assert [e[1] for e in backend.activity(ActivityQuery(who="ada@contoso.com"))[1]] == ["ada@contoso.com"]
+    total, last_page = backend.activity(limit=100, offset=1000)
+    assert total == 1006 and len(last_page) == 6 and last_page[-1][2] == "watch-list deleted", "the oldest, last"
+    everything = backend.activity(limit=None)[1]
+    assert len(everything) == 1006 and everything[-1][2] == "watch-list deleted"
+    first = everything[-1][0]
+    assert backend.activity(ActivityQuery(since=first, until=first[:-1] + "~"))[0] >= 1
+    assert backend.activity(ActivityQuery(until=first))[0] == 0
+    assert backend.activity_facets() == (["ada@contoso.com", "vic@contoso.com"], ["export", "watch-list deleted"])

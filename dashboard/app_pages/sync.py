@@ -22,12 +22,17 @@ if settings.demo:
 def status_panel() -> None:
     runner = services.background_sync()
     state = runner.state
-    # offered to everyone: a role without the right is told which it needs (and refused on the server anyway)
-    if st.button("Sync now", type="primary", disabled=state.running, key="sync_page_button"):
-        refused = runner.start()
-        if refused:
-            st.info(refused)
+    # refused on the server anyway: what a role or a read-only store cannot do is not offered
+    why_not = ("Sync now needs the Admin role; the background sync keeps the store up to date."
+               if not services.access().can("sync") else services.READ_ONLY_SYNC if services.read_only() else "")
+    if st.button("Sync now", type="primary", disabled=state.running or bool(why_not), key="sync_page_button"):
+        # kept until the next press: this panel redraws every second
+        st.session_state["sync_refused"] = runner.start() or ""
         state = runner.state
+    if why_not:
+        st.caption(markdown(why_not))
+    if st.session_state.get("sync_refused"):
+        st.info(markdown(st.session_state["sync_refused"]))
     if state.running:
         p = state.progress
         if p is None:
