@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 
 from eventstore import StoreError, open_store
 from eventstore.export import write_csv, write_jsonl
-from eventstore.model import parse_utc, utc_text
+from eventstore.model import parse_utc, retention_start, utc_text
 
 from . import redact
 from .api import ApiError, FatalApiError
@@ -178,7 +178,12 @@ def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
     if not since < until:
         raise SettingsError("--since must be before --until.")
     log.info("%s: backfilling %s – %s from Microsoft Graph's audit log (%s)", settings.tenant_label, _iso(since),
-             _iso(until), settings.graph_url)
+             _iso(until), "the simulated tenant's, on this machine" if settings.demo else settings.graph_url)
+    horizon = retention_start(datetime.now(timezone.utc), settings.retention_days)
+    if since < horizon:  # said now, not only in the summary at the end
+        log.warning("The store keeps %d days (AUDIT_RETENTION_DAYS): the backfill starts at %s, not %s. Set "
+                    "AUDIT_RETENTION_DAYS=180 to keep the whole history.", settings.retention_days, _iso(horizon),
+                    _iso(since))
     with _open(settings, "state") as store:
         printer = _BackfillPrinter()
         report = run_backfill(settings, store, since, until, tuple(args.service or ()), progress=printer, stop=stop)

@@ -155,6 +155,15 @@ def test_status_reports_the_backfill(simulator, tmp_path):
     assert state["windows"] == {"done": 4} and state["records"] == len(history_ids(service, since, until))
 
 
+def test_a_range_past_the_retention_is_said_at_the_start(simulator, tmp_path):
+    service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.2))
+    done = run_cli(tmp_path, env, "backfill", "--days", "5", AUDIT_RETENTION_DAYS=2)
+    lines = done.stderr.splitlines()
+    said = next(n for n, line in enumerate(lines) if "The store keeps 2 days (AUDIT_RETENTION_DAYS)" in line)
+    assert said < next(n for n, line in enumerate(lines) if "windows done" in line), "before the work, not after"
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 def test_finished_queries_are_paged_several_at_once_and_a_refusal_stops_every_pager(simulator, make_settings, store):
     service, env = simulator(small_tenant(), latency=0.02, audit_search=AuditSearchConfig(seconds=0.2, page_size=40))
     since, until = span(service, 6)
