@@ -11,6 +11,7 @@ import streamlit as st  # noqa: E402
 
 from dashboard import services, ui  # noqa: E402
 from dashboard.access import AccessDenied  # noqa: E402
+from dashboard.filters import ALL_FIELDS, FILTER_FIELDS, SPAN_FIELDS  # noqa: E402
 from dashboard.index import IndexBusy  # noqa: E402
 from dashboard.untrusted import markdown  # noqa: E402
 from eventstore import StoreError  # noqa: E402
@@ -58,18 +59,21 @@ def main() -> None:
         st.stop()
 
     ui.identity(who)
-    st.session_state["current"] = ui.sidebar(settings, index)
-    pages = [
-        st.Page("app_pages/leads.py", title="Leads", icon="🚩", default=True),
-        st.Page("app_pages/explore.py", title="Explore", icon="🕸️"),
-        st.Page("app_pages/events.py", title="Events", icon="📋"),
-        st.Page("app_pages/watchlists.py", title="Watch-lists", icon="👁️"),
-        st.Page("app_pages/sync.py", title="Sync", icon="🔄"),
-    ]
+    # each page with the view's fields it shows and applies: a filter never reaches a page that ignores it
+    pages = {
+        st.Page("app_pages/leads.py", title="Leads", icon="🚩", default=True): (),
+        st.Page("app_pages/explore.py", title="Explore", icon="🕸️"): ALL_FIELDS,
+        st.Page("app_pages/events.py", title="Events", icon="📋"): FILTER_FIELDS,
+        st.Page("app_pages/watchlists.py", title="Watch-lists", icon="👁️"): SPAN_FIELDS,
+        st.Page("app_pages/sync.py", title="Sync", icon="🔄"): (),
+    }
     if who.can("read the activity log"):
-        pages.append(st.Page("app_pages/activity.py", title="Activity log", icon="🧾"))
+        pages[st.Page("app_pages/activity.py", title="Activity log", icon="🧾")] = ()
+    chosen = st.navigation(list(pages))
+    honours = next(fields for page, fields in pages.items() if page.url_path == chosen.url_path)
+    st.session_state["current"] = ui.sidebar(settings, index, honours)
     try:
-        st.navigation(pages).run()
+        chosen.run()
     except AccessDenied as denied:  # a request the page would not have offered: refused on the server
         st.error(markdown(denied))
 

@@ -14,6 +14,10 @@ PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 da
 LIST_FIELDS = ("workload", "content_type", "operation", "record_type", "result_status", "country", "owner", "expand")
 MAX_EXPANDED = 5  # nodes expanded in place at once; the oldest closes when another opens
 WATCH_MODES = ("highlight", "restrict")
+# What a page may honour of the view: each page shows and applies exactly its own (the rest is kept for the pages
+# that honour it, and the URL carries what the page honours).
+SPAN_FIELDS = ("period", "start", "end")
+GRAPH_FIELDS = ("relationship", "cap", "stack_by", "node", "expand")
 STACKS = ("workload", "operation", "content type")  # what the timeline's bars are stacked by
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
 
@@ -103,6 +107,20 @@ class View:
             view = replace(view, stack_by="workload")
         return view
 
+    def only(self, names) -> "View":
+        """This view with every field but `names` at its default: what a page that honours those fields applies."""
+        default = View()
+        return replace(default, **{name: getattr(self, name) for name in names})
+
+    def pinned(self, now: datetime | None = None) -> "View":
+        """The same events at fixed times: a relative period ("last 7 days") becomes the custom range it means now,
+        so a link opened tomorrow shows what it shows today."""
+        if self.period == "custom" and self.start:
+            return replace(self, end=self.end or _minute(now or datetime.now(timezone.utc)))
+        flt = self.to_filter(now)
+        return self.narrowed(flt.start, (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+                             + timedelta(minutes=1))
+
     def users(self) -> tuple[str, ...]:
         return tuple(u.strip() for u in self.user.split(",") if u.strip())
 
@@ -182,3 +200,7 @@ def _moment(text: str, end: bool) -> datetime:
             return day
         return day + timedelta(days=1) if day.date() < date.max else datetime.max.replace(second=0, microsecond=0)
     return _minute(datetime.fromisoformat(text))
+
+
+ALL_FIELDS = tuple(f.name for f in fields(View))
+FILTER_FIELDS = tuple(name for name in ALL_FIELDS if name not in GRAPH_FIELDS)

@@ -1,9 +1,11 @@
-"""The sidebar every page shares: tenant and freshness, Sync now, the filters (mirrored in the URL) and the
-watch-list. Pages read the result with `current()`."""
+"""The sidebar every page shares: tenant and freshness, Sync now, and the filters the page honours (mirrored in the
+URL). The analyst's view is one state, kept in the session across pages — a page that does not draw a control does
+not lose its value — and read by the pages with `current()`."""
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -12,26 +14,43 @@ from ingest.settings import Settings
 
 from . import services, untrusted
 from .access import Access
-from .filters import LIST_FIELDS, WATCH_MODES, FilterInputError, View, periods
-from .graph import RELATIONSHIPS
+from .filters import LIST_FIELDS, SPAN_FIELDS, WATCH_MODES, FilterInputError, View, periods
 from .index import ActivityIndex, Watch
 
 _KEY = "f_"  # widget keys are f_<View field>
+_VIEW = "view"  # the whole view, kept across pages: Streamlit drops a widget's key when a page does not draw it
+_DRAWN = "view_drawn"  # the fields whose controls the last run drew
 
 
 @dataclass
 class Current:
-    view: View
-    filter: Filter | None  # None when a filter value is unusable: `problem` says why
+    view: View  # the whole view, as the analyst left it on every page
+    filter: Filter | None  # what this page applies; None when a filter value is unusable: `problem` says why
     watch: Watch | None
     problem: str = ""  # Markdown-safe
+    honours: tuple[str, ...] = ()  # the view's fields this page shows and applies
 
 
 def apply_view(view: View) -> None:
-    """Set every filter widget from a view. Safe in a button's on_click callback (before widgets exist)."""
+    """Make this the analyst's view, every control included. Safe in a button's on_click callback (before widgets
+    exist)."""
+    st.session_state[_VIEW] = view
     for f in fields(View):
-        st.session_state[_KEY + f.name] = getattr(view, f.name) if f.name not in LIST_FIELDS \
-            else list(getattr(view, f.name))
+        st.session_state[_KEY + f.name] = _widget_value(view, f.name)
+
+
+def _widget_value(view: View, name: str):
+    value = getattr(view, name)
+    return list(value) if name in LIST_FIELDS else value
+
+
+def _restore_controls(view: View) -> None:
+    """The controls the last page did not draw take the view's values (Streamlit forgets or resets a control it
+    did not draw); those it drew keep theirs, which the analyst may just have changed."""
+    drawn = st.session_state.get(_DRAWN, ())
+    for f in fields(View):
+        if f.name not in drawn:
+            st.session_state[_KEY + f.name] = _widget_value(view, f.name)
 
 
 def _view_from_widgets() -> View:
@@ -113,23 +132,44 @@ def _new_events_notice(shown: tuple[int, int]) -> None:
         st.rerun(scope="app")
 
 
-def sidebar(settings: Settings, index: ActivityIndex) -> Current:
-    if "view_loaded" not in st.session_state:  # a shared URL sets the view once, at the start of a session
-        params = {key: st.query_params.get_all(key) for key in st.query_params}
-        apply_view(View.from_params(params))
-        st.session_state.view_loaded = True
+def sidebar(settings: Settings, index: ActivityIndex, honours: tuple[str, ...]) -> Current:
+    """The shared sidebar, with the controls of the view's fields that this page honours (`honours`)."""
+    if _VIEW not in st.session_state:  # a shared URL sets the view once, at the start of a session
+        apply_view(View.from_params({key: st.query_params.get_all(key) for key in st.query_params}))
+    _restore_controls(st.session_state[_VIEW])
 
     st.sidebar.title("O365 Activity Graph")
     tenant_banner(settings)
     _sync_box(settings)
+    if "period" in honours:
+        _filters(st.sidebar, "user" in honours)
 
-    sb = st.sidebar
+    view = _view_from_widgets()
+    st.session_state[_VIEW], st.session_state[_DRAWN] = view, honours
+    st.query_params.from_dict(view.only(honours).to_params())
+    applied = view.only(honours)
+    try:
+        flt = applied.to_filter()
+        watch = services.watch_for(applied.watchlist, applied.watch_mode)
+    except FilterInputError as error:
+        problem = untrusted.markdown(error)  # it quotes what was typed, or what a crafted link put in the URL
+        st.sidebar.error(problem)
+        return Current(view, None, None, problem, honours)
+    if "user" in honours:
+        _case_hint(index, applied, flt, watch)
+    return Current(view, flt, watch, honours=honours)
+
+
+def _filters(sb, all_of_them: bool) -> None:
+    """The time controls, and with `all_of_them` every other filter and the watch-list."""
     chosen_period = st.session_state.get(_KEY + "period", "last 7 days")
     sb.selectbox("Time", list(dict.fromkeys(periods(services.oldest_days()) + [chosen_period])), key=_KEY + "period",
                  help="Longer ranges appear once the store holds older events (see Sync: history)")
     if st.session_state.get(_KEY + "period") == "custom":
         sb.datetime_input("From (UTC)", key=_KEY + "start", step=60, format="YYYY-MM-DD")
         sb.datetime_input("To (UTC; empty: now)", key=_KEY + "end", step=60, format="YYYY-MM-DD")
+    if not all_of_them:
+        return
     sb.text_input("User (UPN; several: comma separated)", key=_KEY + "user", placeholder="megan.b@contoso.com")
     sb.toggle("Aa  case-sensitive", key=_KEY + "case_sensitive",
               help="On (the default), values match exactly as a Cosmos DB query does: megan.b@contoso.com does not "
@@ -157,29 +197,12 @@ def sidebar(settings: Settings, index: ActivityIndex) -> Current:
     sb.radio("Watch-list mode", WATCH_MODES, key=_KEY + "watch_mode", horizontal=True,
              help="restrict: only events that involve a listed account or IP. highlight: listed ones are ringed "
                   "in the graph and listed first.")
-    # Explore's own controls live in the view too, so the URL carries them
-    st.session_state.setdefault(_KEY + "relationship", "user → IP")
-    st.session_state.setdefault(_KEY + "stack_by", "workload")
-    if st.session_state[_KEY + "relationship"] not in RELATIONSHIPS:
-        st.session_state[_KEY + "relationship"] = "user → IP"
-
-    view = _view_from_widgets()
-    st.query_params.from_dict(view.to_params())
-    try:
-        flt = view.to_filter()
-        watch = services.watch_for(view.watchlist, view.watch_mode)
-    except FilterInputError as error:
-        problem = untrusted.markdown(error)  # it quotes what was typed, or what a crafted link put in the URL
-        sb.error(problem)
-        return Current(view, None, None, problem)
-    _case_hint(index, view, flt, watch)
-    return Current(view, flt, watch)
 
 
 def _days_of_view() -> Filter:
     """The time range of the view as the widgets stand (a filter value may still be unusable)."""
     try:
-        return replace(_view_from_widgets(), ip="", record_type=(), watchlist="", country=(), owner=()).to_filter()
+        return _view_from_widgets().only(SPAN_FIELDS).to_filter()
     except FilterInputError:
         return Filter()
 
@@ -209,3 +232,14 @@ def _case_hint(index: ActivityIndex, view: View, flt: Filter, watch: Watch | Non
 
 def current() -> Current:
     return st.session_state["current"]
+
+
+def links(cur: Current) -> None:
+    """Links to what this page shows: as the view moves (opened tomorrow, "last 7 days" means tomorrow's), and
+    pinned to the times it covers now, for a ticket or a colleague."""
+    base = st.context.url or ""
+    view = cur.view.only(cur.honours)
+    with st.popover("🔗 Link to this view"):
+        for words, shown in (("As it moves:", view), ("At these times (for a ticket or a colleague):", view.pinned())):
+            st.caption(words)
+            st.code(f"{base}?{urlencode(shown.to_params(), doseq=True)}", language=None, wrap_lines=True)

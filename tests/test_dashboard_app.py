@@ -258,11 +258,39 @@ def test_a_crafted_link_is_shown_as_text(app, field):
         "the reason is also where the analyst looks, not only below the fold of the sidebar"
 
 
+def test_the_view_survives_navigation_and_each_page_shows_only_the_filters_it_applies(app):
+    at = app(ip=ATTACKER_IP, relationship="IP → user")
+    at.number_input(key="f_cap").set_value(100).run()
+    nodes = {n["id"] for n in graph_json(at)["nodes"]}
+    assert at.query_params["cap"] == "100"
+    at.switch_page("app_pages/leads.py").run()
+    assert "f_ip" not in {w.key for w in at.text_input}, "Leads applies no filter, so it shows none"
+    assert "ip" not in at.query_params and "cap" not in at.query_params
+    at.switch_page("app_pages/watchlists.py").run()
+    assert {w.key for w in at.text_input} & {"f_ip", "f_user"} == set(), "Watch-lists honours the time span only"
+    assert at.selectbox(key="f_period").value == "last 7 days"
+    at.switch_page("app_pages/explore.py").run()
+    assert at.number_input(key="f_cap").value == 100 and at.text_input(key="f_ip").value == ATTACKER_IP
+    assert at.query_params["cap"] == "100" and {n["id"] for n in graph_json(at)["nodes"]} == nodes, \
+        "the same graph as before leaving, and the URL says so"
+
+
+def test_a_link_with_fixed_times_shows_the_same_events_tomorrow(app):
+    at = app(ip=ATTACKER_IP)
+    fixed = next(c.value for c in at.code if "period=custom" in c.value)
+    params = dict(p.split("=", 1) for p in fixed.split("?", 1)[1].split("&"))
+    assert "start" in params and "end" in params and params["ip"] == ATTACKER_IP
+    view = View.from_params({k: [v.replace("%3A", ":")] for k, v in params.items()})
+    moving = View(ip=ATTACKER_IP).to_filter()
+    assert view.to_filter().start == moving.start and view.to_filter().end >= moving.start + timedelta(days=7)
+    assert view.to_filter(datetime.now(timezone.utc) + timedelta(days=1)) == view.to_filter(), "it does not drift"
+
+
 def test_a_custom_range_out_of_this_world_is_refused(app):
-    at = app(None, period="custom", start="2024-01-01", end="9999-12-31")  # said on the first page drawn
+    at = app("events", period="custom", start="2024-01-01", end="9999-12-31")
     assert not at.exception
     assert "The custom range must run forward" in texts(at)
-    at = app(None, period="custom", start="2026-11-20", end="2026-11-01")
+    at = app("watchlists", period="custom", start="2026-11-20", end="2026-11-01")  # a page that honours the span
     assert "The custom range must run forward" in texts(at)
 
 

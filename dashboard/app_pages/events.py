@@ -7,7 +7,7 @@ from datetime import datetime, time, timezone
 
 import streamlit as st
 
-from dashboard import services
+from dashboard import services, ui
 from dashboard.pages_common import EXPORT_LIMIT, events_csv, events_jsonl, page_start, show_events
 
 cur, index = page_start("Events", "events")
@@ -25,8 +25,11 @@ if st.session_state.get("events_view") != view:
     st.session_state.events_view, st.session_state.events_pages = view, [start]
 pages = st.session_state.events_pages
 
-st.caption(f"{total:,} events match · newest first · times in UTC · page {len(pages):,}"
-           + (" (from the jump)" if pages[0] is not None else ""))
+summary_column, link_column = st.columns([5, 1])
+summary_column.caption(f"{total:,} events match · newest first · times in UTC · page {len(pages):,}"
+                       + (" (from the jump)" if pages[0] is not None else ""))
+with link_column:
+    ui.links(cur)
 following = show_events(index, cur.filter, cur.watch, key="events_table", limit=size, after=pages[-1])
 
 

@@ -83,7 +83,10 @@ if graph.total_entities:
         summary += " — narrow the filters to see the rest"
     if graph.links_capped:
         summary += f" · the {len(graph.links):,} strongest of {graph.total_links:,} links drawn"
-st.markdown(summary)
+summary_column, link_column = st.columns([5, 1])
+summary_column.markdown(summary)
+with link_column:
+    ui.links(cur)
 
 if not graph.nodes:
     st.info("No events match these filters." if total == 0 else
