@@ -22,6 +22,15 @@ STACKS = ("workload", "operation", "content type")  # what the timeline's bars a
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
 
 
+def covering(start: datetime, end: datetime, bars: list[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:
+    """A span picked on the timeline, widened to the edges of the bars (start, end) it touches: every event of a bar
+    the analyst dragged across stays in."""
+    touched = [(a, b) for a, b in bars if a < end and b > start]
+    if not touched:
+        return start, end
+    return min(start, min(a for a, _ in touched)), max(end, max(b for _, b in touched))
+
+
 def periods(oldest_days: float) -> list[str]:
     """The time choices to offer when the oldest event is this many days old: the longest ranges only once there is
     history that old (a backfill brought it)."""

@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 from streamlit_agraph import Config, Edge, Node, agraph
 
+from .filters import covering
 from .graph import Graph, vis_edges, vis_nodes
 
 
@@ -25,12 +26,15 @@ def draw(graph: Graph, height: int = 620) -> str | None:
 
 
 def timeline_chart(timeline: pd.DataFrame, stack_by: str) -> tuple[datetime, datetime] | None:
-    """Stacked bars per time bucket, in UTC; dragging across it picks a span, returned as (start, end) in UTC."""
-    frame = timeline.assign(bucket=pd.to_datetime(timeline["bucket"]).dt.tz_localize("UTC"))
+    """Stacked bars per time bucket, in UTC, each as wide as its bucket; dragging across it picks a span, returned
+    as (start, end) in UTC and widened to the edges of the bars it touches, so that it keeps all of their events."""
+    frame = timeline.assign(bucket=pd.to_datetime(timeline["bucket"]).dt.tz_localize("UTC"),
+                            end=pd.to_datetime(timeline["end"]).dt.tz_localize("UTC"))
     brush = alt.selection_interval(encodings=["x"], name="span")
     chart = alt.Chart(frame).mark_bar().encode(
         x=alt.X("bucket:T", title="UTC (drag across to pick a span)", scale=alt.Scale(type="utc"),
                 axis=alt.Axis(format="%b %d %H:%M", labelOverlap=True)),
+        x2="end:T",
         y=alt.Y("sum(n):Q", title="events"),
         color=alt.Color("series:N", title=stack_by),
         tooltip=[alt.Tooltip("utcyearmonthdatehoursminutes(bucket):T", title="UTC", format="%Y-%m-%d %H:%M"),
@@ -43,4 +47,7 @@ def timeline_chart(timeline: pd.DataFrame, stack_by: str) -> tuple[datetime, dat
     if not picked or len(picked) != 2:
         return None
     start, end = (datetime.fromtimestamp(float(ms) / 1000, tz=timezone.utc) for ms in picked)
-    return (start, end) if start < end else None
+    if not start < end:
+        return None
+    bars = frame[["bucket", "end"]].drop_duplicates()
+    return covering(start, end, [(a.to_pydatetime(), b.to_pydatetime()) for a, b in zip(bars["bucket"], bars["end"])])

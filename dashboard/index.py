@@ -387,7 +387,7 @@ class ActivityIndex:
 
     def timeline(self, flt: Filter, stack_by: str, watch: Watch | None = None, top: int = 8) -> pd.DataFrame:
         """Events per time bucket — a minute over a few hours, an hour over a week, a day beyond — stacked by the
-        top values of a column."""
+        top values of a column: bucket (its start), end (the next bucket's), series, n."""
         where, params = self.where(flt, watch)
         column = {"workload": "workload", "operation": "operation", "content type": "content_type"}[stack_by]
         span = self._query(f"SELECT min(ts) AS a, max(ts) AS b FROM ev WHERE {where}", params)
@@ -398,7 +398,8 @@ class ActivityIndex:
         return self._query(
             f"WITH f AS (SELECT date_trunc('{bucket}', ts) AS bucket, {column} AS series FROM ev WHERE {where}), "
             f"top AS (SELECT series FROM f GROUP BY series ORDER BY count(*) DESC LIMIT {int(top)}) "
-            f"SELECT bucket, CASE WHEN series IN (SELECT series FROM top) THEN series ELSE 'other' END AS series, "
+            f"SELECT bucket, bucket + INTERVAL 1 {bucket} AS end, "
+            f"CASE WHEN series IN (SELECT series FROM top) THEN series ELSE 'other' END AS series, "
             f"count(*) AS n FROM f GROUP BY ALL ORDER BY bucket", params)
 
     def values(self, column: str, flt: Filter, limit: int = 500) -> list:

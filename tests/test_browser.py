@@ -233,6 +233,13 @@ def test_brushing_the_timeline_narrows_the_graph_and_the_url_keeps_it(dashboard,
     page.wait_for_timeout(2000)
     narrowed = int(page.get_by_text(" events · showing").first.inner_text().split()[0].replace(",", ""))
     assert 0 < narrowed < total, f"the graph keeps {narrowed:,} of {total:,} events"
+    query = urllib.parse.parse_qs(urllib.parse.urlsplit(page.url).query)
+    start, end = (datetime.fromisoformat(query[name][0]) for name in ("start", "end"))
+    assert start.minute == end.minute == 0, "a week's bars are hours: the span ends on their edges, none cut"
+    with SqliteStore(db) as store:
+        inside = sum(1 for row in store.iter_events()
+                     if start.isoformat() <= row.time.rstrip("Z") < end.isoformat())
+    assert narrowed == inside, "every event of the bars dragged across, and none other"
     page.screenshot(path=os.path.join(shots, "explore-brushed.png"), full_page=True)
     page.goto(page.url)  # a copied link opens the same view
     page.get_by_text(f"{narrowed:,} events · showing").first.wait_for(timeout=30_000)

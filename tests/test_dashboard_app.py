@@ -140,6 +140,12 @@ def test_watchlist_upload_restrict_and_highlight(app):
     at = app("watchlists")
     at = upload(at, "adminlist.csv", b"UserId\nBen.Lauer@contoso.com\nnobody@contoso.com\n")
     assert "Saved" in texts(at) and "2 accounts" in texts(at).replace("**", "")
+    assert at.text_input(key="wl_name").value == "", "the next upload does not inherit this one's name"
+    again = upload(at, "other.csv", b"UserId\nsomeone@contoso.com\n")
+    assert "exists already. Nothing was changed" in texts(again)
+    from dashboard import services
+
+    assert services.watchlists()["admins"].accounts == ("Ben.Lauer@contoso.com", "nobody@contoso.com")
     assert "1** entries matched nothing" in texts(at) or "1 entries matched nothing" in texts(at).replace("**", "")
 
     at = app(watchlist="admins", watch_mode="restrict")
@@ -587,6 +593,11 @@ def test_an_analyst_marks_a_lead_reviewed_and_a_viewer_cannot(app, monkeypatch):
     mark = next(x for x in services.leads()[0] if x.id == lead.id).reviewed
     assert mark["by"] == "ana@contoso.com" and mark["note"] == "known pen test"
     assert f"open_{lead.id}" not in {b.key for b in analyst.button}, "a reviewed lead leaves the default list"
+    assert analyst.session_state[f"review_pop_{lead.id}"] is False, "its popover closed, not left open on the next"
+    assert "Marked reviewed" in shown(analyst) + " ".join(s.value for s in analyst.success)
+    analyst.button(key="undo_review").click().run()
+    assert not next(x for x in services.leads()[0] if x.id == lead.id).reviewed, "undone"
+    assert f"open_{lead.id}" in {b.key for b in analyst.button}
 
 
 def test_an_ip_shows_where_it_is_and_the_view_filters_by_country(app):

@@ -1,5 +1,5 @@
 """filters.py: a view survives the URL, and becomes the Filter the analyst meant."""
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -80,3 +80,17 @@ def test_the_longest_range_is_offered_once_there_is_history_that_old():
     assert "last 180 days" in periods(120)
     assert View.from_params({"period": ["last 180 days"]}).to_filter().start.date() < \
         View.from_params({"period": ["last 90 days"]}).to_filter().start.date()
+
+
+def test_a_span_picked_on_the_timeline_keeps_every_event_of_the_bars_it_touches():
+    from dashboard.filters import covering
+
+    minute = timedelta(minutes=1)
+    t0 = datetime(2026, 11, 30, 3, 10, tzinfo=timezone.utc)
+    bars = [(t0 + k * minute, t0 + (k + 1) * minute) for k in range(20)]
+    # dragged from inside 03:12 to inside 03:25: both bars whole, not cut at the mouse
+    picked = covering(t0 + 2 * minute + timedelta(seconds=40), t0 + 15 * minute + timedelta(seconds=20), bars)
+    assert picked == (t0 + 2 * minute, t0 + 16 * minute)
+    assert covering(t0 + 3 * minute, t0 + 5 * minute, bars) == (t0 + 3 * minute, t0 + 5 * minute), "on the edges"
+    far = datetime(2027, 1, 1, tzinfo=timezone.utc)
+    assert covering(far, far + minute, bars) == (far, far + minute), "no bar: as picked"

@@ -29,12 +29,25 @@ def _review(lead_id: str, reviewed: bool = True) -> None:
     refused = services.review_lead(lead_id, st.session_state.get(f"note_{lead_id}", "") if reviewed else "", reviewed)
     if refused:
         st.session_state["lead_refused"] = refused
+        return
+    st.session_state[f"review_pop_{lead_id}"] = False  # closed: the next lead moves up under the cursor
+    st.session_state["lead_changed"] = (lead_id, reviewed)
 
 
 if st.session_state.pop("open_explore", False):
     st.switch_page("app_pages/explore.py")
 if "lead_refused" in st.session_state:
     st.error(markdown(st.session_state.pop("lead_refused")))
+changed = st.session_state.get("lead_changed")
+if changed:
+    lead_id, reviewed = changed
+    what = next((lead.summary for lead in all_leads if lead.id == lead_id), "the lead")
+    said, undo = st.columns([5, 1], vertical_alignment="center")
+    said.success(f"{'Marked reviewed' if reviewed else 'Reopened'}: {markdown(what, 200)}")
+    if undo.button("Undo", key="undo_review", width="stretch", disabled=not can_review):
+        _review(lead_id, not reviewed)
+        st.session_state.pop("lead_changed", None)
+        st.rerun()
 
 left, middle, right = st.columns([2, 2, 1])
 severities = left.multiselect("Severity", list(BADGE), default=["high", "medium", "low"], key="leads_severity")
@@ -68,7 +81,9 @@ for lead in chosen[:SHOWN]:
                 st.button("Reopen", key=f"reopen_{lead.id}", disabled=not can_review, width="stretch",
                           on_click=_review, args=(lead.id, False))
             else:
-                with st.popover("Mark reviewed", width="stretch", disabled=not can_review):
+                # keyed by the lead: its open state stays with this lead, not with the card's place on the page
+                with st.popover("Mark reviewed", width="stretch", disabled=not can_review, key=f"review_pop_{lead.id}",
+                                on_change="rerun"):
                     st.text_input("Note", key=f"note_{lead.id}", placeholder="e.g. known pen test; ticket 4711")
                     st.button("Save", key=f"review_{lead.id}", on_click=_review, args=(lead.id,))
         with st.expander("Who and where"):

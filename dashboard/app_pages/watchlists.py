@@ -27,9 +27,14 @@ elif not can_manage:
             "Analyst role.")
     submitted = False
 else:
-    with st.form("upload", clear_on_submit=False):
+    saved_now = st.session_state.pop("wl_saved", "")
+    if saved_now:  # the next upload starts empty, not with this one's name
+        st.session_state["wl_name"], st.session_state["wl_replace"] = "", False
+        st.success(saved_now)
+    with st.form("upload"):
         upload = st.file_uploader("Watch-list file", type=["csv", "txt"], key="wl_upload")
         name = st.text_input("Name", key="wl_name", placeholder="admins")
+        replace_existing = st.checkbox("Replace the watch-list of that name, if there is one", key="wl_replace")
         submitted = st.form_submit_button("Save watch-list")
 if submitted:
     if upload is None:
@@ -40,10 +45,15 @@ if submitted:
         except WatchListError as error:
             st.error(f"{markdown(error)} Nothing was changed.")
         else:
-            services.save_watchlist(parsed)
-            st.session_state["wl_last_saved"] = parsed.name
-            st.success(f"Saved **{len(parsed.accounts):,} accounts and {len(parsed.networks):,} IP entries** "
-                       f"as the watch-list shown below.")
+            if parsed.name in services.watchlists() and not replace_existing:
+                st.error(f"A watch-list named {markdown(parsed.name)} exists already. Nothing was changed: tick "
+                         "*Replace the watch-list of that name* to replace it, or choose another name.")
+            else:
+                services.save_watchlist(parsed)
+                st.session_state["wl_last_saved"] = parsed.name
+                st.session_state["wl_saved"] = (f"Saved **{len(parsed.accounts):,} accounts and "
+                                                f"{len(parsed.networks):,} IP entries** as the watch-list shown below.")
+                st.rerun()
 
 saved = services.watchlists()
 if not saved:
