@@ -219,7 +219,7 @@ def test_a_proxy_header_sent_twice_names_nobody(tmp_path, browser, demo_like_ten
         forged.goto(f"http://127.0.0.1:{proxy.port}")
         forged.get_by_text("named its user more than once").wait_for(timeout=60_000)
         assert forged.get_by_text("(Analyst)").count() == 0
-        assert forged.get_by_role("link", name="Explore").count() == 0, "no page for a request the proxy cannot vouch for"
+        assert forged.get_by_role("link", name="Explore").count() == 0, "no page for a request nobody vouches for"
     finally:
         proxy.close()
         process.terminate()
