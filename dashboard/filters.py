@@ -7,6 +7,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from eventstore import Filter, ip
 
+from .entities import KINDS, STACK_COLUMNS
 from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "last 180 days": 180,
@@ -18,7 +19,7 @@ WATCH_MODES = ("highlight", "restrict")
 # that honour it, and the URL carries what the page honours).
 SPAN_FIELDS = ("period", "start", "end")
 GRAPH_FIELDS = ("relationship", "cap", "stack_by", "node", "expand")
-STACKS = ("workload", "operation", "content type")  # what the timeline's bars are stacked by
+STACKS = tuple(STACK_COLUMNS)  # what the timeline's bars can be stacked by
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
 
 
@@ -55,7 +56,7 @@ class View:
     ip: str = ""  # addresses or CIDR ranges, comma separated
     country: tuple[str, ...] = ()  # where the address is
     owner: tuple[str, ...] = ()  # who owns the address's network
-    text: str = ""  # in user agent, object, site or file name
+    text: str = ""  # in user agent, object, site, file name or application
     case_sensitive: bool = True
     watchlist: str = ""
     watch_mode: str = "highlight"
@@ -183,14 +184,9 @@ class View:
         return replace(self, expand=(self.expand + (node,))[-MAX_EXPANDED:])
 
     def pivot(self, kind: str, value: str) -> "View":
-        """This view narrowed to one entity (the graph's Pivot button)."""
-        if kind == "user":
-            return replace(self, user=value)
-        if kind == "ip":
-            return replace(self, ip=value)
-        if kind in ("operation", "workload"):
-            return replace(self, **{kind: (value,)})
-        return replace(self, text=value)
+        """This view narrowed to one entity (the graph's Pivot button), by the filter its kind declares."""
+        field = KINDS[kind].pivot
+        return replace(self, **{field: (value,) if field in LIST_FIELDS else value})
 
 
 def _minute(moment: datetime) -> datetime:

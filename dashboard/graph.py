@@ -1,6 +1,9 @@
 """Counted edges → a drawable graph: nodes sized and edges widened by event count, the top entities kept
-(never a silent sample), positions computed once, every label and tooltip escaped. Pure: no Streamlit,
-no I/O, so the drawing component can be swapped and this can be tested hard."""
+(never a silent sample), positions computed once in the frame's own pixels with room made for every name drawn, so
+that no name overlaps another or is cut at the frame's edge; nodes a later expansion adds are placed around their
+node without moving the others. Names are text for the canvas (drawn as typed); tooltips are text the component
+cannot read as HTML. Pure: no Streamlit, no I/O, so the drawing component can be swapped and this can be tested
+hard."""
 from __future__ import annotations
 
 import io
@@ -16,20 +19,23 @@ from eventstore.ip import IpSet
 from eventstore.model import fold
 
 from .entities import KINDS, scoped
-from .untrusted import html_text
+from .textwidth import text_width
+from .untrusted import canvas_text, inert_html
 
 HIGHLIGHT = "#ffd400"
 DEFAULT_CAP, MAX_CAP = 60, 300  # the first view is read at a glance; the analyst raises it when they need to
 # vis-network slows sharply with many edges (measured: 1,500 edges take 8 s to draw, 200 take 1 s), so
 # draw each kept entity's strongest link, then the strongest of the rest, up to this many.
 MAX_LINKS = 400
-MIN_SIZE, MAX_SIZE = 10.0, 50.0
-MIN_WIDTH, MAX_WIDTH = 1.0, 10.0
-# Names drawn at first sight: the biggest entities' (every one's on a small graph); the others' appear as the
-# analyst zooms in, and all are in the tooltips. The first view is fitted to the canvas, so a label's size in
-# graph units is chosen to come out at LABEL_PX on a canvas about CANVAS_PX wide.
-LABELLED, SMALL_GRAPH = 15, 50  # a pivot such as one IP and the 40 accounts it sprayed is "small"
-LABEL_PX, CANVAS_PX = 13, 560
+# Positions, sizes and fonts are in the frame's pixels: the frame is the dashboard's wide column on a 1,500-pixel
+# screen. Two corner marks make the first view fit exactly this rectangle, so what is laid out here is what is
+# drawn (larger on a wider screen, smaller on a narrower one, the same picture).
+FRAME_W, FRAME_H = 1040, 700
+MIN_SIZE, MAX_SIZE = 7.0, 30.0  # radii
+MIN_WIDTH, MAX_WIDTH = 1.0, 8.0
+FONT_PX = 12
+NAME_CHARS = 30  # a longer name is drawn with "…" (it is whole in the tooltip and the detail panel)
+NAMED = 60  # names drawn at first sight, biggest first; the others show on hover (tooltip) and when zoomed in
 
 # What the analyst can ask to see, as chains of entity kinds.
 RELATIONSHIPS = {
@@ -57,6 +63,15 @@ class Node:
     x: float = 0.0
     y: float = 0.0
     size: float = MIN_SIZE
+    name: str = ""  # what is drawn when it is not the value (an application's display name); the value is in the tip
+    named: bool = False  # its name is drawn at first sight
+    about: str = ""  # more for the tooltip (an address's AS number, an application's id)
+
+    @property
+    def lines(self) -> list[str]:
+        """The name as drawn under the shape: one or two lines, each at most NAME_CHARS."""
+        return [canvas_text(text, limit) for text, limit in ((self.name or self.value, NAME_CHARS), (self.note, 26))
+                if text]
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -77,7 +92,8 @@ class Graph:
     links: list[Link] = field(default_factory=list)
     total_entities: int = 0  # before the cap
     total_links: int = 0  # among the kept entities, before the link cap
-    label_size: float = float(LABEL_PX)  # font size, in graph units, of the names drawn at first sight
+    counts: tuple[int, int] = (1, 1)  # the smallest and largest node counts the sizes scale between
+    link_counts: tuple[int, int] = (1, 1)  # ... and link counts the widths do
 
     def find(self, identifier: str) -> Node | None:
         return next((node for node in self.nodes if node.id == identifier), None)
@@ -145,11 +161,11 @@ def watched_entities(edges: pd.DataFrame, watch, case_sensitive: bool = True) ->
     same = (lambda value: value) if case_sensitive else fold
     accounts = {same(a) for a in watch.accounts}
     addresses = IpSet(watch.networks)
+    listed = {"accounts": lambda value: same(value) in accounts, "networks": lambda value: value in addresses}
     for kind, column in (("src_kind", "src"), ("dst_kind", "dst")):
         for entity_kind, value in set(zip(edges[kind], edges[column])):
-            if entity_kind == "user" and same(value) in accounts:
-                found.add((entity_kind, value))
-            elif entity_kind == "ip" and value in addresses:
+            side = KINDS[entity_kind].watch
+            if side and listed[side](value):
                 found.add((entity_kind, value))
     return frozenset(found)
 
@@ -164,12 +180,11 @@ def scale(count: int, smallest: int, largest: int, low: float, high: float) -> f
 
 
 def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozenset[tuple[str, str]] = frozenset(),
-                seed: int = 7, max_links: int | None = None, keep: frozenset[tuple[str, str, str]] = frozenset()
-                ) -> Graph:
+                seed: int = 7, max_links: int | None = None, describe=None) -> Graph:
     """`edges` has columns src_kind, src, dst_kind, dst, n (and optionally src_scope, dst_scope, and hop: which
-    set of edges a row belongs to). Keeps the `cap` entities with the most events (highlighted ones first) plus the
-    (kind, value, scope) entities in `keep` (a node's neighbours, expanded in place), the edges among them, and lays
-    them out once."""
+    set of edges a row belongs to). Keeps the `cap` entities with the most events (highlighted ones first), the
+    edges among them, and lays them out once. `describe(nodes)` may give the kept nodes a name, a note and more for
+    their tooltip before their names are made room for."""
     cap = max(1, min(int(cap), MAX_CAP))
     if edges.empty:
         return Graph()
@@ -182,26 +197,69 @@ def build_graph(edges: pd.DataFrame, cap: int = DEFAULT_CAP, highlight: frozense
         sums = edges.groupby(["hop", f"{side}_kind", side, f"{side}_scope"])["n"].sum()
         for (_, kind, value, scope), n in sums.items():
             totals[(kind, value, scope)] = max(totals.get((kind, value, scope), 0), int(n))
-    ranked = sorted(totals, key=lambda key: (key[:2] not in highlight, -totals[key], key))
-    kept = list(dict.fromkeys(ranked[:cap] + [key for key in ranked if key in keep]))
-    smallest, largest = min(totals[key] for key in kept), max(totals[key] for key in kept)
-    nodes = {key: Node(node_id(*key), key[0], key[1], totals[key], key[:2] in highlight, scope=key[2],
-                       size=scale(totals[key], smallest, largest, MIN_SIZE, MAX_SIZE)) for key in kept}
+    kept = sorted(totals, key=lambda key: (key[:2] not in highlight, -totals[key], key))[:cap]
+    graph = Graph(total_entities=len(totals))
+    graph.counts = (min(totals[key] for key in kept), max(totals[key] for key in kept))
+    graph.nodes = [Node(node_id(*key), key[0], key[1], totals[key], key[:2] in highlight, scope=key[2],
+                        size=_size(graph, totals[key])) for key in kept]
     ids = {side: _ids(edges[f"{side}_kind"], edges[side], edges[f"{side}_scope"]) for side in ("src", "dst")}
-    kept_ids = {node.id for node in nodes.values()}
+    kept_ids = {node.id for node in graph.nodes}
     among_kept = ids["src"].isin(kept_ids) & ids["dst"].isin(kept_ids)
-    # the same pair from a hop and from an expansion is one link
+    # the same pair from two hops is one link
     pairs = pd.DataFrame({"s": ids["src"][among_kept], "t": ids["dst"][among_kept], "n": edges["n"][among_kept]})
     candidates = [Link(source, target, int(n)) for (source, target), n in pairs.groupby(["s", "t"])["n"].sum().items()]
     # two links per entity on average reads as a picture; every entity keeps its strongest link in any case
     budget = min(MAX_LINKS, 2 * max(cap, len(kept))) if max_links is None else max_links
-    links = _strongest_links(candidates, budget, {node.id: node.count for node in nodes.values()})
-    thinnest, widest = min((k.count for k in links), default=1), max((k.count for k in links), default=1)
-    for link in links:
-        link.width = scale(link.count, thinnest, widest, MIN_WIDTH, MAX_WIDTH)
-    graph = Graph(list(nodes.values()), links, len(totals), len(candidates))
+    graph.links = _strongest_links(candidates, budget, {node.id: node.count for node in graph.nodes})
+    graph.total_links = len(candidates)
+    graph.link_counts = (min((k.count for k in graph.links), default=1), max((k.count for k in graph.links), default=1))
+    for link in graph.links:
+        link.width = _width(graph, link.count)
+    if describe is not None:
+        describe(graph.nodes)
     _layout(graph, seed)
     return graph
+
+
+def grow(graph: Graph, centre: str, neighbours: pd.DataFrame, describe=None) -> list[Node]:
+    """Add a node's neighbours (neighbour_edges' rows) in place: those not drawn yet go around it, nothing already
+    drawn moves. Returns the nodes added."""
+    hub = graph.find(centre)
+    if hub is None or neighbours.empty:
+        return []
+    added, by_id = [], {node.id: node for node in graph.nodes}
+    for kind, value, scope, n in zip(neighbours["dst_kind"], neighbours["dst"], neighbours["dst_scope"],
+                                     neighbours["n"]):
+        identifier = node_id(kind, value, scope)
+        if identifier not in by_id:
+            by_id[identifier] = Node(identifier, kind, value, int(n), scope=scope, size=_size(graph, int(n)))
+            added.append(by_id[identifier])
+        link = next((k for k in graph.links if {k.source, k.target} == {centre, identifier}), None)
+        if link is None:
+            graph.links.append(Link(centre, identifier, int(n), _width(graph, int(n))))
+    if describe is not None and added:
+        describe(added)
+    graph.nodes.extend(added)
+    # on a ring around the node, starting on the side away from the frame's centre
+    away = math.atan2(hub.y - FRAME_H / 2, hub.x - FRAME_W / 2)
+    ring = hub.size + 70
+    for k, node in enumerate(added):
+        angle = away + 2 * math.pi * k / max(1, len(added))
+        node.x = min(max(hub.x + ring * math.cos(angle), node.size), FRAME_W - node.size)
+        node.y = min(max(hub.y + ring * math.sin(angle), node.size), FRAME_H - node.size)
+    _spread_shapes(graph.nodes, movable=np.array([node in added for node in graph.nodes]))
+    _name(graph, sorted(added, key=lambda n: -n.count), movable={node.id for node in added})
+    return added
+
+
+def _size(graph: Graph, count: int) -> float:
+    low, high = graph.counts
+    return scale(min(max(count, low), high), low, high, MIN_SIZE, MAX_SIZE)
+
+
+def _width(graph: Graph, count: int) -> float:
+    low, high = graph.link_counts
+    return scale(min(max(count, low), high), low, high, MIN_WIDTH, MAX_WIDTH)
 
 
 def _ids(kinds: pd.Series, values: pd.Series, scopes: pd.Series) -> pd.Series:
@@ -230,100 +288,155 @@ def _strongest_links(links: list[Link], limit: int, weight: dict[str, int]) -> l
 
 
 def _layout(graph: Graph, seed: int) -> None:
-    """Positions once, so the picture does not move and redraws fast (physics stays off)."""
+    """Positions once, in the frame's pixels, so the picture does not move and redraws fast (physics stays off):
+    a spring layout spread evenly over the frame, shapes pushed apart, then names given room biggest first."""
     g = nx.Graph()
     g.add_nodes_from(n.id for n in graph.nodes)
     g.add_weighted_edges_from((link.source, link.target, math.log1p(link.count)) for link in graph.links)
-    positions = nx.spring_layout(g, seed=seed, iterations=40, k=3.0 / math.sqrt(max(1, len(graph.nodes))))
-    spread = 250 + 40 * math.sqrt(len(graph.nodes))  # graph units: room between nodes as the graph grows
-    for node in graph.nodes:
-        x, y = positions[node.id]
-        node.x, node.y = round(float(x) * spread, 1), round(float(y) * spread, 1)
-    _make_room(graph)
-    graph.label_size = _label_size(graph)
+    positions = nx.spring_layout(g, seed=seed, iterations=50, k=3.0 / math.sqrt(max(1, len(graph.nodes))))
+    for axis, length, edge in ((0, FRAME_W, 90.0), (1, FRAME_H, 40.0)):
+        values = np.array([positions[n.id][axis] for n in graph.nodes])
+        spread = values.max() - values.min()
+        # half where the spring put it, half by rank: a crowded middle is opened up, the order kept
+        even = (values.argsort().argsort() + 0.5) / len(values)
+        fraction = (0.5 * (values - values.min()) / spread + 0.5 * even) if spread else np.full(len(values), 0.5)
+        for node, f in zip(graph.nodes, fraction):
+            setattr(node, "xy"[axis], float(edge + f * (length - 2 * edge)))
+    _spread_shapes(graph.nodes, movable=np.ones(len(graph.nodes), bool))
+    _name(graph, sorted(graph.nodes, key=lambda n: -n.count)[:NAMED], movable={n.id for n in graph.nodes})
 
 
-def _label_size(graph: Graph) -> float:
-    """The font size, in graph units, that comes out at LABEL_PX once the first view fits the graph into the canvas."""
-    extent = 2 * max((max(abs(n.x), abs(n.y)) for n in graph.nodes), default=0.0) + 2 * MAX_SIZE
-    return round(LABEL_PX * extent / CANVAS_PX, 1)
+def _box(node: Node, named: bool | None = None) -> tuple[float, float, float]:
+    """(half width, height above the centre, height below it) of what a node draws: its shape, and its name when
+    drawn (centred under the shape, a line per FONT_PX * 1.25)."""
+    if not (node.named if named is None else named):
+        return node.size, node.size, node.size
+    width = max(text_width(line, FONT_PX) for line in node.lines) + 6
+    return max(node.size, width / 2), node.size, node.size + 4 + len(node.lines) * FONT_PX * 1.25
 
 
-def _make_room(graph: Graph, rounds: int = 80) -> None:
-    """Push apart the nodes whose drawn names would overlap (a name is centred under its dot), a little at a time
-    along the axis that needs the smaller move. The font grows with the picture, so it is measured every round."""
-    shown = labelled(graph)
-    nodes = [n for n in graph.nodes if n.id in shown]
+def _spread_shapes(nodes: list[Node], movable: np.ndarray, rounds: int = 60) -> None:
+    """Push apart shapes that overlap (only the movable ones move), inside the frame."""
     if len(nodes) < 2:
         return
     x, y = np.array([n.x for n in nodes]), np.array([n.y for n in nodes])
-    radius = np.array([n.size for n in nodes])
-    chars = np.array([min(len(n.value), 33) for n in nodes]) * 0.55  # an average glyph is ~0.55 em wide
+    r = np.array([n.size for n in nodes]) + 2
     order = np.arange(len(nodes))
     ties = np.where(order[:, None] < order[None, :], 1.0, -1.0)
-    others = [max(abs(n.x), abs(n.y)) for n in graph.nodes if n.id not in shown]
     for _ in range(rounds):
-        extent = 2 * max(np.abs(x).max(), np.abs(y).max(), *others) + 2 * MAX_SIZE
-        font = LABEL_PX * extent / CANVAS_PX
-        half_w = np.maximum(chars * font / 2, radius) + font * 0.3
-        top, bottom = y - radius, y + radius + 1.4 * font
-        centre_y, half_h = (top + bottom) / 2, (bottom - top) / 2
-        dx, dy = x[:, None] - x[None, :], centre_y[:, None] - centre_y[None, :]
-        over_x = half_w[:, None] + half_w[None, :] - np.abs(dx)
-        over_y = half_h[:, None] + half_h[None, :] - np.abs(dy)
-        overlap = (over_x > 0) & (over_y > 0)
+        dx, dy = x[:, None] - x[None, :], y[:, None] - y[None, :]
+        gap = r[:, None] + r[None, :] - np.hypot(dx, dy)
+        overlap = (gap > 0) & (movable[:, None] | movable[None, :])
         np.fill_diagonal(overlap, False)
         if not overlap.any():
             break
-        along_y = overlap & (over_y <= over_x)
-        along_x = overlap & ~along_y
-        y += 0.3 * np.where(along_y, np.where(dy == 0, ties, np.sign(dy)) * over_y, 0.0).sum(axis=1)
-        x += 0.3 * np.where(along_x, np.where(dx == 0, ties, np.sign(dx)) * over_x, 0.0).sum(axis=1)
+        share = np.where(movable[None, :], 0.5, 1.0) * movable[:, None] * np.where(overlap, gap, 0.0)
+        distance = np.maximum(np.hypot(dx, dy), 1e-6)
+        x += (share * np.where(distance > 1e-6, dx / distance, ties)).sum(axis=1) * 0.5
+        y += (share * np.where(distance > 1e-6, dy / distance, 0.0)).sum(axis=1) * 0.5
+        x, y = np.clip(x, r, FRAME_W - r), np.clip(y, r, FRAME_H - r)
     for node, new_x, new_y in zip(nodes, x, y):
-        node.x, node.y = round(float(new_x), 1), round(float(new_y), 1)
+        node.x, node.y = float(new_x), float(new_y)
 
 
-def annotate(graph: Graph, notes: dict[tuple[str, str], str]) -> None:
-    """Give nodes a second line: (kind, value) → text, e.g. ("ip", "198.51.100.9") → "RO · Example Hosting"."""
-    for node in graph.nodes:
-        node.note = notes.get((node.kind, node.value), "")
+# where a node may be nudged to give its name room: nearest first, on rings up to 110 px away
+_NUDGES = [(0.0, 0.0)] + [(d * math.cos(a), d * math.sin(a)) for d in (12, 24, 40, 60, 85, 110)
+                          for a in np.linspace(0, 2 * math.pi, 16, endpoint=False)]
+
+
+def _name(graph: Graph, candidates: list[Node], movable: set[str]) -> None:
+    """Give names room, in the order given (the most important first): a movable node may be nudged a little for
+    its name to fit inside the frame without covering another name or any shape, or, where nothing else helps,
+    push movable shapes that have no name yet out of its way (to where they cover no name); a name that cannot fit
+    is not drawn at first sight (it shows on hover and when zoomed in). Names already placed stay where they are."""
+    nodes = graph.nodes
+    index = {node.id: i for i, node in enumerate(nodes)}
+    boxes = np.array([[n.x - b[0], n.y - b[1], n.x + b[0], n.y + b[2]] for n in nodes for b in [_box(n)]])
+    placed = np.array([n.named and n not in candidates for n in nodes])
+    pushable = np.array([n.id in movable for n in nodes])
+    for node in candidates:
+        i = index[node.id]
+        half, above, below = _box(node, named=True)
+        spots = _NUDGES if node.id in movable else _NUDGES[:1]
+        done = False
+        for evict in (False, True):
+            for ox, oy in spots:
+                x, y = node.x + ox, node.y + oy
+                box = np.array([x - half - 2, y - above - 2, x + half + 2, y + below + 2])
+                if box[0] < 0 or box[1] < 0 or box[2] > FRAME_W or box[3] > FRAME_H:
+                    continue
+                hit = _hits(boxes, box)
+                hit[i] = False
+                if hit.any() and not evict:
+                    continue
+                moves = [] if not hit.any() or (placed | ~pushable)[hit].any() else \
+                    [(j, _out_of(nodes[j], box, boxes[placed])) for j in np.flatnonzero(hit)]
+                if hit.any() and (not moves or any(to is None for _, to in moves)):
+                    continue
+                for j, (to_x, to_y) in moves:
+                    r = nodes[j].size
+                    nodes[j].x, nodes[j].y, boxes[j] = to_x, to_y, [to_x - r, to_y - r, to_x + r, to_y + r]
+                node.x, node.y, node.named = x, y, True
+                boxes[i], placed[i], done = box + np.array([2, 2, -2, -2]), True, True
+                break
+            if done:
+                break
+        node.named = done
+    for node in nodes:
+        node.x, node.y = round(node.x, 1), round(node.y, 1)
+
+
+def _hits(boxes: np.ndarray, box: np.ndarray) -> np.ndarray:
+    return (boxes[:, 0] < box[2]) & (box[0] < boxes[:, 2]) & (boxes[:, 1] < box[3]) & (box[1] < boxes[:, 3])
+
+
+def _out_of(node: Node, box: np.ndarray, names: np.ndarray) -> tuple[float, float] | None:
+    """Where a shape goes to leave `box`: the shortest way out that stays in the frame and covers no name."""
+    r = node.size + 3
+    ways = [(box[0] - r, node.y), (box[2] + r, node.y), (node.x, box[1] - r), (node.x, box[3] + r)]
+    for x, y in sorted(ways, key=lambda to: abs(to[0] - node.x) + abs(to[1] - node.y)):
+        if r <= x <= FRAME_W - r and r <= y <= FRAME_H - r and \
+                not _hits(names, np.array([x - r, y - r, x + r, y + r])).any():
+            return float(x), float(y)
+    return None
 
 
 def tooltip(node: Node) -> str:
-    # Starts with a digit: the component opens a node's title on double-click, and a string that begins
-    # with a digit can never be read as a URL scheme such as javascript:.
-    text = f"{node.count:,} events · {KINDS[node.kind].label}: {html_text(node.value, 300)}"
-    if node.note:
-        text += f" · {html_text(node.note, 120)}"
+    """What hovering a node says. It starts with a digit: the component opens a node's title on double-click, and a
+    string that begins with a digit can never be read as a URL scheme such as javascript:."""
+    text = f"{node.count:,} events · {KINDS[node.kind].label}: {node.value}"
+    if node.name and node.name != node.value:
+        text += f" ({node.name})"
+    for extra in (node.note, node.about):
+        if extra:
+            text += f" · {extra}"
     if node.scope:
         kind, value = split_node_id(node.scope)
-        text += f" · by {KINDS[kind].label} {html_text(value, 200)}"
-    return text
-
-
-def labelled(graph: Graph) -> set[str]:
-    """The ids of the nodes whose names are drawn at first sight."""
-    if len(graph.nodes) <= SMALL_GRAPH:
-        return {n.id for n in graph.nodes}
-    return {n.id for n in sorted(graph.nodes, key=lambda n: -n.count)[:LABELLED]}
+        text += f" · by {KINDS[kind].label} {value}"
+    return inert_html(text, 600)
 
 
 def vis_nodes(graph: Graph) -> list[dict]:
-    """Node dicts as the vis-network component takes them. Every node has its label; the ones not drawn at first
-    sight get a font small enough that vis-network skips it until the analyst zooms in."""
-    out, shown = [], labelled(graph)
+    """Node dicts as the vis-network component takes them, and two invisible marks at the frame's corners (ids
+    starting "frame:") that make its first view fit the frame the layout was made for. Every node has its name;
+    the ones not drawn at first sight get a font small enough that vis-network skips it until the analyst zooms
+    in."""
+    out = []
     for node in graph.nodes:
-        color = KINDS[node.kind].color
+        kind = KINDS[node.kind]
         out.append({
-            "id": node.id, "label": html_text(node.value, 32) + (f"\n{html_text(node.note, 32)}" if node.note else ""),
-            "title": tooltip(node),
-            "size": node.size, "x": node.x, "y": node.y, "shape": "dot", "physics": False,
-            "color": {"background": color, "border": HIGHLIGHT if node.highlighted else color},
-            "borderWidth": 5 if node.highlighted else 1,
+            "id": node.id, "label": "\n".join(node.lines), "title": tooltip(node), "shape": kind.shape,
+            "size": node.size, "x": node.x, "y": node.y, "physics": False,
+            "color": {"background": kind.color, "border": HIGHLIGHT if node.highlighted else kind.color},
+            "borderWidth": 4 if node.highlighted else 1,
             # readable on a light and a dark theme alike
-            "font": {"color": "#f0f0f0", "size": graph.label_size if node.id in shown else graph.label_size / 4,
-                     "strokeWidth": graph.label_size / 5, "strokeColor": "#1e1e1e"},
+            "font": {"color": "#f0f0f0", "size": FONT_PX if node.named else 3, "face": "arial",
+                     "strokeWidth": 3, "strokeColor": "#1e1e1e"},
         })
+    for corner, (x, y) in enumerate(((0, 0), (FRAME_W, FRAME_H))):
+        out.append({"id": f"frame:{corner}", "label": "", "shape": "dot", "size": 0.1, "x": x, "y": y,
+                    "physics": False, "color": {"background": "rgba(0,0,0,0)", "border": "rgba(0,0,0,0)"},
+                    "borderWidth": 0, "chosen": False})
     return out
 
 

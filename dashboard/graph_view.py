@@ -7,22 +7,49 @@ from datetime import datetime, timezone
 import altair as alt
 import pandas as pd
 import streamlit as st
+import streamlit.components.v1 as components
 from streamlit_agraph import Config, Edge, Node, agraph
 
 from .filters import covering
-from .graph import Graph, vis_edges, vis_nodes
+from .graph import FRAME_H, Graph, vis_edges, vis_nodes
 
 
-def draw(graph: Graph, height: int = 620) -> str | None:
-    """Draw the graph with positions fixed and physics off; returns the id of the node clicked, if any."""
+# vis-network styles its tooltip inside the component's frame (a pale box, a serif font on some systems): this
+# restyles it for the dashboard's dark theme, from a sibling frame of the same origin. No data passes through here.
+_TOOLTIP_STYLE = """<script>
+(() => {
+  const css = "div.vis-tooltip{background:#262730;color:#fafafa;border:1px solid #4b4b57;border-radius:6px;" +
+    "font:13px 'Source Sans Pro','Source Sans 3',sans-serif;white-space:pre-wrap;max-width:440px;padding:6px 9px;" +
+    "box-shadow:0 4px 14px rgba(0,0,0,.45)}";
+  const restyle = () => {
+    for (const frame of window.parent.document.querySelectorAll('iframe[title="streamlit_agraph.agraph"]')) {
+      const doc = frame.contentDocument;
+      if (doc && doc.head && !doc.getElementById("theme-tooltip")) {
+        const style = doc.createElement("style");
+        style.id = "theme-tooltip";
+        style.textContent = css;
+        doc.head.appendChild(style);
+      }
+    }
+  };
+  restyle();
+  setInterval(restyle, 500);
+})();
+</script>"""
+
+
+def draw(graph: Graph) -> str | None:
+    """Draw the graph with positions fixed and physics off, in the frame it was laid out for; returns the id of the
+    node clicked, if any."""
     nodes = [Node(**{k: v for k, v in n.items()}) for n in vis_nodes(graph)]
     edges = [Edge(e.pop("from"), e.pop("to"), **{k: v for k, v in e.items() if k != "color"}, color=e["color"])
              for e in vis_edges(graph)]
-    config = Config(width="100%", height=height, directed=True, physics=False, hierarchical=False,
-                    interaction={"hover": True, "tooltipDelay": 120, "navigationButtons": False},
-                    nodes={"shape": "dot"})
+    config = Config(width="100%", height=FRAME_H, directed=True, physics=False, hierarchical=False,
+                    interaction={"hover": True, "tooltipDelay": 120, "navigationButtons": False})
     config.width = "100%"  # Config formats numbers as px; the component accepts any CSS length
-    return agraph(nodes=nodes, edges=edges, config=config)
+    clicked = agraph(nodes=nodes, edges=edges, config=config)
+    components.html(_TOOLTIP_STYLE, height=0)
+    return clicked
 
 
 def timeline_chart(timeline: pd.DataFrame, stack_by: str) -> tuple[datetime, datetime] | None:

@@ -29,14 +29,14 @@ import pandas as pd
 from eventstore import Changes, EventStore, Filter, ip
 from eventstore.model import EVENT_COLUMNS, fold
 
-from .entities import KINDS, scoped
+from .entities import KINDS, STACK_COLUMNS, scoped
 
 log = logging.getLogger("dashboard.index")
 LAYOUT = "2"
 NARROW = [c for c in EVENT_COLUMNS if c != "raw"]
 INDEXED = [c for c in NARROW if c != "id"]  # the Id is only needed with the whole event, read from the store
 VALUE_FILTERS = ("workload", "content_type", "operation", "record_type", "result_status", "user_id")
-TEXT_COLUMNS = ("user_agent", "object_id", "site_url", "file_name")
+TEXT_COLUMNS = ("user_agent", "object_id", "site_url", "file_name", "application")
 PLACE_COLUMNS = ("country", "owner")  # of the client address, from the places table
 BATCH = 50_000  # rows copied from the store per transaction
 INLINE = 200_000  # a backlog up to this is copied while the page waits; a larger one in the background
@@ -389,7 +389,7 @@ class ActivityIndex:
         """Events per time bucket — a minute over a few hours, an hour over a week, a day beyond — stacked by the
         top values of a column: bucket (its start), end (the next bucket's), series, n."""
         where, params = self.where(flt, watch)
-        column = {"workload": "workload", "operation": "operation", "content type": "content_type"}[stack_by]
+        column = STACK_COLUMNS[stack_by]
         span = self._query(f"SELECT min(ts) AS a, max(ts) AS b FROM ev WHERE {where}", params)
         if span["a"].isna().all():
             return pd.DataFrame(columns=["bucket", "series", "n"])

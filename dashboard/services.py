@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import io
+import json
 import logging
 import threading
 import time
@@ -26,7 +27,8 @@ from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 from .access import ROLES, Access, AccessDenied, role_from_claims, sign_in_age
 from .filters import FilterInputError
 from .index import ActivityIndex, Watch
-from .ipinfo import ip_sources
+from .applications import NAMING_OPERATIONS, name_of, named_in
+from .ipinfo import ip_sources, place_text
 from .leads import Lead, LeadEngine
 from .watchlist import WatchList, WatchListError, check_name
 
@@ -202,6 +204,34 @@ def _places(addresses, version) -> pd.DataFrame:
 def places(addresses) -> pd.DataFrame:
     """country, owner, lat, lon of these addresses (those the IP sources know)."""
     return _places(tuple(sorted(addresses)), index().version)
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _consented_applications(version) -> dict[str, str]:
+    keys = _index().page(Filter(operation=NAMING_OPERATIONS), limit=2000)
+    names: dict[str, str] = {}
+    for row in store().events_at([position for _, position in keys]):
+        try:
+            names.update(named_in(json.loads(row.raw)))
+        except (ValueError, AttributeError):
+            continue
+    return names
+
+
+def describe(nodes) -> None:
+    """Give graph nodes what people recognise them by: an address its place (country and network owner, and its AS
+    number in the tooltip), an application id its name (the id in the tooltip)."""
+    addresses = [node.value for node in nodes if node.kind == "ip"]
+    placed = {p.client_ip: p for p in places(addresses).itertuples()} if addresses else {}
+    consented = _consented_applications(index().version)
+    for node in nodes:
+        place = placed.get(node.value) if node.kind == "ip" else None
+        if place is not None:
+            node.note = place_text(place.country, place.owner)
+            node.about = place_text(place.country, place.owner, place.asn)
+        name = name_of(node.value, consented)
+        if name:
+            node.name, node.about = name, f"application id {node.value}"
 
 
 def index() -> ActivityIndex:

@@ -44,22 +44,19 @@ def _widget_value(view: View, name: str):
     return list(value) if name in LIST_FIELDS else value
 
 
-def _restore_controls(view: View) -> None:
-    """The controls the last page did not draw take the view's values (Streamlit forgets or resets a control it
-    did not draw); those it drew keep theirs, which the analyst may just have changed."""
-    drawn = st.session_state.get(_DRAWN, ())
-    for f in fields(View):
-        if f.name not in drawn:
-            st.session_state[_KEY + f.name] = _widget_value(view, f.name)
-
-
-def _view_from_widgets() -> View:
-    values = {}
+def _current_view() -> View:
+    """The view as this run starts: the controls the last page drew carry the analyst's latest changes; every
+    other field keeps the kept view's value, and its control (forgotten, or reset, by Streamlit and the browser
+    when a page did not draw it) is set back to it."""
+    kept, drawn, values = st.session_state[_VIEW], st.session_state.get(_DRAWN, ()), {}
     for f in fields(View):
         key = _KEY + f.name
-        if key in st.session_state:
+        if f.name in drawn and key in st.session_state:
             value = st.session_state[key]
             values[f.name] = tuple(value) if f.name in LIST_FIELDS else value
+        else:
+            values[f.name] = getattr(kept, f.name)
+            st.session_state[key] = _widget_value(kept, f.name)
     return View(**values)
 
 
@@ -136,16 +133,14 @@ def sidebar(settings: Settings, index: ActivityIndex, honours: tuple[str, ...]) 
     """The shared sidebar, with the controls of the view's fields that this page honours (`honours`)."""
     if _VIEW not in st.session_state:  # a shared URL sets the view once, at the start of a session
         apply_view(View.from_params({key: st.query_params.get_all(key) for key in st.query_params}))
-    _restore_controls(st.session_state[_VIEW])
+    view = _current_view()
+    st.session_state[_VIEW], st.session_state[_DRAWN] = view, honours
 
     st.sidebar.title("O365 Activity Graph")
     tenant_banner(settings)
     _sync_box(settings)
     if "period" in honours:
         _filters(st.sidebar, "user" in honours)
-
-    view = _view_from_widgets()
-    st.session_state[_VIEW], st.session_state[_DRAWN] = view, honours
     st.query_params.from_dict(view.only(honours).to_params())
     applied = view.only(honours)
     try:
@@ -175,7 +170,7 @@ def _filters(sb, all_of_them: bool) -> None:
               help="On (the default), values match exactly as a Cosmos DB query does: megan.b@contoso.com does not "
                    "match Megan.B@contoso.com. Off: case is ignored.")
     sb.text_input("IP address or CIDR range", key=_KEY + "ip", placeholder="198.51.100.0/24")
-    sb.text_input("Text in user agent, object, site or file", key=_KEY + "text")
+    sb.text_input("Text in user agent, target, site, file or application", key=_KEY + "text")
     with sb.expander("More filters"):
         for name, column, label in (("workload", "workload", "Workload"), ("operation", "operation", "Operation"),
                                     ("result_status", "result_status", "Result status"),
@@ -202,7 +197,7 @@ def _filters(sb, all_of_them: bool) -> None:
 def _days_of_view() -> Filter:
     """The time range of the view as the widgets stand (a filter value may still be unusable)."""
     try:
-        return _view_from_widgets().only(SPAN_FIELDS).to_filter()
+        return st.session_state[_VIEW].only(SPAN_FIELDS).to_filter()
     except FilterInputError:
         return Filter()
 

@@ -22,9 +22,20 @@ def markdown(text, limit: int = 500) -> str:
     return _ASCII_PUNCTUATION.sub(r"\\\1", _AUTOLINK.sub(WORD_JOINER, cleaned))
 
 
+def canvas_text(text, limit: int | None = None) -> str:
+    """Text drawn as text (a canvas): as typed, but with control and format characters (a right-to-left override
+    that would reorder what follows) made visible, shortened."""
+    cleaned = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
+    return cleaned[: limit - 1] + "…" if limit and len(cleaned) > limit else cleaned
+
+
 def html_text(text, limit: int | None = None) -> str:
     """Text for a place that parses HTML: escaped, control characters made visible, shortened."""
-    cleaned = "".join(ch if ch.isprintable() else f"\\u{ord(ch):04x}" for ch in str(text))
-    if limit and len(cleaned) > limit:
-        cleaned = cleaned[: limit - 1] + "…"
-    return html.escape(cleaned, quote=True)
+    return html.escape(canvas_text(text, limit), quote=True)
+
+
+def inert_html(text, limit: int | None = None) -> str:
+    """Text for a place that both shows a string as plain text and parses it as HTML (the graph component's
+    tooltips): read as typed by the first, and no element can come of it in the second, because every "<" is
+    followed by an invisible zero-width space, which no tag name can start with."""
+    return canvas_text(text, limit).replace("<", "<\u200b")

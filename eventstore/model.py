@@ -45,7 +45,7 @@ class Filter:
     client_ip: tuple[str, ...] = ()  # addresses or CIDR ranges
     country: tuple[str, ...] = ()  # where the client address is (ISO 3166 codes, as the dashboard's IP sources say)
     owner: tuple[str, ...] = ()  # who owns the client address's network
-    text: str = ""  # substring of user agent, object, site or file name
+    text: str = ""  # substring of user agent, object, site, file name or application
     case_sensitive: bool = True
 
 

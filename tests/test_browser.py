@@ -161,18 +161,64 @@ def drawn(page, until=lambda data: True, timeout=30.0) -> dict:
 
 def named(data: dict) -> list[str]:
     """The labels drawn at first sight: those at the largest font (the rest show only when zoomed in)."""
-    biggest = max(node["font"]["size"] for node in data["nodes"])
-    return [node["label"] for node in data["nodes"] if node["font"]["size"] == biggest]
+    biggest = max(node["font"]["size"] for node in entities(data))
+    return [node["label"] for node in entities(data) if node["font"]["size"] == biggest]
 
 
-def test_names_are_drawn_and_a_node_expands_in_place(dashboard, page, shots):
+def entities(data: dict) -> list[dict]:
+    """The nodes the component was given, less the two invisible marks at the frame's corners."""
+    return [node for node in data["nodes"] if not node["id"].startswith("frame:")]
+
+
+# What the canvas draws as text, in canvas pixels (tests/canvas_text.js wraps fillText).
+CANVAS_TEXT = open(os.path.join(ROOT, "tests", "canvas_text.js")).read()
+
+
+def drawn_names(page, settle: float = 2.0, timeout: float = 40.0) -> list[dict]:
+    """The names on the graph's canvas once its redraws have settled (the same picture for `settle` seconds)."""
+    deadline, last, since = time.monotonic() + timeout, None, time.monotonic()
+    while time.monotonic() < deadline:
+        texts = None
+        for frame in page.frames:
+            if "agraph" in frame.url and not frame.is_detached():
+                try:
+                    texts = frame.evaluate("window.__texts ? window.__texts() : null")
+                except PlaywrightError:
+                    continue
+        if texts and texts == last:
+            if time.monotonic() - since >= settle:
+                return texts
+        else:
+            last, since = texts, time.monotonic()
+        page.wait_for_timeout(250)
+    raise AssertionError("the graph's canvas did not settle on a picture with names in time")
+
+
+def legibility(texts: list[dict]) -> tuple[list, list, float]:
+    """(pairs of names that overlap on screen, names cut at the canvas's edge, the smallest font drawn in px)."""
+    shown = [t for t in texts if t["px"] >= 5]  # vis-network does not draw names below 5 px (zoom in for them)
+    overlaps = [(a["text"], b["text"]) for i, a in enumerate(shown) for b in shown[i + 1:]
+                if a["x1"] < b["x2"] - 0.5 and b["x1"] < a["x2"] - 0.5 and a["y1"] < b["y2"] - 0.5 and
+                b["y1"] < a["y2"] - 0.5]
+    cut = [t["text"] for t in shown if t["x1"] < 0 or t["y1"] < 0 or t["x2"] > t["width"] or t["y2"] > t["height"]]
+    return overlaps, cut, min((t["px"] for t in shown), default=0.0)
+
+
+def test_every_name_drawn_is_readable_on_screen_and_a_node_expands_in_place(dashboard, page, shots):
     url, _ = dashboard
     page.context.add_init_script(KEEP_DRAWN)
+    page.context.add_init_script(CANVAS_TEXT)
     page.goto(f"{url}/explore")
     data = drawn(page)
-    by_size = sorted(data["nodes"], key=lambda n: -n["size"])
-    assert len(named(data)) >= min(15, len(data["nodes"])), "the biggest entities' names are drawn"
-    assert by_size[0]["label"] in named(data) and len(data["edges"]) <= 2 * len(data["nodes"])
+    by_size = sorted(entities(data), key=lambda n: -n["size"])
+    assert len(named(data)) >= 30, "most of the 60 entities' names are drawn at first sight"
+    assert by_size[0]["label"] in named(data) and len(data["edges"]) <= 2 * len(entities(data))
+    overlaps, cut, smallest = legibility(drawn_names(page))
+    print(f"\ndefault graph on screen: {len(named(data))} of {len(entities(data))} named, {len(overlaps)} overlapping,"
+          f" {len(cut)} cut, smallest name {smallest:.1f} px")
+    assert overlaps == [] and cut == [], "every name drawn is whole and clear of the others, as the browser drew it"
+    assert smallest >= 10, "at a readable size"
+    assert len({n["shape"] for n in entities(data)}) == 2, "a user and an address differ by shape, not colour alone"
     page.wait_for_timeout(1000)
     page.screenshot(path=os.path.join(shots, "explore-labels.png"), full_page=True)
 
@@ -180,20 +226,27 @@ def test_names_are_drawn_and_a_node_expands_in_place(dashboard, page, shots):
     pivot = f"{url}/explore?ip={ATTACKER_IP}&relationship=IP+%E2%86%92+user&node=ip%3A{ATTACKER_IP}"
     page.goto(pivot)
     data = drawn(page)
-    assert len(named(data)) == len(data["nodes"]) > 30, "every name is drawn on a small graph"
-    assert ATTACKER_IP in named(data)
+    assert len(named(data)) == len(entities(data)) > 30, "every name is drawn on a small graph"
+    assert any(label.startswith(ATTACKER_IP) for label in named(data))
+    overlaps, cut, _ = legibility(drawn_names(page))
+    assert overlaps == [] and cut == []
+    before = {n["id"]: (n["x"], n["y"]) for n in entities(data)}
     events = page.get_by_text(" events · showing").first.inner_text().split()[0]
     page.get_by_role("button", name="Expand").click(timeout=30_000)
     data = drawn(page, until=lambda d: any(n["id"].startswith("operation:") for n in d["nodes"]))
-    ids = {n["id"] for n in data["nodes"]}
+    ids = {n["id"] for n in entities(data)}
     assert len(ids) > 41, "the 41 nodes stay, and the neighbours are added"
+    assert {n["id"]: (n["x"], n["y"]) for n in entities(data) if n["id"] in before} == before, "none of them moved"
+    overlaps, cut, _ = legibility(drawn_names(page))
+    assert overlaps == [] and cut == [], "the names of what was added have room too"
     assert {"operation:UserLoginFailed", "operation:FileDownloaded"} <= ids, "its operations are drawn in place"
     assert any(i.startswith("object:") for i in ids), "and what it acted on"
     assert page.get_by_text(" events · showing").first.inner_text().split()[0] == events, "filters unchanged"
     page.wait_for_url("**expand=**", timeout=10_000)
     page.screenshot(path=os.path.join(shots, "explore-expanded.png"), full_page=True)
-    page.goto(page.url)  # a copied link opens the same expanded view
-    assert {n["id"] for n in drawn(page, until=lambda d: len(d["nodes"]) == len(ids))["nodes"]} == ids
+    page.goto(page.url)  # a copied link opens the same expanded view, at the same places
+    again = drawn(page, until=lambda d: len(entities(d)) == len(ids))
+    assert {n["id"]: (n["x"], n["y"]) for n in entities(again)} == {n["id"]: (n["x"], n["y"]) for n in entities(data)}
 
 
 def test_the_first_page_names_the_spray_and_opens_its_events(dashboard, page, shots):
@@ -252,7 +305,7 @@ def test_watchlist_upload_restricts_the_graph(dashboard, page, shots, tmp_path):
     page.goto(f"{url}/watchlists")
     page.locator('input[type="file"]').set_input_files(str(csv_path))
     page.get_by_text("adminlist.csv").wait_for(timeout=15_000)  # the upload has reached the server
-    page.get_by_label("Name").fill("admins")
+    page.get_by_label("Name", exact=True).fill("admins")
     page.get_by_role("button", name="Save watch-list").click()
     page.get_by_text("as the watch-list shown below").wait_for(timeout=15_000)
     page.screenshot(path=os.path.join(shots, "watchlists.png"), full_page=True)
@@ -275,11 +328,14 @@ def test_sync_now_completes(dashboard, page, shots):
     page.screenshot(path=os.path.join(shots, "sync.png"), full_page=True)
 
 
-def test_hostile_audit_text_executes_nothing(dashboard, page, shots):
+def test_hostile_audit_text_is_read_as_typed_and_executes_nothing(dashboard, page, shots):
     url, _ = dashboard
+    page.context.add_init_script(CANVAS_TEXT)
     page.goto(f"{url}/explore?relationship=user+%E2%86%92+file&text=alert")
     canvas = graph_canvas(page)
-    page.wait_for_timeout(2000)
+    names = [t["text"] for t in drawn_names(page)]
+    assert any(name.startswith("<img src=x onerror=alert(1)>") for name in names), \
+        f"the attacker's file name on the canvas as typed, not as '&lt;img…': {names}"
     page.screenshot(path=os.path.join(shots, "hostile.png"), full_page=True)
     # every node's tooltip was parsed as HTML by the component when it rendered; now double-click them all,
     # which makes the component window.open() the node's title
@@ -319,7 +375,7 @@ def test_a_crafted_link_renders_no_link_and_loads_no_image(dashboard, page, shot
     requested = []
     page.on("request", lambda request: requested.append(request.url))
     for field, message in (("ip", "is not an IP address"), ("record_type", "is not a number")):
-        page.goto(f"{url}/?{field}={urllib.parse.quote(crafted)}")
+        page.goto(f"{url}/events?{field}={urllib.parse.quote(crafted)}")  # a page that applies the filter
         page.get_by_text(message).first.wait_for(timeout=30_000)
         page.wait_for_timeout(1000)
         page.screenshot(path=os.path.join(shots, f"crafted-{field}.png"), full_page=True)
@@ -345,3 +401,61 @@ def test_a_page_on_another_host_name_is_refused_at_the_websocket(dashboard):
 
     assert " 101 " in handshake("127.0.0.1")
     assert " 101 " not in handshake("evil.example")
+
+
+def test_a_tooltip_matches_the_dark_theme(dashboard, page):
+    url, _ = dashboard
+    page.context.add_init_script(CANVAS_TEXT)
+    page.goto(f"{url}/explore?ip={ATTACKER_IP}&relationship=IP+%E2%86%92+user")
+    canvas = graph_canvas(page)
+    name = next(t for t in drawn_names(page) if t["text"] == ATTACKER_IP)
+    box = canvas.bounding_box()
+    scale = box["width"] / name["width"]
+    page.mouse.move(box["x"] + (name["x1"] + name["x2"]) / 2 * scale, box["y"] + (name["y1"] - 12) * scale)
+    tip = page.frame_locator('iframe[title="streamlit_agraph.agraph"]').locator("div.vis-tooltip")
+    tip.wait_for(state="visible", timeout=10_000)
+    assert tip.inner_text().startswith(f"150 events · IP: {ATTACKER_IP}") or ATTACKER_IP in tip.inner_text()
+    style = tip.evaluate("e => [getComputedStyle(e).backgroundColor, getComputedStyle(e).color]")
+    assert style == ["rgb(38, 39, 48)", "rgb(250, 250, 250)"], style
+
+
+def test_the_view_survives_navigation_and_a_copied_link_draws_the_same_graph(dashboard, page):
+    url, _ = dashboard
+    page.context.add_init_script(KEEP_DRAWN)
+    page.goto(f"{url}/explore")
+    drawn(page)
+    cap = page.get_by_label("Entities at most")
+    cap.fill("100")
+    cap.press("Enter")
+    page.wait_for_url("**cap=100**", timeout=30_000)
+    data = drawn(page, until=lambda d: len(entities(d)) == 100)
+    page.get_by_role("link", name="Leads").click()
+    page.wait_for_url(lambda address: "/explore" not in address, timeout=30_000)  # the first page: the root
+    page.get_by_text("Password spray from").first.wait_for(timeout=30_000)
+    assert "cap=" not in page.url, "Leads applies no graph setting, so its address carries none"
+    page.get_by_role("link", name="Explore").click()
+    page.wait_for_url("**cap=100**", timeout=30_000)
+    assert page.get_by_label("Entities at most").input_value() == "100", "the cap as the analyst left it"
+    assert {n["id"] for n in entities(drawn(page, until=lambda d: len(entities(d)) == 100))} == \
+        {n["id"] for n in entities(data)}
+    other = page.context.new_page()
+    other.goto(page.url)  # a colleague opens the copied link
+    assert {n["id"]: (n["x"], n["y"]) for n in entities(drawn(other, until=lambda d: len(entities(d)) == 100))} == \
+        {n["id"]: (n["x"], n["y"]) for n in entities(data)}, "the same graph, drawn the same"
+
+
+def test_marking_a_lead_reviewed_closes_its_popover_and_can_be_undone(dashboard, page, shots):
+    url, _ = dashboard
+    page.goto(url)
+    page.get_by_text("Password spray from").first.wait_for(timeout=60_000)
+    first = page.get_by_role("button", name="Mark reviewed").first
+    first.click()
+    page.get_by_label("Note").first.fill("checked with the service desk")
+    page.get_by_role("button", name="Save").first.click()
+    page.get_by_text("Marked reviewed").wait_for(timeout=30_000)
+    page.wait_for_timeout(1000)
+    assert page.get_by_label("Note").count() == 0 or not page.get_by_label("Note").first.is_visible(), \
+        "no review popover is left open over the next lead"
+    page.screenshot(path=os.path.join(shots, "lead-reviewed.png"), full_page=True)
+    page.get_by_role("button", name="Undo").click()
+    page.get_by_text("Marked reviewed").wait_for(state="detached", timeout=30_000)

@@ -63,8 +63,9 @@ def app(filled_db, tmp_path, monkeypatch):
 def graph_json(at: AppTest) -> dict:
     components = [c for c in at.get("component_instance") if c.proto.component_name == "streamlit_agraph.agraph"]
     assert len(components) == 1, "the Explore page must draw exactly one graph"
-    args = json.loads(components[0].proto.json_args)
-    return json.loads(args["data"])
+    data = json.loads(json.loads(components[0].proto.json_args)["data"])
+    # the two invisible marks at the frame's corners are not entities
+    return {**data, "nodes": [n for n in data["nodes"] if not n["id"].startswith("frame:")]}
 
 
 def sources(at: AppTest) -> str:
@@ -119,14 +120,25 @@ def test_ip_filter_takes_a_cidr_and_refuses_garbage(app):
     assert not at.exception
 
 
-def test_hostile_strings_reach_the_graph_escaped(app):
+def test_hostile_strings_reach_the_graph_as_typed_and_inert(app):
     at = app(relationship="user → file", text="onerror")
     nodes = graph_json(at)["nodes"]
     hostile = [n for n in nodes if n["id"].startswith("file:") and "onerror" in n["id"]]
     assert hostile, "the simulated tenant plants a hostile file name"
     for node in hostile:
-        assert "<img" not in node["label"] and "<img" not in node["title"] and "&lt;img" in node["title"]
-        assert node["title"][0].isdigit()
+        assert node["label"].startswith("<img"), "the canvas shows the attacker's name as typed, not its escape"
+        assert not re.search(r"<[A-Za-z/!?]", node["title"]), "the tooltip, which the component parses, opens no tag"
+        assert "<\u200bimg" in node["title"] and node["title"][0].isdigit()
+
+
+def test_applications_go_by_their_names_with_the_id_in_the_tooltip(app):
+    consented = "7f1e0c55-8a1b-4d7e-9b3a-6c2d1e0f9a44"  # story 2's app, named in its consent record
+    at = app(user=consented, relationship="user → IP")
+    (node,) = [n for n in graph_json(at)["nodes"] if n["id"] == f"user:{consented}"]
+    assert node["label"] == "PDF Converter Online" and f"application id {consented}" in node["title"]
+    at = app(relationship="user → operation → target", operation="UserLoggedIn", cap=10)
+    (signed_into,) = [n for n in graph_json(at)["nodes"] if n["id"] == "object:00000003-0000-0000-c000-000000000000"]
+    assert signed_into["label"] == "Microsoft Graph", "a first-party application, from the list kept as data"
 
 
 def upload(at: AppTest, name: str, data: bytes, list_name: str = "admins") -> AppTest:
@@ -605,7 +617,8 @@ def test_an_ip_shows_where_it_is_and_the_view_filters_by_country(app):
     nodes = graph_json(at)["nodes"]
     ips = [n for n in nodes if n["id"].startswith("ip:")]
     assert [n["id"] for n in ips] == [f"ip:{ATTACKER_IP}"], "only the address in Romania"
-    assert ips[0]["label"].split("\n")[1].startswith("RO · AS64510 · Example Cloud"), "its place, under its name"
+    assert ips[0]["label"].split("\n")[1].startswith("RO · Example Cloud"), "its place, under its name"
+    assert "RO · AS64510 · Example Cloud Hosting" in ips[0]["title"], "its network's number in the tooltip"
     assert "RO" in at.multiselect(key="f_country").options and at.query_params["country"] in (["RO"], "RO")
 
 

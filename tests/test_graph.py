@@ -1,13 +1,24 @@
-"""graph.py: counts become sizes and widths, the cap is said out loud, every label is safe."""
+"""graph.py: counts become sizes and widths, the cap is said out loud, names have room and are drawn as typed,
+tooltips can never become markup, an expansion moves nothing."""
+import itertools
 import json
+import math
+import re
 
 import networkx as nx
 import pandas as pd
 import pytest
 
 from dashboard.graph import (
+    FONT_PX,
+    FRAME_H,
+    FRAME_W,
     MAX_CAP,
+    MAX_SIZE,
+    MIN_SIZE,
+    _box,
     build_graph,
+    grow,
     node_id,
     parse_node_id,
     split_node_id,
@@ -32,9 +43,9 @@ def test_node_size_and_edge_width_grow_with_event_count_and_stay_readable():
     graph = build_graph(edges([("user", "small@c.com", "ip", "192.0.2.1", 5),
                                ("user", "big@c.com", "ip", "192.0.2.2", 50_000)]))
     by_value = {n.value: n for n in graph.nodes}
-    assert by_value["big@c.com"].size > by_value["small@c.com"].size >= 10
-    assert by_value["big@c.com"].size <= 50
-    assert by_value["small@c.com"].size >= 10, "a 5-event node must still be visible next to a 50,000-event one"
+    assert by_value["big@c.com"].size > by_value["small@c.com"].size >= MIN_SIZE
+    assert by_value["big@c.com"].size <= MAX_SIZE
+    assert by_value["small@c.com"].size >= 7, "a 5-event node must still be visible next to a 50,000-event one"
     widths = {link.count: link.width for link in graph.links}
     assert widths[50_000] > widths[5] >= 1
 
@@ -88,14 +99,19 @@ def test_watched_entities_match_accounts_and_ranges():
     assert ("user", "Admin@c.com") in watched_entities(frame, watch, case_sensitive=False)
 
 
-def test_hostile_labels_and_tooltips_are_escaped_and_never_a_url():
-    hostile = ["<img src=x onerror=alert(1)>.docx", "javascript:alert(1)", '"><script>alert(1)</script>']
+def test_hostile_names_are_drawn_as_typed_and_tooltips_can_never_become_markup():
+    hostile = ["<img src=x onerror=alert(1)>.docx", "javascript:alert(1)", '"><script>alert(1)</script>',
+               "invoice\u202eslx.exe", "a&lt;b"]
     graph = build_graph(edges([("user", h, "file", h + "2", 3) for h in hostile]))
-    for node in vis_nodes(graph):
-        for text in (node["label"], node["title"]):
-            assert "<" not in text and ">" not in text
+    drawn = [n for n in vis_nodes(graph) if not n["id"].startswith("frame:")]
+    labels = {n["label"] for n in drawn}
+    # the canvas draws text: what was typed, not its HTML escape; an invisible reordering character made visible
+    assert "<img src=x onerror=alert(1)>.…" in labels and "a&lt;b" in labels and "invoice\\u202eslx.exe" in labels
+    for node in drawn:
+        # the component parses a title as HTML: no "<" can open a tag, and it reads as typed when shown as text
+        assert not re.search(r"<[A-Za-z/!?]", node["title"])
         assert node["title"][0].isdigit(), "a title opened on double-click must not be a javascript: URL"
-        assert not node["label"].lower().startswith("javascript:") or node["title"][0].isdigit()
+    assert any("<\u200bimg src=x onerror=alert(1)>" in n["title"] for n in drawn)
     for edge in vis_edges(graph):
         assert edge["title"][0].isdigit()
 
@@ -124,22 +140,47 @@ def test_empty_edges_make_an_empty_graph():
     assert build_graph(edges([])).nodes == []
 
 
-def test_the_biggest_names_are_readable_at_first_sight_and_the_rest_on_zooming_in():
-    from dashboard.graph import CANVAS_PX, LABEL_PX, LABELLED, MAX_SIZE
+def boxes_of(graph):
+    return {n.id: (n.x - b[0], n.y - b[1], n.x + b[0], n.y + b[2]) for n in graph.nodes for b in [_box(n)]}
 
-    graph = build_graph(star(149), cap=150)
-    nodes = vis_nodes(graph)
-    drawn = [n for n in nodes if n["font"]["size"] == graph.label_size]
-    assert len(drawn) == LABELLED and all(n["label"] for n in nodes), "every node keeps its name for zooming in"
-    biggest = sorted(graph.nodes, key=lambda n: -n.count)[:LABELLED]
-    assert {n["id"] for n in drawn} == {n.id for n in biggest}
-    # the first view is fitted to the canvas: what size do the names come out at?
-    extent = max(max(abs(n.x), abs(n.y)) for n in graph.nodes) * 2 + 2 * MAX_SIZE
-    zoom = CANVAS_PX / extent
-    assert graph.label_size * zoom == pytest.approx(LABEL_PX, rel=0.02), "the biggest names are readable"
-    assert all(n["font"]["size"] * zoom < 5 for n in nodes if n not in drawn), "below vis-network's drawThreshold"
+
+def overlapping(graph) -> list[tuple[str, str]]:
+    boxes = boxes_of(graph)
+    named = {n.id for n in graph.nodes if n.named}
+    return [(a, b) for a, b in itertools.combinations(boxes, 2) if (a in named or b in named) and
+            boxes[a][0] < boxes[b][2] and boxes[b][0] < boxes[a][2] and boxes[a][1] < boxes[b][3] and
+            boxes[b][1] < boxes[a][3]]
+
+
+def test_names_drawn_have_room_of_their_own_inside_the_frame_biggest_first():
+    graph = build_graph(star(149, per_user=lambda i: 1 + i % 37), cap=150)
+    drawn = [n for n in vis_nodes(graph) if not n["id"].startswith("frame:")]
+    named = [n for n in graph.nodes if n.named]
+    assert len(named) >= 20 and all(n["label"] for n in drawn), "every node keeps its name for zooming in"
+    assert overlapping(graph) == [], "no drawn name covers another, or a shape"
+    assert all(0 <= box[0] and 0 <= box[1] and box[2] <= FRAME_W and box[3] <= FRAME_H
+               for box in boxes_of(graph).values()), "nothing is cut at the frame's edge"
+    assert sorted(graph.nodes, key=lambda n: -n.count)[0].named, "the biggest is named first"
+    assert all(n["font"]["size"] == (FONT_PX if graph.find(n["id"]).named else 3) for n in drawn)
+    corners = [(n["x"], n["y"]) for n in vis_nodes(graph) if n["id"].startswith("frame:")]
+    assert corners == [(0, 0), (FRAME_W, FRAME_H)], "the first view fits the frame the layout was made for"
     small = build_graph(star(12), cap=150)
-    assert all(n["font"]["size"] == small.label_size for n in vis_nodes(small)), "a small graph: every name"
+    assert all(n.named for n in small.nodes), "a small graph: every name"
+
+
+def test_an_expansion_places_its_nodes_around_the_node_and_moves_nothing():
+    graph = build_graph(star(30), cap=60)
+    before = {n.id: (n.x, n.y, n.named) for n in graph.nodes}
+    neighbours = pd.DataFrame([("ip", "198.51.100.9", "", "operation", op, "", 5 + k, "hop")
+                               for k, op in enumerate(["UserLoginFailed", "FileDownloaded", "New-InboxRule"])],
+                              columns=["src_kind", "src", "src_scope", "dst_kind", "dst", "dst_scope", "n", "hop"])
+    added = grow(graph, "ip:198.51.100.9", neighbours)
+    assert [n.value for n in added] == ["UserLoginFailed", "FileDownloaded", "New-InboxRule"]
+    assert {n.id: (n.x, n.y, n.named) for n in graph.nodes if n.id in before} == before
+    assert overlapping(graph) == []
+    hub = graph.find("ip:198.51.100.9")
+    assert all(math.hypot(n.x - hub.x, n.y - hub.y) < 250 for n in added), "around the node expanded"
+    assert grow(graph, "ip:198.51.100.9", neighbours) == [], "already drawn: nothing added again"
 
 
 @pytest.mark.parametrize("identifier", ["", "nokind", "ip:", "bogus:1.2.3.4", "[", "[1,2,3]", '["ip","x"]',

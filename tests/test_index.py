@@ -2,11 +2,10 @@
 event), survives restarts on disk, follows retention without a reload, pages by key, and lets one process write."""
 from datetime import datetime, timedelta, timezone
 
-import pandas as pd
 import pytest
 
 from dashboard.entities import NEIGHBOUR_KINDS
-from dashboard.graph import build_graph, entity_of, neighbour_edges, node_id, split_node_id
+from dashboard.graph import build_graph, entity_of, grow, neighbour_edges, node_id, split_node_id
 from dashboard.index import ActivityIndex, IndexBusy, Watch
 from eventstore import Filter
 from eventstore.ip import IpSet
@@ -136,13 +135,14 @@ def test_a_node_expanded_in_place_brings_its_neighbours_of_every_kind(filled):
     key = ("ip", ATTACKER_IP, "")
     info = index.entity_summary(Filter(), entity_of(*key), related=NEIGHBOUR_KINDS, top=8)
     extra = neighbour_edges(key, info["related"], chain)
-    keep = frozenset(zip(extra["dst_kind"], extra["dst"], extra["dst_scope"])) | {key}
-    graph = build_graph(pd.concat([edges, extra], ignore_index=True), cap=10, keep=keep)
-    kinds = {n.kind for n in graph.nodes}
+    graph = build_graph(edges, cap=10)
+    before = {n.id: (n.x, n.y) for n in graph.nodes}
+    assert f"ip:{ATTACKER_IP}" in before
+    added = grow(graph, f"ip:{ATTACKER_IP}", extra)
+    kinds = {n.kind for n in added}
     assert {"operation", "object"} <= kinds, "an IP's operations and targets are drawn although the chain is user → IP"
-    assert {n.key for n in graph.nodes} >= keep, "expanded neighbours are kept beyond the cap of 10"
-    assert graph.find(f"ip:{ATTACKER_IP}").count == info["events"], "its events are counted once"
-    assert len(graph.nodes) <= 10 + len(keep)
+    assert {n.id: (n.x, n.y) for n in graph.nodes if n.id in before} == before, "nothing already drawn moves"
+    assert len(graph.nodes) == 10 + len(added), "added beyond the cap of 10"
     assert {graph.find(k.target).value for k in graph.links if k.source == f"ip:{ATTACKER_IP}"} >= \
         {"UserLoginFailed", "FileDownloaded"}
 

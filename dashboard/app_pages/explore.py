@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import services, ui
@@ -13,9 +12,9 @@ from dashboard.graph import (
     MAX_CAP,
     RELATIONSHIPS,
     Graph,
-    annotate,
     build_graph,
     entity_of,
+    grow,
     neighbour_edges,
     parse_node_id,
     split_node_id,
@@ -24,7 +23,6 @@ from dashboard.graph import (
     watched_entities,
 )
 from dashboard.graph_view import draw, timeline_chart
-from dashboard.ipinfo import place_text
 from dashboard.pages_common import events_csv, page_start, related_table, show_events
 from dashboard.untrusted import markdown
 
@@ -42,21 +40,19 @@ def _name(graph: Graph, identifier: str) -> str:
     if node is None:
         return identifier
     by = f" by {split_node_id(node.scope)[1]}" if node.scope else ""
-    return f"{node.value}  ·  {KINDS[node.kind].label}{by}"
+    shown = f"{node.name} ({node.value})" if node.name else node.value
+    return f"{KINDS[node.kind].symbol} {shown}  ·  {KINDS[node.kind].label}{by}"
 
 
-def _expanded(view: View, chain: tuple[str, ...], edges: pd.DataFrame) -> tuple[pd.DataFrame, frozenset]:
-    """The chain's edges plus, for each node expanded in place, its top neighbours of every kind; and the
-    entities those add, which the graph keeps whatever its cap."""
-    frames, keep = [edges], set()
-    for key in filter(None, map(parse_node_id, view.expand)):
+def _expand(graph: Graph, view: View, chain: tuple[str, ...]) -> None:
+    """Each node expanded in place (oldest first) gets its top neighbours of every kind around it, whatever the
+    relationship and the cap; nothing already drawn moves."""
+    for identifier in view.expand:
+        key = parse_node_id(identifier)
+        if key is None or graph.find(identifier) is None:
+            continue
         info = services.entity_summary(cur.filter, entity_of(*key), cur.watch, NEIGHBOUR_KINDS, top=8)
-        frame = neighbour_edges(key, info["related"], chain)
-        if not frame.empty:
-            frames.append(frame)
-            keep.add(key)
-            keep.update(zip(frame["dst_kind"], frame["dst"], frame["dst_scope"]))
-    return (pd.concat(frames, ignore_index=True) if len(frames) > 1 else edges), frozenset(keep)
+        grow(graph, identifier, neighbour_edges(key, info["related"], chain), describe=services.describe)
 
 
 left, middle, right = st.columns([2, 1, 1])
@@ -71,10 +67,8 @@ total = services.count(cur.filter, cur.watch)
 edges = services.edges(cur.filter, chain, cur.watch)
 highlight = watched_entities(edges, cur.watch, cur.filter.case_sensitive) if cur.watch and not cur.watch.restrict \
     else frozenset()
-drawn_edges, keep = _expanded(view, chain, edges)
-graph = build_graph(drawn_edges, cap=cap, highlight=highlight, keep=keep)
-placed = services.places([n.value for n in graph.nodes if n.kind == "ip"])
-annotate(graph, {("ip", p.client_ip): place_text(p.country, p.owner, p.asn) for p in placed.itertuples()})
+graph = build_graph(edges, cap=cap, highlight=highlight, describe=services.describe)
+_expand(graph, view, chain)
 
 summary = f"{total:,} events"
 if graph.total_entities:
@@ -92,34 +86,36 @@ if not graph.nodes:
     st.info("No events match these filters." if total == 0 else
             "The matching events have no values for this relationship; try another one.")
 else:
-    graph_column, detail_column = st.columns([3, 2])
-    with graph_column:
-        by_count = sorted(graph.nodes, key=lambda n: -n.count)
-        st.selectbox("Find a node", [n.id for n in by_count], index=None, key="find_node",
-                     placeholder=f"type a name: {len(by_count):,} in the graph, biggest first",
-                     format_func=lambda identifier: _name(graph, identifier), on_change=_open_found)
-        clicked = draw(graph)
-        legend = " ".join(f"<span style='color:{KINDS[k].color}'>●</span> {KINDS[k].label}" for k in
-                          dict.fromkeys([*chain, *(n.kind for n in graph.nodes)]))
-        st.markdown(legend + (" · <span style='color:#ffd400'>◯</span> on the watch-list" if highlight else "")
-                    + " · dot size: the entity's events · line width: the events joining two entities · names of the "
-                    "biggest shown, zoom in for the rest",
-                    unsafe_allow_html=True)  # our own fixed text only: no audit data in here
-    if clicked and clicked != view.node:
+    by_count = sorted(graph.nodes, key=lambda n: -n.count)
+    st.selectbox("Find a node", [n.id for n in by_count], index=None, key="find_node",
+                 placeholder=f"type a name: {len(by_count):,} in the graph, biggest first",
+                 format_func=lambda identifier: _name(graph, identifier), on_change=_open_found)
+    clicked = draw(graph)  # the page's whole width: the layout is made for it
+    unnamed = sum(1 for n in graph.nodes if not n.named)
+    legend = " ".join(f"<span style='color:{KINDS[k].color}'>{KINDS[k].symbol}</span> {KINDS[k].label}" for k in
+                      dict.fromkeys([*chain, *(n.kind for n in graph.nodes)]))
+    st.markdown(legend + (" · <span style='color:#ffd400'>◯</span> on the watch-list" if highlight else "")
+                + " · size: the entity's events · line width: the events joining two entities"
+                + (f" · {unnamed:,} smaller ones are named when you point at them or zoom in" if unnamed else ""),
+                unsafe_allow_html=True)  # our own fixed text only: no audit data in here
+    if clicked and clicked != view.node and graph.find(clicked):  # (a click on the frame's corner marks: nothing)
         st.session_state["f_node"] = clicked
         st.query_params.from_dict(replace(view, node=clicked).to_params())  # the URL names the node at once
     selected = graph.find(st.session_state.get("f_node") or "")
+    detail_column, events_column = st.columns([2, 3])
     with detail_column:
         if selected:
             entity = entity_of(*selected.key)
             st.subheader(f"Selected {KINDS[selected.kind].label}")
             st.code(selected.value, language=None, wrap_lines=True)
-            if selected.note:
-                st.caption(f"{markdown(selected.note, 200)} (from the IP sources, offline)")
+            if selected.about and selected.kind == "ip":
+                st.caption(f"{markdown(selected.about, 200)} (from the IP sources, offline)")
             if selected.scope:
                 head_kind, head = split_node_id(selected.scope)
                 st.caption(f"done by this {KINDS[head_kind].label}:")
                 st.code(head, language=None, wrap_lines=True)
+            if selected.name:
+                st.caption(f"{markdown(selected.name, 200)}: the name this application goes by")
             info = services.entity_summary(cur.filter, entity, cur.watch)
             st.markdown(f"**{info['events']:,} events** · first {info['first']:%Y-%m-%d %H:%M} · "
                         f"last {info['last']:%Y-%m-%d %H:%M} UTC")
@@ -141,9 +137,11 @@ else:
                 if st.button("Add", key="add_to_watchlist"):
                     message = services.add_to_watchlist(new_name, selected.kind, selected.value)
                     (st.success if message.startswith("Added") else st.error)(markdown(message))
-            show_events(index, view.pivot_all(entity).to_filter(), cur.watch, key="node_events", limit=200)
         else:
             st.caption("Click a node to see its counts, first and last seen, top related entities and its events.")
+    if selected:
+        with events_column:
+            show_events(index, view.pivot_all(entity).to_filter(), cur.watch, key="node_events", limit=200)
 
     timeline = services.timeline(cur.filter, st.session_state["f_stack_by"], cur.watch)
     if not timeline.empty:
