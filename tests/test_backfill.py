@@ -260,7 +260,7 @@ def test_a_query_id_that_would_bend_the_next_address_is_refused(simulator, make_
     monkeypatch.setattr(backfill, "GIVE_UP_AFTER", 1)
     since, until = span(service, 1)
     report = run_backfill(make_settings(env), store, since, until)
-    assert len(report.gaps) == 2 and "without a usable id" in report.summary()
+    assert len(report.gaps) == report.windows >= 1 and "without a usable id" in report.summary(), "every window"
     assert not any("steal" in r.path for r in service.log)
 
 
