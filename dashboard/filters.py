@@ -2,6 +2,7 @@
 Pure, so a shared URL always means the same view."""
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import date, datetime, time, timedelta, timezone
 
@@ -21,6 +22,37 @@ SPAN_FIELDS = ("period", "start", "end")
 GRAPH_FIELDS = ("relationship", "cap", "stack_by", "node", "expand")
 STACKS = tuple(STACK_COLUMNS)  # what the timeline's bars can be stacked by
 EARLIEST, LATEST = datetime(2000, 1, 1), datetime(2101, 1, 1)  # a custom range outside these is a typo
+
+
+def in_words(flt: Filter, now: datetime | None = None) -> str:
+    """A filter as a person reads it (the activity log, a report, a file's name): the span in UTC, then each
+    filter that narrows it."""
+    end = flt.end or (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+    parts = [f"{flt.start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC" if flt.start else "all time"]
+    for label, values in (("user", flt.user_id), ("IP", flt.client_ip), ("operation", flt.operation),
+                          ("workload", flt.workload), ("content type", flt.content_type),
+                          ("record type", flt.record_type), ("result", flt.result_status), ("country", flt.country),
+                          ("network owner", flt.owner)):
+        if values:
+            parts.append(f"{label} {', '.join(map(str, values[:5]))}{' …' if len(values) > 5 else ''}")
+    if flt.text:
+        parts.append(f'text "{flt.text}"')
+    parts.append("case-sensitive" if flt.case_sensitive else "case ignored")
+    return "; ".join(parts)
+
+
+def file_name(what: str, flt: Filter, extension: str, now: datetime | None = None) -> str:
+    """"events_2026-11-23T0600_2026-11-30T0600_ip-198.51.100.9.csv": what, the span in UTC and the main filters, in
+    characters every file system takes, so that a team can file what it downloaded."""
+    end = flt.end or (now or datetime.now(timezone.utc)).replace(second=0, microsecond=0)
+    parts = [what, f"{flt.start:%Y-%m-%dT%H%M}" if flt.start else "all", f"{end:%Y-%m-%dT%H%M}"]
+    for label, values in (("user", flt.user_id), ("ip", flt.client_ip), ("op", flt.operation),
+                          ("country", flt.country)):
+        if values:
+            parts.append(f"{label}-{values[0]}" + (f"+{len(values) - 1}" if len(values) > 1 else ""))
+    if flt.text:
+        parts.append(f"text-{flt.text}")
+    return re.sub(r"[^A-Za-z0-9._@+-]+", "-", "_".join(parts))[:160] + f".{extension}"
 
 
 def covering(start: datetime, end: datetime, bars: list[tuple[datetime, datetime]]) -> tuple[datetime, datetime]:

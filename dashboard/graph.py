@@ -20,7 +20,7 @@ from eventstore.model import fold
 
 from .entities import KINDS, scoped
 from .textwidth import text_width
-from .untrusted import canvas_text, inert_html
+from .untrusted import canvas_text, html_text, inert_html
 
 HIGHLIGHT = "#ffd400"
 DEFAULT_CAP, MAX_CAP = 60, 300  # the first view is read at a glance; the analyst raises it when they need to
@@ -465,6 +465,55 @@ def to_graphml(graph: Graph) -> bytes:
     buffer = io.BytesIO()
     nx.write_graphml(to_networkx(graph), buffer)
     return buffer.getvalue()
+
+
+def _points(shape: str, x: float, y: float, s: float) -> str:
+    """A vis-network shape's outline as SVG polygon points (a dot is a circle, drawn apart)."""
+    if shape == "square":
+        corners = [(-s, -s), (s, -s), (s, s), (-s, s)]
+        corners = [(cx * 0.88, cy * 0.88) for cx, cy in corners]
+    elif shape == "diamond":
+        corners = [(0, -s), (s, 0), (0, s), (-s, 0)]
+    elif shape in ("triangle", "triangleDown"):
+        flip = -1 if shape == "triangleDown" else 1
+        corners = [(0, -s * flip), (s * 0.87, s * 0.5 * flip), (-s * 0.87, s * 0.5 * flip)]
+    elif shape == "hexagon":
+        corners = [(s * math.cos(math.pi / 3 * k), s * math.sin(math.pi / 3 * k)) for k in range(6)]
+    else:  # star
+        corners = [((s if k % 2 == 0 else s * 0.45) * math.sin(math.pi / 5 * k),
+                    -(s if k % 2 == 0 else s * 0.45) * math.cos(math.pi / 5 * k)) for k in range(10)]
+    return " ".join(f"{x + cx:.1f},{y + cy:.1f}" for cx, cy in corners)
+
+
+def to_svg(graph: Graph, title: str = "") -> str:
+    """The graph as the dashboard draws it (same positions, shapes, colours and names), as a standalone SVG picture:
+    for a report, a ticket or a slide. Audit text is XML-escaped text, never markup."""
+    esc = lambda text: html_text(text)  # noqa: E731 - escaped, control characters made visible
+    by_id = {node.id: node for node in graph.nodes}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {FRAME_W} {FRAME_H}" width="{FRAME_W}" '
+             f'height="{FRAME_H}" font-family="Arial, Helvetica, sans-serif" font-size="{FONT_PX}">',
+             f"<title>{esc(title)}</title>" if title else "",
+             f'<rect width="{FRAME_W}" height="{FRAME_H}" fill="#0e1117"/>']
+    for link in graph.links:
+        a, b = by_id.get(link.source), by_id.get(link.target)
+        if a and b:
+            parts.append(f'<line x1="{a.x}" y1="{a.y}" x2="{b.x}" y2="{b.y}" stroke="#7f8c8d" stroke-opacity="0.7" '
+                         f'stroke-width="{link.width}"><title>{link.count:,} events</title></line>')
+    for node in graph.nodes:
+        kind = KINDS[node.kind]
+        ring = f' stroke="{HIGHLIGHT}" stroke-width="4"' if node.highlighted else ""
+        shape = (f'<circle cx="{node.x}" cy="{node.y}" r="{node.size}" fill="{kind.color}"{ring}/>'
+                 if kind.shape == "dot" else
+                 f'<polygon points="{_points(kind.shape, node.x, node.y, node.size)}" fill="{kind.color}"{ring}/>')
+        parts.append(f"<g>{shape}<title>{esc(tooltip(node).replace(chr(0x200b), ''))}</title>")
+        if node.named:
+            for k, line in enumerate(node.lines):
+                parts.append(f'<text x="{node.x}" y="{node.y + node.size + 4 + FONT_PX * (k + 1)}" '
+                             f'text-anchor="middle" fill="#f0f0f0" stroke="#1e1e1e" stroke-width="3" '
+                             f'paint-order="stroke">{esc(line)}</text>')
+        parts.append("</g>")
+    parts.append("</svg>")
+    return "\n".join(part for part in parts if part)
 
 
 def to_json(graph: Graph) -> str:

@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from eventstore import Filter
-from eventstore.export import write_csv, write_jsonl
+from eventstore.export import write_csv, write_jsonl, write_xlsx
 
 from . import services
+from .filters import file_name, in_words
 from .index import ActivityIndex, Watch
 
 TABLE_COLUMNS = ["time", "operation", "user_id", "client_ip", "workload", "result_status", "file_name", "object_id",
@@ -111,19 +112,27 @@ def _rows(index: ActivityIndex, flt: Filter, watch: Watch | None):
         after, left = keys[-1], left - len(keys)
 
 
-def events_csv(index: ActivityIndex, flt: Filter, watch: Watch | None):
-    """A download button's data: the matching events as CSV, made when the button is pressed."""
-    return _exporter("CSV", write_csv, index, flt, watch)
+# what the events download as: (button, kind in words, extension, MIME type, writer, whether the writer makes bytes)
+EVENT_FILES = (("CSV", "CSV", "csv", "text/csv", write_csv, False),
+               ("Excel", "Excel", "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+                write_xlsx, True),
+               ("JSONL", "JSON Lines", "jsonl", "application/jsonl", write_jsonl, False))
 
 
-def events_jsonl(index: ActivityIndex, flt: Filter, watch: Watch | None):
-    return _exporter("JSON Lines", write_jsonl, index, flt, watch)
+def event_downloads(index: ActivityIndex, flt: Filter, watch: Watch | None, columns=None) -> None:
+    """The matching events as CSV, Excel (the normalized columns; formula-like CSV cells neutralized, Excel's all
+    text) and JSON Lines (the original records), each file named by its span and filters, made when pressed."""
+    for column, (label, kind, extension, mime, write, binary) in zip(columns or st.columns(len(EVENT_FILES)),
+                                                                    EVENT_FILES):
+        column.download_button(f"Events as {label}", _exporter(kind, write, binary, index, flt, watch),
+                               file_name("events", flt, extension), mime, key=f"download_{extension}",
+                               help=f"At most {EXPORT_LIMIT:,} events, newest first.")
 
 
-def _exporter(kind: str, write, index: ActivityIndex, flt: Filter, watch: Watch | None):
-    def make() -> str:
-        out = io.StringIO()
+def _exporter(kind: str, write, binary: bool, index: ActivityIndex, flt: Filter, watch: Watch | None):
+    def make():
+        out = io.BytesIO() if binary else io.StringIO()
         write(_rows(index, flt, watch), out)
         return out.getvalue()
 
-    return services.exporter(f"events as {kind}; {flt}", make)
+    return services.exporter(f"events as {kind}: {in_words(flt)}", make)

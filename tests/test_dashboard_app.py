@@ -560,6 +560,31 @@ def test_a_case_sensitive_watch_list_restrict_that_misses_lower_case_activity_sa
     assert hint and "Megan.Bowen@contoso.com" in set(hint[0]["differs only by case"])
 
 
+def test_downloads_are_named_by_their_span_and_filters_and_excel_holds_text_only(app):
+    at = app("events", ip=ATTACKER_IP, operation="UserLoginFailed")
+    names = {b.proto.label: b for b in at.get("download_button")}
+    assert set(names) >= {"Events as CSV", "Events as Excel", "Events as JSONL"}
+    from dashboard import services
+    from dashboard.filters import View, file_name
+    from dashboard.pages_common import _exporter
+    from eventstore.export import write_xlsx
+
+    flt = View(ip=ATTACKER_IP, operation=("UserLoginFailed",)).to_filter()
+    assert file_name("events", flt, "xlsx").endswith(f"_ip-{ATTACKER_IP}_op-UserLoginFailed.xlsx")
+    book = _exporter("Excel", write_xlsx, True, services.index(), flt, None)()
+    import zipfile
+    import io as _io
+
+    with zipfile.ZipFile(_io.BytesIO(book)) as opened:
+        sheet = opened.read("xl/worksheets/sheet1.xml").decode()
+        shared = opened.read("xl/sharedStrings.xml").decode()
+    assert "<f>" not in sheet and 't="s"' in sheet, "every cell a string, no formula"
+    assert "UserLoginFailed" in shared and ATTACKER_IP in shared
+    (entry, *_) = services.store().activity()[1]
+    assert entry[2] == "export" and entry[3].startswith("events as Excel: ") and " UTC; " in entry[3]
+    assert entry[3].endswith(f"IP {ATTACKER_IP}; operation UserLoginFailed; case-sensitive"), "what, in words"
+
+
 def test_a_download_that_fails_says_so_in_the_file_and_the_log(app):
     from dashboard import services
     from eventstore import StoreError

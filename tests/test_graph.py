@@ -24,6 +24,7 @@ from dashboard.graph import (
     split_node_id,
     to_graphml,
     to_json,
+    to_svg,
     vis_edges,
     vis_nodes,
     watched_entities,
@@ -195,3 +196,16 @@ def test_node_ids_round_trip_whatever_the_value_holds():
         assert parse_node_id(node_id(*key)) == key
     scoped = node_id("operation", "Send", "user:a@c.com")
     assert scoped != node_id("operation", "Send", "user:b@c.com") != node_id("operation", "Send")
+
+
+def test_the_svg_picture_draws_what_the_dashboard_draws_and_its_text_is_text():
+    from xml.etree import ElementTree
+
+    graph = build_graph(edges([("user", "<script>alert(1)</script>", "ip", "198.51.100.9", 5),
+                               ("user", "b@c.com", "ip", "198.51.100.9", 2)]))
+    svg = to_svg(graph, "user → IP")
+    root = ElementTree.fromstring(svg)  # well formed
+    ns = "{http://www.w3.org/2000/svg}"
+    assert {t.text for t in root.iter(f"{ns}text")} >= {"<script>alert(1)</script>", "198.51.100.9", "b@c.com"}
+    assert not list(root.iter(f"{ns}script")), "the attacker's text is text"
+    assert len(list(root.iter(f"{ns}circle"))) == 2 and len(list(root.iter(f"{ns}polygon"))) == 1, "shapes by kind"

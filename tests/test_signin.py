@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -110,10 +111,11 @@ def test_each_role_sees_what_it_may_do(signin_dashboard, browser):
     admin = sign_in(browser, url, "Ada Admin")
     admin.get_by_role("link", name="Events").click(timeout=30_000)
     with admin.expect_download(timeout=60_000) as download:
-        admin.get_by_role("button", name="Download CSV").click(timeout=30_000)
-    assert download.value.suggested_filename == "events.csv"
+        admin.get_by_role("button", name="Events as CSV").click(timeout=30_000)
+    assert re.fullmatch(r"events_\d{4}-\d\d-\d\dT\d{4}_\d{4}-\d\d-\d\dT\d{4}\.csv", download.value.suggested_filename), \
+        "a file a team can file: its span in the name"
     admin.get_by_role("link", name="Activity log").click(timeout=30_000)
-    admin.get_by_text("events as CSV").first.wait_for(state="attached", timeout=30_000)  # the export, recorded
+    admin.get_by_text("UTC; case-sensitive").first.wait_for(state="attached", timeout=30_000)  # the export, in words
     admin.get_by_role("button", name="Sign out").click()
     admin.get_by_role("button", name="Sign in with Microsoft").wait_for(timeout=30_000)
 

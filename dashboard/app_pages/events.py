@@ -8,7 +8,7 @@ from datetime import datetime, time, timezone
 import streamlit as st
 
 from dashboard import services, ui
-from dashboard.pages_common import EXPORT_LIMIT, events_csv, events_jsonl, page_start, show_events
+from dashboard.pages_common import event_downloads, page_start, show_events
 
 cur, index = page_start("Events", "events")
 
@@ -44,8 +44,4 @@ left.button("⟨ Newer", disabled=len(pages) == 1, width="stretch", on_click=pag
 middle.button("Older ⟩", disabled=following is None, width="stretch", on_click=pages.append, args=(following,))
 right.button("Newest", disabled=pages == [None], width="stretch", on_click=_newest)
 
-d, e = st.columns(2)
-d.download_button("Download CSV", events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
-                  help=f"The normalized columns; formula-like cells are neutralized. At most {EXPORT_LIMIT:,} events.")
-e.download_button("Download JSONL", events_jsonl(index, cur.filter, cur.watch), "events.jsonl",
-                  "application/jsonl", help=f"The original records, one per line. At most {EXPORT_LIMIT:,} events.")
+event_downloads(index, cur.filter, cur.watch)

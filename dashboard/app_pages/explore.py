@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import services, ui
 from dashboard.entities import KINDS, NEIGHBOUR_KINDS
-from dashboard.filters import STACKS, View
+from dashboard.filters import STACKS, View, file_name, in_words
 from dashboard.graph import (
     MAX_CAP,
     RELATIONSHIPS,
@@ -20,10 +20,11 @@ from dashboard.graph import (
     split_node_id,
     to_graphml,
     to_json,
+    to_svg,
     watched_entities,
 )
 from dashboard.graph_view import draw, timeline_chart
-from dashboard.pages_common import events_csv, page_start, related_table, show_events
+from dashboard.pages_common import event_downloads, page_start, related_table, show_events
 from dashboard.untrusted import markdown
 
 cur, index = page_start("Explore", "the graph")
@@ -154,10 +155,12 @@ else:
             right.button("Narrow to this span", key="narrow_to_span", on_click=ui.apply_view,
                          args=(cur.view.narrowed(start, end),), width="stretch")
 
-    d1, d2, d3 = st.columns(3)
-    d1.download_button("Graph as GraphML", services.exporter("graph as GraphML", lambda: to_graphml(graph)),
-                       "activity-graph.graphml", "application/xml")
-    d2.download_button("Graph as JSON", services.exporter("graph as JSON", lambda: to_json(graph)),
-                       "activity-graph.json", "application/json")
-    d3.download_button("Events as CSV", events_csv(index, cur.filter, cur.watch), "events.csv", "text/csv",
-                       help="The events behind this graph, newest first (at most 100,000).")
+    columns = st.columns(6)
+    described = f"{view.relationship}, {in_words(cur.filter)}"
+    for column, (label, extension, mime, make) in zip(columns, (
+            ("SVG picture", "svg", "image/svg+xml", lambda: to_svg(graph, f"{view.relationship} · {described}")),
+            ("GraphML", "graphml", "application/xml", lambda: to_graphml(graph)),
+            ("JSON", "json", "application/json", lambda: to_json(graph)))):
+        column.download_button(f"Graph as {label}", services.exporter(f"graph as {label}: {described}", make),
+                               file_name("graph", cur.filter, extension), mime, key=f"graph_{extension}")
+    event_downloads(index, cur.filter, cur.watch, columns[3:])
