@@ -4,9 +4,12 @@ readable by this user only, in a private temporary folder (never in the reposito
 folder when Streamlit stops (a folder left by a run that was killed is removed by the next). With O365_CA_BUNDLE,
 every outbound connection of the dashboard trusts those CAs too: sign-in's as well as the sync's.
 
-`python -m dashboard leads [--json] [--all] [--since TIME]`: the current leads, for a person or a scheduler."""
+`python -m dashboard leads|export …`: the current leads, and the events Explore's filters pick, from a terminal
+(`python -m dashboard --help`)."""
 from __future__ import annotations
 
+import argparse
+import contextlib
 import glob
 import json
 import os
@@ -16,6 +19,8 @@ import subprocess
 import sys
 import tempfile
 
+from eventstore import StoreError
+from eventstore.model import parse_utc, utc_text
 from ingest import redact
 from ingest.settings import SettingsError, load_settings
 
@@ -99,15 +104,47 @@ def serve(settings, argv: list[str]) -> int:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def leads(settings, argv: list[str]) -> int:
-    """Bring the leads up to date (when no dashboard serves this store's index: it keeps them up to date itself)
-    and print them, not-yet-reviewed ones by default; one JSON object per line with --json."""
-    import argparse
+class UsageError(ValueError):
+    """A command line this cannot read: said in words, exit 2, nothing done."""
 
-    from eventstore import StoreError, open_store
+
+def _time(text: str, name: str):
+    from eventstore.model import parse_utc
+
+    try:
+        return parse_utc(text.replace(" ", "T"))
+    except ValueError:
+        raise UsageError(f"--{name} must be a UTC date or time such as 2026-11-30 or 2026-11-30T03:12, not "
+                         f"{text!r}.") from None
+
+
+@contextlib.contextmanager
+def _opened(settings, follow: bool = True):
+    """The store and, unless a dashboard serves it (then None), its index brought up to date with the store."""
+    from eventstore import open_store
 
     from .index import ActivityIndex, IndexBusy
     from .ipinfo import ip_sources
+
+    with open_store(settings.store_url, cosmos=settings.cosmos_options(),
+                    retention_days=settings.retention_days) as store:
+        try:
+            index = ActivityIndex(store, settings.index_file, settings.index_memory, ip_sources(settings))
+        except IndexBusy:
+            index = None
+        try:
+            if index is not None and follow:
+                index.refresh()
+                index.wait()
+            yield store, index
+        finally:
+            if index is not None:
+                index.close()
+
+
+def leads(settings, argv: list[str]) -> int:
+    """Bring the leads up to date (when no dashboard serves this store's index: it keeps them up to date itself)
+    and print them, not-yet-reviewed ones by default; one JSON object per line with --json."""
     from .leads import LeadEngine
 
     parser = argparse.ArgumentParser(prog="python -m dashboard leads", description=leads.__doc__)
@@ -115,31 +152,66 @@ def leads(settings, argv: list[str]) -> int:
     parser.add_argument("--all", action="store_true", help="reviewed leads too")
     parser.add_argument("--since", default="", help="only leads last seen at or after this UTC time (ISO 8601)")
     args = parser.parse_args(argv)
-    try:
-        store = open_store(settings.store_url, cosmos=settings.cosmos_options(), retention_days=settings.retention_days)
-    except StoreError as error:
-        print(f"The event store cannot be opened: {error}", file=sys.stderr)
-        return 1
-    with store:
-        try:
-            index = ActivityIndex(store, settings.index_file, settings.index_memory, ip_sources(settings))
-        except IndexBusy:
-            index = None
+    since = utc_text(_time(args.since, "since")) if args.since else ""
+    with _opened(settings) as (store, index):
+        if index is None:
             print("A dashboard serves this store's index and keeps the leads up to date: these are the leads it "
                   "stored.", file=sys.stderr)
         engine = LeadEngine(index, store)
         if index is not None:
-            index.refresh()
-            index.wait()
             engine.update()
-            index.close()
-        since = args.since.replace(" ", "T").rstrip("Z")
         found = [lead for lead in engine.leads() if (args.all or not lead.reviewed) and
-                 lead.last_seen.rstrip("Z") >= since]
+                 utc_text(parse_utc(lead.last_seen)) >= since]
     try:
         _print(found, args.json)
     except BrokenPipeError:  # e.g. piped into head: the reader has what it wanted
         sys.stderr.close()
+    return 0
+
+
+def export(settings, argv: list[str]) -> int:
+    """The stored events Explore's filters pick (case-sensitive unless --ignore-case, as everywhere), newest first:
+    CSV and Excel give the normalized columns (formula-like CSV cells neutralized, Excel's cells all text), JSON
+    Lines the original records. Without --since, every stored event."""
+    from eventstore.export import write_csv, write_jsonl, write_xlsx
+
+    from .filters import EARLIEST, FilterInputError, View, in_words
+
+    parser = argparse.ArgumentParser(prog="python -m dashboard export", description=export.__doc__)
+    parser.add_argument("--since", help="from this UTC date or time (default: the oldest stored event)")
+    parser.add_argument("--until", help="to this UTC date or time, not included (default: now)")
+    parser.add_argument("--user", action="append", default=[], help="only this account (repeat for several)")
+    parser.add_argument("--ip", action="append", default=[], help="only this address or CIDR range (repeatable)")
+    parser.add_argument("--operation", action="append", default=[], help="only this operation (repeatable)")
+    parser.add_argument("--ignore-case", action="store_true", help="users and operations match whatever their case")
+    parser.add_argument("--format", choices=("csv", "jsonl", "xlsx"), default="jsonl")
+    parser.add_argument("--output", help="file to write (default: standard output; Excel needs a file)")
+    args = parser.parse_args(argv)
+    if args.format == "xlsx" and not args.output:
+        raise UsageError("--format xlsx writes a workbook: give it a file with --output.")
+    start = _time(args.since, "since") if args.since else EARLIEST
+    end = _time(args.until, "until") if args.until else None
+    view = View(period="custom", start=start.replace(tzinfo=None), end=end.replace(tzinfo=None) if end else None,
+                user=",".join(args.user), ip=",".join(args.ip), operation=tuple(args.operation),
+                case_sensitive=not args.ignore_case)
+    try:
+        flt = view.to_filter()
+    except FilterInputError as error:
+        raise UsageError(str(error)) from None
+    write = {"csv": write_csv, "jsonl": write_jsonl, "xlsx": write_xlsx}[args.format]
+    with _opened(settings) as (store, index):
+        if index is None:
+            raise UsageError("A dashboard serves this store's index: export from its Events page, or give this "
+                             "command an index of its own (DASHBOARD_INDEX=another-file).")
+        binary = args.format == "xlsx"
+        if args.output:
+            with open(args.output, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})
+                      ) as out:
+                count = write(index.events(flt), out)
+        else:
+            count = write(index.events(flt), sys.stdout)
+    print(f"exported {count:,} events ({in_words(flt)})" + (f" to {args.output}" if args.output else ""),
+          file=sys.stderr)
     return 0
 
 
@@ -154,14 +226,40 @@ def _print(found, as_json: bool) -> None:
         print(f"{len(found)} lead(s)", file=sys.stderr)
 
 
+HELP = """usage: python -m dashboard [streamlit options]
+       python -m dashboard COMMAND [--help]
+
+With no command: the dashboard (Streamlit), sign-in configured from the same settings as everything else;
+Streamlit's own options (--server.port 8502, ...) pass through.
+
+commands:
+  leads    the current leads, for a person or a scheduler (--json: one object per line)
+  export   the stored events Explore's filters pick, as CSV, Excel or JSON Lines
+
+Settings are environment variables (or .env): README, Configuration."""
+
+COMMANDS = {"leads": leads, "export": export}
+
+
 def main() -> None:
+    if sys.argv[1:2] in (["-h"], ["--help"], ["help"]):
+        print(HELP)
+        sys.exit(0)
     try:
         settings = load_settings()
     except SettingsError as error:
         sys.exit(f"The configuration has a problem: {error}")
-    if sys.argv[1:2] == ["leads"]:
-        sys.exit(leads(settings, sys.argv[2:]))
-    sys.exit(serve(settings, sys.argv[1:]))
+    command = COMMANDS.get(sys.argv[1] if len(sys.argv) > 1 else "")
+    if command is None:
+        sys.exit(serve(settings, sys.argv[1:]))
+    try:
+        sys.exit(command(settings, sys.argv[2:]))
+    except UsageError as error:
+        print(error, file=sys.stderr)
+        sys.exit(2)
+    except StoreError as error:
+        print(f"The event store cannot be opened: {error}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

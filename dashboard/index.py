@@ -20,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -27,7 +28,7 @@ import duckdb
 import pandas as pd
 
 from eventstore import Changes, EventStore, Filter, ip
-from eventstore.model import EVENT_COLUMNS, fold
+from eventstore.model import EVENT_COLUMNS, EventRow, fold
 
 from .entities import KINDS, STACK_COLUMNS, scoped
 
@@ -437,6 +438,16 @@ class ActivityIndex:
         frame = self._query(f"SELECT ts, seq FROM ev WHERE {where} ORDER BY ts DESC, seq DESC LIMIT ?",
                             params + [int(limit)])
         return [(t.to_pydatetime(), int(s)) for t, s in zip(frame["ts"], frame["seq"])]
+
+    def events(self, flt: Filter, watch: Watch | None = None, limit: int | None = None) -> Iterator[EventRow]:
+        """The matching events themselves (from the store), newest first, a few thousand at a time: an export."""
+        after, left = None, limit if limit is not None else float("inf")
+        while left > 0:
+            keys = self.page(flt, watch, limit=int(min(5000, left)), after=after)
+            if not keys:
+                return
+            yield from self.store.events_at([position for _, position in keys])
+            after, left = keys[-1], left - len(keys)
 
     def entity_summary(self, flt: Filter, entity: dict[str, str], watch: Watch | None = None,
                        related: tuple[str, ...] = ("user", "ip", "operation"), top: int = 5) -> dict:

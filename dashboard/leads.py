@@ -103,6 +103,7 @@ class LeadEngine:
         self.signature = hashlib.sha1(repr(rules).encode()).hexdigest()[:12]
         self._unsaved: dict[str, str] = {}  # with a read-only store (a read-only Cosmos DB key): kept here
         self._looked = False  # a look over everything was done in this process (for a store that cannot say so)
+        self.looking: tuple[int, int, str] | None = None  # while a look goes on: detections done, of all, the span
 
     # --- keeping up -------------------------------------------------------------------------
     def update(self, wait: float = -1) -> int | None:
@@ -113,6 +114,7 @@ class LeadEngine:
         try:
             return self._update()
         finally:
+            self.looking = None
             self._lock.release()
 
     def _update(self) -> int:
@@ -124,12 +126,16 @@ class LeadEngine:
         if span is None:
             return 0
         found: dict[str, Lead] = {}
-        for rule in self.rules:
+        days = (span[1] - span[0]).total_seconds() / 86400
+        what = f"{days:.0f} days of events" if days >= 2 else "the new events"
+        for done, rule in enumerate(self.rules):
+            self.looking = (done, len(self.rules), what)
             try:
                 for lead in getattr(self, f"_{rule.shape}")(rule, *span):
                     found[lead.id] = lead
             except Exception:  # noqa: BLE001 - one broken rule must not stop the others
                 log.exception("the rule %s failed; the others ran", rule.name)
+        self.looking = None
         documents = {k: json.dumps(asdict(v), default=str) for k, v in found.items()}
         if getattr(self.store, "read_only", False):
             self._unsaved.update(documents)

@@ -102,16 +102,6 @@ def show_events(index: ActivityIndex, flt: Filter, watch: Watch | None, key: str
     return keys[-1] if len(keys) == limit else None
 
 
-def _rows(index: ActivityIndex, flt: Filter, watch: Watch | None):
-    after, left = None, EXPORT_LIMIT
-    while left > 0:
-        keys = index.page(flt, watch, limit=min(5000, left), after=after)
-        if not keys:
-            return
-        yield from services.store().events_at([position for _, position in keys])
-        after, left = keys[-1], left - len(keys)
-
-
 # what the events download as: (button, kind in words, extension, MIME type, writer, whether the writer makes bytes)
 EVENT_FILES = (("CSV", "CSV", "csv", "text/csv", write_csv, False),
                ("Excel", "Excel", "xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
@@ -132,7 +122,7 @@ def event_downloads(index: ActivityIndex, flt: Filter, watch: Watch | None, colu
 def _exporter(kind: str, write, binary: bool, index: ActivityIndex, flt: Filter, watch: Watch | None):
     def make():
         out = io.BytesIO() if binary else io.StringIO()
-        write(_rows(index, flt, watch), out)
+        write(index.events(flt, watch, EXPORT_LIMIT), out)
         return out.getvalue()
 
     return services.exporter(f"events as {kind}: {in_words(flt)}", make)

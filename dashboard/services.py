@@ -174,6 +174,11 @@ def _leads() -> LeadEngine:
 LEADS_WAIT = 5.0  # seconds a page waits for a look in progress (a first look at a large store takes minutes)
 
 
+def leads_looking() -> tuple[int, int, str] | None:
+    """While the detections look through events: (detections done, of all, what they look through)."""
+    return _leads().looking
+
+
 def leads() -> tuple[list[Lead], bool]:
     """(every lead, most severe and newest first; whether a look for more is still going on). Brought up to date
     with the store first, unless another look is already on: then what is stored, at once."""

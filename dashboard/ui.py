@@ -100,6 +100,9 @@ def _sync_status(settings: Settings) -> None:
     if state.running:
         p = state.progress
         line += f" · syncing {p.content_type} {p.blobs_done}/{p.blobs_total}" if p else " · syncing…"
+    looking = services.leads_looking()
+    if looking:
+        line += f" · looking for leads ({looking[0]}/{looking[1]} detections)"
     st.caption(line)
 
 

@@ -255,6 +255,10 @@ def cmd_status(settings: Settings, args, stop) -> int:
     for blob in data["lost_blobs"] + data["blob_issues"]:
         out.write(f"{blob['status']}: {blob['content_type']} {blob['content_id']} ({blob['code']}) "
                   f"{blob['message']}\n")
+    if data["demo"] and data["lost_blobs"]:
+        from .demo import PLANTED_LOSS
+
+        out.write(f"{PLANTED_LOSS}\n")
     return EXIT_OK
 
 

@@ -137,13 +137,15 @@ def test_subscribe_starts_every_content_type(simulator, tmp_path):
 
 
 def test_demo_mode_says_demo_everywhere(tmp_path):
-    env = {"O365_CONTENT_TYPES": "DLP.All"}
+    env = {"O365_CONTENT_TYPES": "DLP.All,Audit.Exchange,Audit.SharePoint"}  # the DEMO's lost blobs are in these
     result = run_cli(tmp_path, env, "sync", timeout=180)
     assert result.returncode == 0, result.stderr
     assert "DEMO" in result.stderr
     status = json.loads(run_cli(tmp_path, env, "status", "--json").stdout)
     assert status["demo"] is True and "DEMO" in status["tenant"]
-    assert status["events"] > 0
+    assert status["events"] > 0 and [b["code"] for b in status["lost_blobs"]] == ["AF20051", "AF20051"]
+    assert "on purpose, to show how a lost blob is recorded" in run_cli(tmp_path, env, "status").stdout, \
+        "the DEMO's planted losses are said to be planted"
 
 
 def test_a_damaged_store_is_found_before_an_export_and_explained(simulator, tmp_path):

@@ -3,6 +3,7 @@ organization's everyday activity; they follow the store incrementally to the sam
 marks are kept; addresses are placed offline; the command line prints them for a scheduler."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -255,14 +256,19 @@ def test_the_graph_and_filters_know_where_an_address_is(demo):
     assert "Example Cloud Hosting (simulated)" in index.values("owner", Filter())
 
 
-def test_the_command_line_prints_leads_for_a_scheduler(demo, tmp_path):
-    """`python -m dashboard leads --json`, in a new process, with the demo's store (its own index file)."""
-    _, store, _, _ = demo
+def dashboard_cli(store, tmp_path, *args) -> subprocess.CompletedProcess:
+    """`python -m dashboard …` in a new process, on this store with an index file of its own."""
     env = {**os.environ, "PYTHONPATH": child_pythonpath(), "AUDIT_STORE": f"sqlite:///{store.path}",
            "DASHBOARD_INDEX": str(tmp_path / "own.index")}
     env = {k: v for k, v in env.items() if not k.startswith("O365_")}
-    done = subprocess.run([sys.executable, "-m", "dashboard", "leads", "--json", "--all"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "dashboard", *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_the_command_line_prints_leads_for_a_scheduler(demo, tmp_path):
+    """`python -m dashboard leads --json`, in a new process, with the demo's store (its own index file)."""
+    _, store, _, _ = demo
+    done = dashboard_cli(store, tmp_path, "leads", "--json", "--all")
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in done.stdout.splitlines()]
     assert {"rule", "severity", "first_seen", "last_seen", "users", "ips", "events", "summary"} <= set(lines[0])
@@ -277,3 +283,48 @@ def test_an_unreadable_ip_source_is_left_out_and_said(tmp_path):
     assert len(info.problems) == 2 and "IP_NETWORKS_FILE" in info.problems[0] and "IP_DATABASES" in info.problems[1]
     assert info.lookup("8.8.8.8").country == "US", "the packaged database still answers"
     assert IpInfo(networks_text=NETWORKS).signature() == IpInfo(networks_text=NETWORKS).signature()
+
+
+def test_a_look_says_how_far_it_is_and_what_it_looks_through(tmp_path):
+    store, index, engine = engine_for(tmp_path, SimulatedTenant(week_start(), seed=3, events_per_week=2_000))
+    seen, burst = [], engine._burst
+    engine._burst = lambda rule, start, end: (seen.append(engine.looking), burst(rule, start, end))[1]
+    store.set_meta("leads.rules", "")  # the rules changed: a look over every stored event
+    engine._looked = False
+    engine.update()
+    assert seen and all(done < total == len(RULES) for done, total, _ in seen)
+    assert seen[0][2].endswith("days of events"), "the sidebar and the Leads page say what is being looked through"
+    assert engine.looking is None, "done"
+    index.close()
+    store.close()
+
+
+def test_the_command_line_refuses_what_it_cannot_read_and_says_what_it_does(demo, tmp_path):
+    _, store, _, _ = demo
+    refused = dashboard_cli(store, tmp_path, "leads", "--since", "yesterday")
+    assert refused.returncode == 2 and "--since must be a UTC date or time" in refused.stderr, refused.stderr
+    assert refused.stdout == "", "nothing printed as if there were no leads"
+    helped = dashboard_cli(store, tmp_path, "--help")
+    assert helped.returncode == 0 and "python -m dashboard COMMAND" in helped.stdout and "export" in helped.stdout
+    assert "streamlit run" not in helped.stdout.lower(), "our help, not Streamlit's"
+
+
+def test_export_takes_explores_filters(demo, tmp_path):
+    tenant, store, index, _ = demo
+    victim = tenant.victim.upn
+    out = tmp_path / "victim.csv"
+    done = dashboard_cli(store, tmp_path, "export", "--user", victim, "--ip", ATTACKER_IP, "--format", "csv",
+                         "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    expected = index.count(Filter(user_id=(victim,), client_ip=(ATTACKER_IP,)))
+    assert len(rows) == expected > 300 and {r["user_id"] for r in rows} == {victim}
+    assert f"user {victim}; IP {ATTACKER_IP}; case-sensitive" in done.stderr, "says what it exported, in words"
+    folded = dashboard_cli(store, tmp_path, "export", "--user", victim.upper(), "--ignore-case", "--format", "jsonl",
+                           "--since", "2000-01-01")
+    assert len(folded.stdout.splitlines()) == index.count(Filter(user_id=(victim,), case_sensitive=False)) > \
+        index.count(Filter(user_id=(victim,))), "case ignored when asked (the tenant writes the victim two ways)"
+    exact = dashboard_cli(store, tmp_path, "export", "--user", victim.upper())
+    assert exact.returncode == 0 and exact.stdout == "", "case-sensitive by default, as everywhere"
+    bad = dashboard_cli(store, tmp_path, "export", "--ip", "999.1.1.1")
+    assert bad.returncode == 2 and "is not an IP address" in bad.stderr

@@ -58,8 +58,22 @@ chosen = [lead for lead in all_leads if lead.severity in severities and (not rul
           and (show_reviewed or not lead.reviewed)]
 open_count = sum(1 for lead in all_leads if not lead.reviewed)
 st.markdown(f"**{len(chosen):,}** shown · {open_count:,} not reviewed of {len(all_leads):,} leads · "
-            + ("⏳ still looking through the stored events — this page shows more when you come back"
-               if looking else "looked for again as events arrive"))
+            + ("looked for again as events arrive" if not looking else "more may come: the detections are looking"))
+
+
+@st.fragment(run_every=2)
+def _looking() -> None:
+    """How far the detections are through the stored events; the page is drawn again, whole, when they are done."""
+    progress = services.leads_looking()
+    if progress is None:
+        st.rerun(scope="app")
+    done, total, what = progress
+    st.progress(done / max(1, total), text=f"⏳ Looking through {what}: {done} of {total} detections done. The "
+                                           "leads below are those found so far; this page adds the rest by itself.")
+
+
+if looking:
+    _looking()
 
 if not all_leads and not looking:
     st.success("No leads: none of the built-in detections (below) found anything in the stored events.")

@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import services, ui
 from dashboard.untrusted import markdown
+from ingest.demo import PLANTED_LOSS
 
 settings = services.settings()
 st.header("Sync" + (" — DEMO tenant" if settings.demo else ""))
@@ -68,6 +69,8 @@ def status_panel() -> None:
                f"{stats.last_time or '-'}")
     if issues:
         st.subheader("Content that could not be stored whole")
+        if settings.demo and any(b.status == "lost" for b in issues):
+            st.info(PLANTED_LOSS, icon="🧪")
         st.caption("Recorded, so the sync goes on. lost: AF20051 = expired before it was fetched, AF20050 = unknown "
                    "to the API, POISON = its queue message failed every delivery (see the poison queue), or an "
                    "answer that stayed unusable. retrying: fetched again by the next pass. "
