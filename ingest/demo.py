@@ -14,10 +14,10 @@ from .settings import Settings
 TENANT_START_KEY = "demo.tenant_start"
 DEMO_EVENTS_PER_WEEK = 30_000
 DEMO_SEED = 7
-DEMO_BACKFILL_DAYS = 30
+DEMO_BACKFILL_DAYS = 30  # the history `python -m ingest run` backfills by itself in DEMO mode
 # what the status says of the DEMO's lost blobs, which are no fault of the sync
 PLANTED_LOSS = ("DEMO: the simulated tenant lets two blobs expire before they can be fetched (AF20051), on purpose, "
-                "to show how a lost blob is recorded and reported.")  # the history `python -m ingest run` backfills by itself in DEMO mode
+                "to show how a lost blob is recorded and reported.")
 # The simulated tenant grants a larger quota than a real one, so the first demo sync takes seconds.
 DEMO_REQUESTS_PER_MINUTE = 6000
 
