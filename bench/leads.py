@@ -30,7 +30,7 @@ def peak_mb() -> float:
 def measure(path: str, week) -> dict:
     from dashboard.index import ActivityIndex
     from dashboard.ipinfo import IpInfo
-    from dashboard.leads import LeadEngine
+    from detect.leads import LeadEngine
     from eventstore.sqlite import SqliteStore
     from simulator.tenant import NETWORKS
 
@@ -62,7 +62,7 @@ def measure(path: str, week) -> dict:
 def benign() -> int:
     from dashboard.index import ActivityIndex
     from dashboard.ipinfo import IpInfo
-    from dashboard.leads import LeadEngine
+    from detect.leads import LeadEngine
     from eventstore.sqlite import SqliteStore
     from simulator import SimulatedTenant
     from simulator.tenant import NETWORKS

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 
+from detect.rules import RuleError
 from eventstore import StoreError
 from eventstore.model import parse_utc, utc_text
 from ingest import redact
@@ -145,7 +146,8 @@ def _opened(settings, follow: bool = True):
 def leads(settings, argv: list[str]) -> int:
     """Bring the leads up to date (when no dashboard serves this store's index: it keeps them up to date itself)
     and print them, not-yet-reviewed ones by default; one JSON object per line with --json."""
-    from .leads import LeadEngine
+    from detect.leads import LeadEngine
+    from detect.rules import load
 
     parser = argparse.ArgumentParser(prog="python -m dashboard leads", description=leads.__doc__)
     parser.add_argument("--json", action="store_true", help="one JSON object per lead and line")
@@ -157,7 +159,7 @@ def leads(settings, argv: list[str]) -> int:
         if index is None:
             print("A dashboard serves this store's index and keeps the leads up to date: these are the leads it "
                   "stored.", file=sys.stderr)
-        engine = LeadEngine(index, store)
+        engine = LeadEngine(index, store, load(settings.detect_rules_dir)[0])
         if index is not None:
             engine.update()
         found = [lead for lead in engine.leads() if (args.all or not lead.reviewed) and
@@ -254,7 +256,7 @@ def main() -> None:
         sys.exit(serve(settings, sys.argv[1:]))
     try:
         sys.exit(command(settings, sys.argv[2:]))
-    except UsageError as error:
+    except (UsageError, RuleError) as error:
         print(error, file=sys.stderr)
         sys.exit(2)
     except StoreError as error:

@@ -12,6 +12,7 @@ import streamlit as st  # noqa: E402
 from dashboard import services, ui  # noqa: E402
 from dashboard.access import AccessDenied  # noqa: E402
 from dashboard.filters import ALL_FIELDS, FILTER_FIELDS, SPAN_FIELDS  # noqa: E402
+from detect.rules import RuleError  # noqa: E402
 from dashboard.index import IndexBusy  # noqa: E402
 from dashboard.untrusted import markdown  # noqa: E402
 from eventstore import StoreError  # noqa: E402
@@ -23,7 +24,12 @@ def main() -> None:
 
     try:
         settings = services.settings()
+        services.rules()
         index = services.index()
+    except RuleError as error:
+        st.error(f"A detection rule cannot be used: {markdown(error)}")
+        st.caption("Fix the rules file it names (DETECT_RULES_DIR) and restart the dashboard.")
+        st.stop()
     except SettingsError as error:
         st.error(f"The configuration has a problem: {markdown(error)}")
         st.caption("Fix the environment variable (or the .env file) and restart the dashboard. The README lists "

@@ -8,7 +8,7 @@ from datetime import date, datetime, time, timedelta, timezone
 
 from eventstore import Filter, ip
 
-from .entities import KINDS, STACK_COLUMNS
+from eventstore.entities import KINDS, STACK_COLUMNS
 from .graph import DEFAULT_CAP, MAX_CAP, RELATIONSHIPS
 
 PERIODS = {"last 24 hours": 1, "last 7 days": 7, "last 30 days": 30, "last 90 days": 90, "last 180 days": 180,

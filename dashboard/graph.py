@@ -18,7 +18,7 @@ import pandas as pd
 from eventstore.ip import IpSet
 from eventstore.model import fold
 
-from .entities import KINDS, scoped
+from eventstore.entities import KINDS, scoped
 from .textwidth import text_width
 from .untrusted import canvas_text, html_text, inert_html
 

@@ -30,7 +30,7 @@ import pandas as pd
 from eventstore import Changes, EventStore, Filter, ip
 from eventstore.model import EVENT_COLUMNS, EventRow, fold
 
-from .entities import KINDS, STACK_COLUMNS, scoped
+from eventstore.entities import KINDS, STACK_COLUMNS, scoped
 
 log = logging.getLogger("dashboard.index")
 LAYOUT = "2"

@@ -29,7 +29,8 @@ from .filters import FilterInputError
 from .index import ActivityIndex, Watch
 from .applications import NAMING_OPERATIONS, name_of, named_in
 from .ipinfo import ip_sources, place_text
-from .leads import Lead, LeadEngine
+from detect.leads import Lead, LeadEngine
+from detect.rules import load as load_rules
 from .watchlist import WatchList, WatchListError, check_name
 
 log = logging.getLogger("dashboard")
@@ -152,10 +153,16 @@ def ip_problems() -> list[str]:
 LEADS_EVERY = 30  # seconds between looks for new leads while nobody is looking at a page
 
 
+@st.cache_resource(show_spinner=False)
+def rules() -> tuple:
+    """(the detection rules, the tactics): the built-in ones and the operator's (RuleError says what is wrong)."""
+    return load_rules(settings().detect_rules_dir)
+
+
 @st.cache_resource(show_spinner=False, on_release=lambda engine: engine.stopped.set())
 def _leads() -> LeadEngine:
     """The lead engine, and a thread that keeps it up with the store, so leads exist before anyone asks."""
-    engine = LeadEngine(_index(), store())
+    engine = LeadEngine(_index(), store(), rules()[0])
 
     def keep_up() -> None:
         while True:

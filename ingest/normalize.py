@@ -34,6 +34,23 @@ def _name_value(items: Any, name: str) -> str:
     return ""
 
 
+def named_values(record: dict, field: str, name: str) -> list[str]:
+    """Every value the record's list `field` (Parameters, ModifiedProperties, ExtendedProperties) gives `name`: an
+    item's Value, or its NewValue for a change, as text without surrounding quotes."""
+    items = record.get(field)
+    found = []
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and item.get("Name") == name:
+            value = item.get("Value", item.get("NewValue"))
+            found.append("" if value is None else str(value).strip().strip('"'))
+    return found
+
+
+def domain_of(address: str) -> str:
+    """The domain of a mail address or UPN, case folded ("" for anything else)."""
+    return address.rsplit("@", 1)[-1].casefold() if "@" in address else ""
+
+
 _SEPARATOR = re.compile(r"[ \t\n\r]*,?[ \t\n\r]*")
 _cached_ip = lru_cache(maxsize=65536)(ip.normalize)  # a tenant's addresses repeat endlessly
 

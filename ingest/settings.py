@@ -76,6 +76,10 @@ VARIABLES = {
     "DASHBOARD_PROXY_ROLE": "The role everyone the proxy lets in has: Viewer (default), Analyst or Admin.",
     "DASHBOARD_INDEX": "The dashboard's index file (DuckDB). Default: beside the SQLite store, or data/ for Cosmos DB.",
     "DASHBOARD_INDEX_MEMORY": "Memory the index may use, as DuckDB reads it (e.g. 1GB, 512MB). Default 1GB.",
+    "DETECT_RULES_DIR": "A folder of your own detection rules (*.toml, as detect/rules.toml): added to the built-in "
+                        "ones; one with a built-in rule's name replaces it.",
+    "INCIDENT_GAP_HOURS": "Leads that share an account, address, application or target join one incident when no more "
+                          "than this many hours apart. Default 24.",
     "IP_NETWORKS_FILE": "Your own networks (offices, VPN egress, partners): a CSV with network,country,owner and "
                         "optionally asn,lat,lon. It wins over the databases.",
     "IP_DATABASES": "MaxMind GeoLite2/GeoIP2 files (.mmdb: Country or City, and ASN), comma separated, used before "
@@ -141,6 +145,8 @@ class Settings:
     proxy_role: str = "Viewer"
     index_path: str = ""  # "" = beside the store (see index_file)
     index_memory: str = "1GB"
+    detect_rules_dir: str = ""
+    incident_gap_hours: int = 24
     ip_networks_file: str = ""
     ip_databases: tuple[str, ...] = ()
     demo: bool = False  # no tenant configured: the simulated demo tenant stands in
@@ -214,6 +220,12 @@ def _schedule(name: str, value: str) -> str:
 def _memory(name: str, value: str) -> str:
     if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)", value, re.IGNORECASE):
         raise SettingsError(f"{name} must be an amount of memory such as 1GB or 512MB, not {value!r}.")
+    return value
+
+
+def _folder(name: str, value: str) -> str:
+    if value and not os.path.isdir(value):
+        raise SettingsError(f"{name} names a folder that does not exist: {value!r}.")
     return value
 
 
@@ -338,6 +350,8 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         proxy_role=get("DASHBOARD_PROXY_ROLE") or "Viewer",  # checked by the dashboard, which defines the roles
         index_path=get("DASHBOARD_INDEX"),
         index_memory=_memory("DASHBOARD_INDEX_MEMORY", get("DASHBOARD_INDEX_MEMORY") or "1GB"),
+        detect_rules_dir=_folder("DETECT_RULES_DIR", get("DETECT_RULES_DIR")),
+        incident_gap_hours=_positive_int("INCIDENT_GAP_HOURS", get("INCIDENT_GAP_HOURS"), 24),
         ip_networks_file=_readable_file("IP_NETWORKS_FILE", get("IP_NETWORKS_FILE")),
         ip_databases=tuple(_readable_file("IP_DATABASES", path.strip()) for path in get("IP_DATABASES").split(",")
                            if path.strip()),

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from dashboard.entities import NEIGHBOUR_KINDS
+from eventstore.entities import NEIGHBOUR_KINDS
 from dashboard.graph import build_graph, entity_of, grow, neighbour_edges, node_id, split_node_id
 from dashboard.index import ActivityIndex, IndexBusy, Watch
 from eventstore import Filter

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
@@ -14,8 +15,8 @@ import pytest
 
 from dashboard.index import ActivityIndex
 from dashboard.ipinfo import IpInfo, NetworksFileError, read_networks
-from dashboard.leads import LeadEngine, holds
-from dashboard.rules import RULES, Detail
+from detect.leads import LeadEngine, holds
+from detect.rules import RULES, Detail
 from eventstore import Filter
 from eventstore.sqlite import SqliteStore
 from simulator import SimulatedTenant
@@ -328,3 +329,31 @@ def test_export_takes_explores_filters(demo, tmp_path):
     assert exact.returncode == 0 and exact.stdout == "", "case-sensitive by default, as everywhere"
     bad = dashboard_cli(store, tmp_path, "export", "--ip", "999.1.1.1")
     assert bad.returncode == 2 and "is not an IP address" in bad.stderr
+
+
+def test_rules_are_data_checked_as_they_load_and_an_operator_adds_their_own(tmp_path):
+    from detect.rules import RuleError, load
+
+    built_in, tactics = load()
+    assert {rule.name for rule in built_in} == {rule.name for rule in RULES} and all(r.tactic in tactics for r in RULES)
+    mine = tmp_path / "mine.toml"
+    mine.write_text('[[rule]]\nname = "teams-guest-added"\ntitle = "Guest added to a team"\nseverity = "low"\n'
+                    'tactic = "persistence"\nshape = "each"\nwhy = "A guest in a team reads its files."\n'
+                    'operations = ["MemberAdded"]\n')
+    rules, _ = load(str(tmp_path))
+    assert rules[-1].name == "teams-guest-added" and len(rules) == len(built_in) + 1
+    for text, words in (('name = "x"\n', "severity, shape, tactic, title, why missing"),
+                        ('name = "x"\ntitle = "t"\nseverity = "high"\ntactic = "persistence"\nwhy = "w"\n'
+                         'shape = "sideways"\noperations = ["a"]\n', "no shape 'sideways'"),
+                        ('name = "x"\ntitle = "t"\nseverity = "high"\ntactic = "persistence"\nwhy = "w"\n'
+                         'shape = "each"\noperations = ["a"]\nkm = 5\n', "the shape 'each' reads no km"),
+                        ('name = "x"\ntitle = "t"\nseverity = "high"\ntactic = "loitering"\nwhy = "w"\n'
+                         'shape = "each"\noperations = ["a"]\n', "no tactic 'loitering'"),
+                        ('name = "x"\ntitle = "t"\nseverity = "high"\ntactic = "impact"\nwhy = "w"\n'
+                         'shape = "burst"\noperations = ["a"]\nwindow = "soon"\n', "a duration such as")):
+        mine.write_text("[[rule]]\n" + text)
+        with pytest.raises(RuleError, match=re.escape(words)) as refused:
+            load(str(tmp_path))
+        assert "mine.toml" in str(refused.value), "the file is named"
+    assert all(hasattr(LeadEngine, f"_{shape}") for shape in __import__("detect.rules").rules.SHAPES), \
+        "every shape a rule may name is one the engine knows"

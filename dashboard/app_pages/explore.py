@@ -6,7 +6,7 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboard import services, ui
-from dashboard.entities import KINDS, NEIGHBOUR_KINDS
+from eventstore.entities import KINDS, NEIGHBOUR_KINDS
 from dashboard.filters import STACKS, View, file_name, in_words
 from dashboard.graph import (
     MAX_CAP,

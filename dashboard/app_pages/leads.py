@@ -8,7 +8,6 @@ import streamlit as st
 from dashboard import services, ui
 from dashboard.filters import View
 from dashboard.pages_common import page_start
-from dashboard.rules import RULES
 from dashboard.untrusted import markdown
 
 BADGE = {"high": "🔴 high", "medium": "🟠 medium", "low": "🟡 low"}
@@ -51,7 +50,8 @@ if changed:
 
 left, middle, right = st.columns([2, 2, 1])
 severities = left.multiselect("Severity", list(BADGE), default=["high", "medium", "low"], key="leads_severity")
-titles = {rule.name: rule.title for rule in RULES}
+rules, tactics = services.rules()
+titles = {rule.name: rule.title for rule in rules}
 rules = middle.multiselect("Rule", list(titles), format_func=titles.get, key="leads_rules", placeholder="all rules")
 show_reviewed = right.toggle("Reviewed too", key="leads_reviewed")
 chosen = [lead for lead in all_leads if lead.severity in severities and (not rules or lead.rule in rules)
@@ -109,6 +109,7 @@ if len(chosen) > SHOWN:
     st.caption(f"The {SHOWN} most severe and newest are shown; narrow by severity or rule to see the rest.")
 
 with st.expander("The detections, and why each matters"):
-    st.dataframe(pd.DataFrame([{"detection": rule.title, "severity": rule.severity, "why": rule.why}
-                               for rule in RULES]), hide_index=True, width="stretch")
-    st.caption("Thresholds and lists are in dashboard/rules.py, one readable place.")
+    st.dataframe(pd.DataFrame([{"detection": rule.title, "severity": rule.severity,
+                                "tactic (MITRE ATT&CK)": f"{tactics[rule.tactic].name} ({tactics[rule.tactic].attack})",
+                                "why": rule.why} for rule in rules]), hide_index=True, width="stretch")
+    st.caption("Rules, thresholds and lists are data in detect/rules.toml; add your own in DETECT_RULES_DIR.")

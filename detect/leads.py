@@ -10,20 +10,20 @@ import json
 import logging
 import re
 import threading
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
 from eventstore import EventStore
 
-from .entities import KINDS
-from .filters import View
+from eventstore.entities import KINDS
+from ingest.normalize import domain_of, named_values
+
 from .rules import RULES, SEVERITIES, Detail, Rule
 
-log = logging.getLogger("dashboard.leads")
+log = logging.getLogger("detect.leads")
 MAX_CANDIDATES = 20_000  # original records read per rule per run for `details` (the rest: the next run)
-LISTED = 20  # users and IPs named in one lead
 
 
 @dataclass
@@ -35,17 +35,21 @@ class Lead:
     summary: str
     first_seen: str  # UTC, "YYYY-MM-DDTHH:MM:SSZ"
     last_seen: str
-    users: list[str]
+    users: list[str]  # every account it is about (a spray's: each account it targeted)
     ips: list[str]
     events: int
     view: dict  # the Explore view (URL parameters) of exactly its events
     reviewed: dict = field(default_factory=dict)  # {"by", "at", "note"} once marked
+    tactic: str = ""  # the MITRE ATT&CK tactic its rule is evidence of (a key of rules.TACTICS)
+    targets: list[str] = field(default_factory=list)  # what was acted on: a mailbox, a new admin, a forwarding address
+    apps: list[str] = field(default_factory=list)  # applications it involves (their ids)
 
     def line(self) -> dict:
         """What `python -m dashboard leads --json` prints for this lead."""
-        return {"rule": self.rule, "severity": self.severity, "first_seen": self.first_seen,
-                "last_seen": self.last_seen, "users": self.users, "ips": self.ips, "events": self.events,
-                "summary": self.summary, "id": self.id, "reviewed": bool(self.reviewed)}
+        return {"rule": self.rule, "severity": self.severity, "tactic": self.tactic, "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "users": self.users, "ips": self.ips, "targets": self.targets,
+                "apps": self.apps, "events": self.events, "summary": self.summary, "id": self.id,
+                "reviewed": bool(self.reviewed)}
 
 
 def _text(moment) -> str:
@@ -64,31 +68,17 @@ def _few(values, n: int = 3) -> str:
     return ", ".join(values[:n]) + (f" and {len(values) - n} more" if len(values) > n else "")
 
 
-def _values(record: dict, detail: Detail) -> list[str]:
-    items = record.get(detail.field)
-    found = []
-    for item in items if isinstance(items, list) else ():
-        if isinstance(item, dict) and item.get("Name") == detail.name:
-            value = item.get("Value", item.get("NewValue"))
-            found.append("" if value is None else str(value).strip().strip('"'))
-    return found
-
-
-def _domain(address: str) -> str:
-    return address.rsplit("@", 1)[-1].casefold() if "@" in address else ""
-
-
 def holds(detail: Detail, record: dict) -> bool:
     """Whether the original record meets the detail (see rules.Detail)."""
-    actor = _domain(str(record.get("UserId", "")))
-    for value in _values(record, detail):
+    actor = domain_of(str(record.get("UserId", "")))
+    for value in named_values(record, detail.field, detail.name):
         if not value:
             continue
         if detail.values and value.casefold() not in {v.casefold() for v in detail.values}:
             continue
         if detail.external:
             parts = re.split(r"[;,\s]+", value)
-            domains = {_domain(part.removeprefix("smtp:").removeprefix("SMTP:")) for part in parts}
+            domains = {domain_of(part.removeprefix("smtp:").removeprefix("SMTP:")) for part in parts}
             if not any(d and d != actor and not d.endswith("." + actor) for d in domains):
                 continue
         return True
@@ -166,14 +156,15 @@ class LeadEngine:
 
     # --- the shapes -------------------------------------------------------------------------
     def _lead(self, rule: Rule, key: str, bucket, first, last, users, ips, events: int, summary: str,
-              view: View) -> Lead:
+              view: dict, targets=(), apps=()) -> Lead:
         ident = hashlib.sha1(f"{rule.name}\n{key}\n{_text(bucket)}".encode()).hexdigest()[:16]
         start = pd.Timestamp(first).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None)
         end = pd.Timestamp(last).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
-        view = replace(view, period="custom", start=start, end=end, relationship=_RELATIONSHIP[rule.by])
+        view = {**view, "period": "custom", "start": start.isoformat(timespec="minutes"),
+                "end": end.isoformat(timespec="minutes"), "relationship": _RELATIONSHIP[rule.by]}
         return Lead(ident, rule.name, rule.severity, rule.title, rule.title + summary, _text(first),
-                    _text(last), sorted({u for u in users if u})[:LISTED], sorted({i for i in ips if i})[:LISTED],
-                    int(events), view.to_params())
+                    _text(last), sorted({u for u in users if u}), sorted({i for i in ips if i}), int(events), view,
+                    tactic=rule.tactic, targets=sorted({t for t in targets if t}), apps=sorted({a for a in apps if a}))
 
     @staticmethod
     def _range(rule: Rule, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -198,7 +189,7 @@ class LeadEngine:
         for row in frame.itertuples():
             if rule.by == "ip":
                 summary = f" from {row.key} against {row.d:,} accounts, {_span(row.first, row.last)}"
-                view = View(ip=row.key, operation=rule.operations)
+                view = {"ip": row.key, "operation": list(rule.operations)}
                 if rule.then:  # and whether it worked
                     won = self.index.sql(
                         "SELECT DISTINCT user_id FROM ev WHERE client_ip = ? AND ts >= ? AND ts <= ? AND operation IN "
@@ -208,7 +199,7 @@ class LeadEngine:
             else:
                 summary = (f" on {row.key}: {row.n:,} failures from {len(row.ips):,} address(es), "
                            f"{_span(row.first, row.last)}")
-                view = View(user=row.key, operation=rule.operations)
+                view = {"user": row.key, "operation": list(rule.operations)}
             leads.append(self._lead(rule, row.key, row.bucket, row.first, row.last, row.users, row.ips, row.n,
                                     summary, view))
         return leads
@@ -229,19 +220,24 @@ class LeadEngine:
                            row.failures + row.successes,
                            f": {_few(row.users)} signed in from {row.key} after {row.failures:,} failures from it, "
                            f"{_span(row.first, row.last)}",
-                           View(ip=row.key, operation=rule.operations + rule.then)) for row in frame.itertuples()]
+                           {"ip": row.key, "operation": list(rule.operations + rule.then)})
+                for row in frame.itertuples()]
 
     def _each(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
         low, high = self._range(rule, start, end)
         key = KINDS[rule.by].column
         frame = self.index.sql(
-            f"SELECT seq, ts, {key} AS key, user_id, client_ip, operation FROM ev WHERE ts >= ? AND ts < ? AND "
-            f"operation IN (SELECT unnest(?::VARCHAR[])) AND {key} <> '' ORDER BY ts LIMIT ?",
+            f"SELECT seq, ts, {key} AS key, user_id, client_ip, operation, object_id, application FROM ev WHERE "
+            f"ts >= ? AND ts < ? AND operation IN (SELECT unnest(?::VARCHAR[])) AND {key} <> '' ORDER BY ts LIMIT ?",
             [low, high, list(rule.operations), MAX_CANDIDATES])
         if frame.empty:
             return []
+        frame["said"] = [()] * len(frame)  # what the details found: a forwarding address, a role
         if rule.details:
             records = self._records([int(seq) for seq in frame["seq"]])
+            frame["said"] = [tuple(v for d in rule.details if record is not None and holds(d, record)
+                                   for v in named_values(record, d.field, d.name) if "@" in v)
+                             for record in records]
             frame = frame[[record is not None and any(holds(d, record) for d in rule.details) for record in records]]
         leads = []
         for (value, day), group in frame.groupby(["key", frame["ts"].dt.floor("D")]):
@@ -250,14 +246,15 @@ class LeadEngine:
             if rule.by == "object":
                 summary = (f": {value}, by {_few(actors)} ({', '.join(operations)}), "
                            f"{_span(group.ts.min(), group.ts.max())}")
-                view = View(text=value, operation=rule.operations)
+                view = {"text": value, "operation": list(rule.operations)}
             else:
                 summary = (f" by {value}: {', '.join(operations)} ×{len(group):,}, "
                            f"{_span(group.ts.min(), group.ts.max())}")
-                view = View(user=value, operation=rule.operations)
+                view = {"user": value, "operation": list(rule.operations)}
             named = actors + ([value] if rule.by == "user" or "@" in value else [])  # a target account too
+            targets = set(group["object_id"]) | {v for said in group["said"] for v in said}
             leads.append(self._lead(rule, value, day, group.ts.min(), group.ts.max(), named, set(group["client_ip"]),
-                                    len(group), summary, view))
+                                    len(group), summary, view, targets, set(group["application"])))
         return leads
 
     def _records(self, positions: list[int]) -> list[dict | None]:
@@ -288,7 +285,7 @@ class LeadEngine:
         frame = frame[frame["n"] >= rule.factor * frame["usual"]]
         return [self._lead(rule, row.key, row.day, row.first, row.last, [row.key], row.ips, row.n,
                            f": {row.key}, {row.n:,} in a day (usual: {row.usual:.1f} a day), "
-                           f"{_span(row.first, row.last)}", View(user=row.key, operation=rule.operations))
+                           f"{_span(row.first, row.last)}", {"user": row.key, "operation": list(rule.operations)})
                 for row in frame.itertuples()]
 
     @staticmethod
@@ -309,7 +306,7 @@ class LeadEngine:
             [low - timedelta(days=30), high, list(rule.operations), low, high, int(rule.history.total_seconds())])
         return [self._lead(rule, row.user_id, row.first, row.first, row.first, [row.user_id], [row.ip], 1,
                            f": {row.user_id} from {row.country} ({row.ip}), {_span(row.first, row.first)}",
-                           View(user=row.user_id, ip=row.ip, operation=rule.operations))
+                           {"user": row.user_id, "ip": row.ip, "operation": list(rule.operations)})
                 for row in frame.itertuples()]
 
     def _travel(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
@@ -333,7 +330,7 @@ class LeadEngine:
                 set(legs.pip) | set(legs.client_ip), 2 * len(legs),
                 f": {user}, {first.pcountry or '?'} ({first.pip}) → {first.country or '?'} ({first.client_ip}), "
                 f"{first.km:,.0f} km in {minutes:,.0f} min{more}, {_span(legs.pts.min(), legs.ts.max())}",
-                View(user=user, operation=rule.operations)))
+                {"user": user, "operation": list(rule.operations)}))
         return leads
 
     def _network(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
@@ -348,7 +345,7 @@ class LeadEngine:
                            [row.client_ip], row.n,
                            f": {row.user_id} from {row.client_ip} ({row.owner}, {row.country or '?'}), "
                            f"{_span(row.first, row.last)}",
-                           View(user=row.user_id, ip=row.client_ip, operation=rule.operations))
+                           {"user": row.user_id, "ip": row.client_ip, "operation": list(rule.operations)})
                 for row in frame.itertuples()]
 
 
