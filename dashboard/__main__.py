@@ -4,8 +4,8 @@ readable by this user only, in a private temporary folder (never in the reposito
 folder when Streamlit stops (a folder left by a run that was killed is removed by the next). With O365_CA_BUNDLE,
 every outbound connection of the dashboard trusts those CAs too: sign-in's as well as the sync's.
 
-`python -m dashboard leads|export …`: the current leads, and the events Explore's filters pick, from a terminal
-(`python -m dashboard --help`)."""
+`python -m dashboard incidents|report|leads|export …`: the incidents, an incident's report, the leads, and the
+events Explore's filters pick, from a terminal (`python -m dashboard --help`)."""
 from __future__ import annotations
 
 import argparse
@@ -171,6 +171,79 @@ def leads(settings, argv: list[str]) -> int:
     return 0
 
 
+def _incidents(settings, store, index):
+    """The incidents, correlated from the leads brought up to date (unless a dashboard keeps them: then as stored)."""
+    from datetime import timedelta
+
+    from detect.incidents import Correlator
+    from detect.leads import LeadEngine
+    from detect.rules import load
+
+    rules, tactics = load(settings.detect_rules_dir)
+    engine = LeadEngine(index, store, rules)
+    if index is not None:
+        engine.update()
+    return Correlator(index, store, timedelta(hours=settings.incident_gap_hours)).correlate(engine.leads()), tactics
+
+
+def incidents(settings, argv: list[str]) -> int:
+    """The incidents — leads of one attack joined into one investigation each — open ones by default, most severe
+    first; one JSON object per line with --json."""
+    parser = argparse.ArgumentParser(prog="python -m dashboard incidents", description=incidents.__doc__)
+    parser.add_argument("--json", action="store_true", help="one JSON object per incident and line")
+    parser.add_argument("--all", action="store_true", help="closed incidents too")
+    parser.add_argument("--since", default="", help="only incidents last seen at or after this UTC time (ISO 8601)")
+    args = parser.parse_args(argv)
+    since = utc_text(_time(args.since, "since")) if args.since else ""
+    with _opened(settings) as (store, index):
+        if index is None:
+            print("A dashboard serves this store's index and keeps the incidents up to date: these are the ones it "
+                  "stored.", file=sys.stderr)
+        found, _ = _incidents(settings, store, index)
+    found = [i for i in found if (args.all or not i.status.startswith("closed")) and i.last_seen >= since]
+    try:
+        for incident in found:
+            if args.json:
+                print(json.dumps(incident.line(), ensure_ascii=False))
+            else:
+                print(f"{incident.id}  {incident.severity:8}  {incident.status:10}  {incident.last_seen}  "
+                      f"{redact.short(incident.title, 300)}")
+        if not args.json:
+            print(f"{len(found)} incident(s)", file=sys.stderr)
+    except BrokenPipeError:
+        sys.stderr.close()
+    return 0
+
+
+def report(settings, argv: list[str]) -> int:
+    """An incident's report: one self-contained HTML file (it opens offline and prints well); beside it, with
+    --indicators, its indicators as CSV and as a STIX 2.1 bundle (FILE.csv, FILE.stix.json)."""
+    from .report import write
+
+    parser = argparse.ArgumentParser(prog="python -m dashboard report", description=report.__doc__)
+    parser.add_argument("incident", help="the incident's id, e.g. INC-5EB9EFED (python -m dashboard incidents)")
+    parser.add_argument("--out", required=True, help="the HTML file to write")
+    parser.add_argument("--indicators", action="store_true", help="also FILE.csv and FILE.stix.json")
+    args = parser.parse_args(argv)
+    with _opened(settings) as (store, index):
+        if index is None:
+            raise UsageError("A dashboard serves this store's index: download the report from its Incidents page, or "
+                             "give this command an index of its own (DASHBOARD_INDEX=another-file).")
+        found, tactics = _incidents(settings, store, index)
+        incident = next((i for i in found if i.id == args.incident.strip().upper()), None)
+        if incident is None:
+            raise UsageError(f"There is no incident {args.incident!r}: python -m dashboard incidents --all lists them.")
+        files = write(index, incident, tactics, settings.tenant_label)
+    base = args.out.removesuffix(".html")
+    outputs = [(args.out, files.html)] + ([(f"{base}.csv", files.csv), (f"{base}.stix.json", files.stix)]
+                                          if args.indicators else [])
+    for path, text in outputs:
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+    print(f"wrote {', '.join(path for path, _ in outputs)}: {incident.id}, {incident.title}", file=sys.stderr)
+    return 0
+
+
 def export(settings, argv: list[str]) -> int:
     """The stored events Explore's filters pick (case-sensitive unless --ignore-case, as everywhere), newest first:
     CSV and Excel give the normalized columns (formula-like CSV cells neutralized, Excel's cells all text), JSON
@@ -235,12 +308,14 @@ With no command: the dashboard (Streamlit), sign-in configured from the same set
 Streamlit's own options (--server.port 8502, ...) pass through.
 
 commands:
-  leads    the current leads, for a person or a scheduler (--json: one object per line)
-  export   the stored events Explore's filters pick, as CSV, Excel or JSON Lines
+  incidents  the incidents: the leads of one attack joined into one investigation each (--json: one per line)
+  report     an incident's report, one self-contained HTML file (--indicators: also as CSV and STIX 2.1)
+  leads      the current leads, for a person or a scheduler (--json: one object per line)
+  export     the stored events Explore's filters pick, as CSV, Excel or JSON Lines
 
 Settings are environment variables (or .env): README, Configuration."""
 
-COMMANDS = {"leads": leads, "export": export}
+COMMANDS = {"incidents": incidents, "report": report, "leads": leads, "export": export}
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ ACTIONS = {
     "export": "Viewer",
     "manage watch-lists": "Analyst",
     "review leads": "Analyst",
+    "manage incidents": "Analyst",
     "sync": "Admin",
     "backfill": "Admin",
     "read the activity log": "Admin",

@@ -67,7 +67,8 @@ def main() -> None:
     ui.identity(who)
     # each page with the view's fields it shows and applies: a filter never reaches a page that ignores it
     pages = {
-        st.Page("app_pages/leads.py", title="Leads", icon="🚩", default=True): (),
+        st.Page("app_pages/incidents.py", title="Incidents", icon="🧯", default=True): (),
+        st.Page("app_pages/leads.py", title="Leads", icon="🚩"): (),
         st.Page("app_pages/explore.py", title="Explore", icon="🕸️"): ALL_FIELDS,
         st.Page("app_pages/events.py", title="Events", icon="📋"): FILTER_FIELDS,
         st.Page("app_pages/watchlists.py", title="Watch-lists", icon="👁️"): SPAN_FIELDS,
@@ -77,7 +78,7 @@ def main() -> None:
         pages[st.Page("app_pages/activity.py", title="Activity log", icon="🧾")] = ()
     chosen = st.navigation(list(pages))
     honours = next(fields for page, fields in pages.items() if page.url_path == chosen.url_path)
-    st.session_state["current"] = ui.sidebar(settings, index, honours)
+    st.session_state["current"] = ui.sidebar(settings, index, honours, chosen.url_path or "incidents")
     try:
         chosen.run()
     except AccessDenied as denied:  # a request the page would not have offered: refused on the server

@@ -19,6 +19,8 @@ from eventstore.ip import IpSet
 from eventstore.model import fold
 
 from eventstore.entities import KINDS, scoped
+from .applications import name_of
+from .ipinfo import place_text
 from .textwidth import text_width
 from .untrusted import canvas_text, html_text, inert_html
 
@@ -399,6 +401,18 @@ def _out_of(node: Node, box: np.ndarray, names: np.ndarray) -> tuple[float, floa
                 not _hits(names, np.array([x - r, y - r, x + r, y + r])).any():
             return float(x), float(y)
     return None
+
+
+def describe_nodes(nodes: list[Node], places: dict[str, tuple[str, str, object]], consented: dict[str, str]) -> None:
+    """Give nodes what people recognise them by: an address its place (country and network owner; its AS number in
+    the tooltip), an application id its name (the id in the tooltip)."""
+    for node in nodes:
+        if node.kind == "ip" and node.value in places:
+            country, owner, asn = places[node.value]
+            node.note, node.about = place_text(country, owner), place_text(country, owner, asn)
+        name = name_of(node.value, consented)
+        if name:
+            node.name, node.about = name, f"application id {node.value}"
 
 
 def tooltip(node: Node) -> str:

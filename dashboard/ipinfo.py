@@ -15,6 +15,8 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
+import pandas as pd
+
 from eventstore import ip
 from ingest import redact
 
@@ -40,9 +42,12 @@ UNKNOWN = Place()
 
 
 def place_text(country: str, owner: str, asn=None) -> str:
-    """"RO · AS64510 · Example Cloud Hosting": what is known, in that order (asn may be a missing number)."""
-    number = f"AS{int(asn)}" if isinstance(asn, (int, float)) and asn == asn else ""
-    return " · ".join(part for part in (country, number, owner) if part)
+    """"RO · AS64510 · Example Cloud Hosting": what is known, in that order (asn may be missing: None, NaN, NA)."""
+    try:
+        number = f"AS{int(asn)}" if asn is not None and not pd.isna(asn) and int(asn) > 0 else ""
+    except (TypeError, ValueError):
+        number = ""
+    return " · ".join(part for part in (country or "", number, owner or "") if part)
 
 
 class NetworksFileError(ValueError):

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import collections
 import io
-import json
 import logging
 import threading
 import time
 import traceback
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import streamlit as st
@@ -26,9 +25,11 @@ from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
 from .access import ROLES, Access, AccessDenied, role_from_claims, sign_in_age
 from .filters import FilterInputError
+from .graph import Graph, describe_nodes
 from .index import ActivityIndex, Watch
-from .applications import NAMING_OPERATIONS, name_of, named_in
-from .ipinfo import ip_sources, place_text
+from . import report
+from .ipinfo import ip_sources
+from detect.incidents import Correlator, Incident
 from detect.leads import Lead, LeadEngine
 from detect.rules import load as load_rules
 from .watchlist import WatchList, WatchListError, check_name
@@ -168,7 +169,8 @@ def _leads() -> LeadEngine:
         while True:
             try:
                 engine.index.refresh(max_age=REFRESH_SECONDS)
-                engine.update()
+                if engine.update():
+                    _correlator().correlate(engine.leads())
             except Exception:  # noqa: BLE001 - the next round tries again
                 log.exception("looking for leads failed")
             if engine.stopped.wait(LEADS_EVERY):
@@ -176,6 +178,51 @@ def _leads() -> LeadEngine:
 
     threading.Thread(target=keep_up, name="leads", daemon=True).start()
     return engine
+
+
+@st.cache_resource(show_spinner=False)
+def _correlator() -> Correlator:
+    return Correlator(_index(), store(), timedelta(hours=settings().incident_gap_hours))
+
+
+def incidents() -> list[Incident]:
+    """Every incident (leads joined into one investigation each), open ones first, most severe and newest first."""
+    return _correlator().correlate(leads()[0])
+
+
+def decide_incident(incident: str, status: str | None = None, owner: str | None = None, note: str = "") -> str | None:
+    """Set an incident's status or owner, or add a note; returns why not when this person may not."""
+    try:
+        who = require("manage incidents")
+    except AccessDenied as denied:
+        return str(denied)
+    if read_only():
+        return "This dashboard reads the store with a read-only key, so it cannot keep decisions on incidents."
+    try:
+        _correlator().decide(incident, who.name, status, owner, note)
+    except ValueError as error:
+        return str(error)
+    said = "; ".join(part for part in (f"status {status}" if status else "", f"owner {owner}" if owner else "",
+                                       f"note: {note[:200]}" if note.strip() else "") if part)
+    record(who, "incident updated", f"{incident}: {said}")
+    return None
+
+
+def incident_graph(incident: Incident) -> Graph:
+    """The incident's accounts, addresses and targets over its span ±1 hour with everything they did (not only
+    what the leads matched), so the aftermath is in view."""
+    edges_of = report.incident_edges(index(), incident)
+    return Graph() if edges_of.empty else report.incident_graph(edges_of, incident, describe)
+
+
+def incident_events(incident: Incident, limit: int = 500) -> list:
+    """The evidence: the events of its leads, newest first."""
+    return report.evidence(index(), incident, limit)
+
+
+def incident_files(incident: Incident) -> report.Files:
+    """The report (HTML), and the indicators as CSV and STIX 2.1 (recorded when downloaded)."""
+    return report.write(index(), incident, rules()[1], settings().tenant_label, describe)
 
 
 LEADS_WAIT = 5.0  # seconds a page waits for a look in progress (a first look at a large store takes minutes)
@@ -220,30 +267,14 @@ def places(addresses) -> pd.DataFrame:
 
 @st.cache_data(max_entries=4, show_spinner=False)
 def _consented_applications(version) -> dict[str, str]:
-    keys = _index().page(Filter(operation=NAMING_OPERATIONS), limit=2000)
-    names: dict[str, str] = {}
-    for row in store().events_at([position for _, position in keys]):
-        try:
-            names.update(named_in(json.loads(row.raw)))
-        except (ValueError, AttributeError):
-            continue
-    return names
+    return report.consented_applications(_index())
 
 
 def describe(nodes) -> None:
-    """Give graph nodes what people recognise them by: an address its place (country and network owner, and its AS
-    number in the tooltip), an application id its name (the id in the tooltip)."""
+    """Give graph nodes what people recognise them by (graph.describe_nodes): places and application names."""
     addresses = [node.value for node in nodes if node.kind == "ip"]
-    placed = {p.client_ip: p for p in places(addresses).itertuples()} if addresses else {}
-    consented = _consented_applications(index().version)
-    for node in nodes:
-        place = placed.get(node.value) if node.kind == "ip" else None
-        if place is not None:
-            node.note = place_text(place.country, place.owner)
-            node.about = place_text(place.country, place.owner, place.asn)
-        name = name_of(node.value, consented)
-        if name:
-            node.name, node.about = name, f"application id {node.value}"
+    placed = {p.client_ip: (p.country, p.owner, p.asn) for p in places(addresses).itertuples()} if addresses else {}
+    describe_nodes(nodes, placed, _consented_applications(index().version))
 
 
 def index() -> ActivityIndex:

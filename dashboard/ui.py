@@ -20,6 +20,7 @@ from .index import ActivityIndex, Watch
 _KEY = "f_"  # widget keys are f_<View field>
 _VIEW = "view"  # the whole view, kept across pages: Streamlit drops a widget's key when a page does not draw it
 _DRAWN = "view_drawn"  # the fields whose controls the last run drew
+PAGE_PARAMS = {"incidents": ("incident",)}  # a page's own place in its URL (the incident open), beside the view
 
 
 @dataclass
@@ -132,8 +133,9 @@ def _new_events_notice(shown: tuple[int, int]) -> None:
         st.rerun(scope="app")
 
 
-def sidebar(settings: Settings, index: ActivityIndex, honours: tuple[str, ...]) -> Current:
-    """The shared sidebar, with the controls of the view's fields that this page honours (`honours`)."""
+def sidebar(settings: Settings, index: ActivityIndex, honours: tuple[str, ...], page: str = "") -> Current:
+    """The shared sidebar, with the controls of the view's fields that this page honours (`honours`); `page` (its
+    URL path) keeps its own parameters in the URL."""
     if _VIEW not in st.session_state:  # a shared URL sets the view once, at the start of a session
         apply_view(View.from_params({key: st.query_params.get_all(key) for key in st.query_params}))
     view = _current_view()
@@ -144,7 +146,8 @@ def sidebar(settings: Settings, index: ActivityIndex, honours: tuple[str, ...]) 
     _sync_box(settings)
     if "period" in honours:
         _filters(st.sidebar, "user" in honours)
-    st.query_params.from_dict(view.only(honours).to_params())
+    own = {key: st.query_params.get(key) for key in PAGE_PARAMS.get(page, ()) if key in st.query_params}
+    st.query_params.from_dict({**view.only(honours).to_params(), **own})
     applied = view.only(honours)
     try:
         flt = applied.to_filter()

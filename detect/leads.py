@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 from dataclasses import asdict, dataclass, field
@@ -41,6 +42,7 @@ class Lead:
     view: dict  # the Explore view (URL parameters) of exactly its events
     reviewed: dict = field(default_factory=dict)  # {"by", "at", "note"} once marked
     tactic: str = ""  # the MITRE ATT&CK tactic its rule is evidence of (a key of rules.TACTICS)
+    step: str = ""  # what it found, in a few words
     targets: list[str] = field(default_factory=list)  # what was acted on: a mailbox, a new admin, a forwarding address
     apps: list[str] = field(default_factory=list)  # applications it involves (their ids)
 
@@ -156,15 +158,17 @@ class LeadEngine:
 
     # --- the shapes -------------------------------------------------------------------------
     def _lead(self, rule: Rule, key: str, bucket, first, last, users, ips, events: int, summary: str,
-              view: dict, targets=(), apps=()) -> Lead:
+              view: dict, targets=(), apps=(), view_from=None) -> Lead:
+        """`view_from`: where its events begin, when that is before the moment it is about (`first`)."""
         ident = hashlib.sha1(f"{rule.name}\n{key}\n{_text(bucket)}".encode()).hexdigest()[:16]
-        start = pd.Timestamp(first).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None)
+        start = pd.Timestamp(first if view_from is None else view_from).to_pydatetime().replace(
+            second=0, microsecond=0, tzinfo=None)
         end = pd.Timestamp(last).to_pydatetime().replace(second=0, microsecond=0, tzinfo=None) + timedelta(minutes=1)
         view = {**view, "period": "custom", "start": start.isoformat(timespec="minutes"),
                 "end": end.isoformat(timespec="minutes"), "relationship": _RELATIONSHIP[rule.by]}
         return Lead(ident, rule.name, rule.severity, rule.title, rule.title + summary, _text(first),
                     _text(last), sorted({u for u in users if u}), sorted({i for i in ips if i}), int(events), view,
-                    tactic=rule.tactic, targets=sorted({t for t in targets if t}), apps=sorted({a for a in apps if a}))
+                    tactic=rule.tactic, step=rule.step, targets=sorted({t for t in targets if t}), apps=sorted({a for a in apps if a}))
 
     @staticmethod
     def _range(rule: Rule, start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -283,10 +287,20 @@ class LeadEngine:
             [low - rule.history, end.replace(tzinfo=None) + day, list(rule.operations), rule.history.days,
              float(rule.history.days), low, rule.at_least])
         frame = frame[frame["n"] >= rule.factor * frame["usual"]]
-        return [self._lead(rule, row.key, row.day, row.first, row.last, [row.key], row.ips, row.n,
-                           f": {row.key}, {row.n:,} in a day (usual: {row.usual:.1f} a day), "
-                           f"{_span(row.first, row.last)}", {"user": row.key, "operation": list(rule.operations)})
-                for row in frame.itertuples()]
+        leads = []
+        for row in frame.itertuples():
+            # it begins where the day's count passed what would have been usual, not at the day's first event
+            crossing = max(rule.at_least, math.ceil(rule.factor * row.usual))
+            began = self.index.sql(
+                "SELECT ts FROM ev WHERE user_id = ? AND ts >= ? AND ts <= ? AND operation IN "
+                "(SELECT unnest(?::VARCHAR[])) ORDER BY ts LIMIT 1 OFFSET ?",
+                [row.key, row.first, row.last, list(rule.operations), crossing - 1])["ts"]
+            first = began[0] if len(began) else row.first
+            leads.append(self._lead(rule, row.key, row.day, first, row.last, [row.key], row.ips, row.n,
+                                    f": {row.key}, {row.n:,} in a day (usual: {row.usual:.1f} a day), past the "
+                                    f"usual from {pd.Timestamp(first):%H:%M}, {_span(row.first, row.last)}",
+                                    {"user": row.key, "operation": list(rule.operations)}, view_from=row.first))
+        return leads
 
     @staticmethod
     def _signins(where: str) -> str:

@@ -40,6 +40,7 @@ class Rule:
     tactic: str  # a Tactic's key
     why: str
     shape: str
+    step: str = ""  # what it found, in a few words (an incident's title); default: the title
     operations: tuple[str, ...] = ()
     by: str = "user"  # the entity kind a lead is about
     window: timedelta = timedelta(hours=1)
@@ -66,7 +67,7 @@ SHAPES = {
     "network": {"networks"},
 }
 BUILT_IN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rules.toml")
-_COMMON = {"name", "title", "severity", "tactic", "why", "shape", "operations", "by"}
+_COMMON = {"name", "title", "severity", "tactic", "why", "shape", "operations", "by", "step"}
 
 
 class RuleError(ValueError):
@@ -93,7 +94,7 @@ def _texts(value, where: str, lists: dict) -> tuple[str, ...]:
 def _rule(raw: dict, where: str, lists: dict, tactics: dict) -> Rule:
     name = raw.get("name")
     where = f"{where}, rule {name!r}" if isinstance(name, str) else f"{where}, a rule without a name"
-    missing = sorted(field for field in _COMMON - {"operations", "by"} if not isinstance(raw.get(field), str))
+    missing = sorted(field for field in _COMMON - {"operations", "by", "step"} if not isinstance(raw.get(field), str))
     if missing:
         raise RuleError(f"{where}: {', '.join(missing)} missing (each a text)")
     shape = raw["shape"]
@@ -137,7 +138,7 @@ def _rule(raw: dict, where: str, lists: dict, tactics: dict) -> Rule:
         for key, kind in (("at_least", int), ("factor", (int, float)), ("km", (int, float)), ("speed", (int, float))):
             if key in raw and (not isinstance(raw[key], kind) or isinstance(raw[key], bool) or raw[key] <= 0):
                 raise RuleError(f"{where}: {key} is a number above 0")
-        return Rule(**values)
+        return Rule(**{"step": raw["title"].lower(), **values})
     except (TypeError, AttributeError) as error:
         raise RuleError(f"{where}: {error}") from None
 

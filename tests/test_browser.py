@@ -459,3 +459,30 @@ def test_marking_a_lead_reviewed_closes_its_popover_and_can_be_undone(dashboard,
     page.screenshot(path=os.path.join(shots, "lead-reviewed.png"), full_page=True)
     page.get_by_role("button", name="Undo").click()
     page.get_by_text("Marked reviewed").wait_for(state="detached", timeout=30_000)
+
+
+def test_the_first_page_names_the_first_story_and_one_click_draws_it_whole(dashboard, page, shots):
+    """The README's walk: the Incidents page opens on the takeover, naming the victim and the attacker's address;
+    one click draws its accounts, addresses and targets on one graph, the new administrator's name among the names
+    drawn — read off the canvas, no hovering."""
+    url, db = dashboard
+    page.context.add_init_script(KEEP_DRAWN)
+    page.context.add_init_script(CANVAS_TEXT)
+    page.goto(url)
+    first = page.get_by_text("Password spray → account takeover").first
+    first.wait_for(timeout=90_000)
+    assert f"from {ATTACKER_IP}" in first.inner_text()
+    victim = first.inner_text().replace("\u2060", "").split(" — ", 1)[1].split(",", 1)[0]  # (markdown's joiner)
+    page.screenshot(path=os.path.join(shots, "incidents.png"), full_page=True)
+    page.get_by_role("button", name="Open").first.click()  # interaction 1
+    page.wait_for_url("**incident=INC-**", timeout=30_000)
+    data = drawn(page, until=lambda d: any(n["id"].startswith("object:") for n in d["nodes"]))
+    guest = next(n["id"][len("object:"):] for n in entities(data) if "#EXT#" in n["id"])
+    names = {t["text"] for t in drawn_names(page)}
+    assert {victim, ATTACKER_IP} <= names and any(name.startswith(guest[:20]) for name in names), \
+        f"the victim, the attacker's address and the new administrator, named on the graph: {sorted(names)[:40]}"
+    overlaps, cut, smallest = legibility(drawn_names(page))
+    assert overlaps == [] and cut == [] and smallest >= 10
+    page.get_by_text("Tactics (MITRE ATT&CK)").first.wait_for()
+    page.wait_for_timeout(1000)
+    page.screenshot(path=os.path.join(shots, "incident.png"), full_page=True)

@@ -13,6 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from dashboard.access import Access
 from dashboard.filters import View
 from dashboard.untrusted import WORD_JOINER
 from eventstore.model import utc_text
@@ -601,15 +602,14 @@ def test_a_download_that_fails_says_so_in_the_file_and_the_log(app):
 
 
 # --- Leads ---------------------------------------------------------------------------------------------------
-def test_leads_come_first_and_one_click_opens_explore_on_exactly_its_events(app):
-    at = app(None)
+def test_a_lead_opens_explore_on_exactly_its_events(app):
+    at = app("leads")
     spray = [c for c in at.main.markdown if "Password spray from" in c.value]
-    assert spray and "40 accounts" in spray[0].value, "the first page says what to look at"
+    assert spray and "40 accounts" in spray[0].value
     from dashboard import services
 
     lead = next(x for x in services.leads()[0] if x.rule == "password-spray")
-    at.button(key=f"open_{lead.id}").click().run()
-    at.run()
+    at.button(key=f"open_{lead.id}").click().run()  # the page switches to Explore
     assert at.query_params["ip"] == ATTACKER_IP and at.query_params["period"] == "custom"
     assert f"{lead.events:,} events · showing" in texts(at), "Explore counts exactly the lead's events"
     assert f"ip:{ATTACKER_IP}" in {n["id"] for n in graph_json(at)["nodes"]}
@@ -664,3 +664,48 @@ def test_an_admin_backfills_history_from_the_sync_page(app):
     assert report is not None and report.ok and report.records > 100, runner.state.error or report.summary()
     at.run()
     assert f"{report.records:,} records" in texts(at) and f"{report.done} done" in texts(at) and report.done
+
+
+# --- Incidents ---------------------------------------------------------------------------------------------------
+def incident_of(rule: str):
+    from dashboard import services
+
+    return next(i for i in services.incidents() if rule in {lead.rule for lead in i.leads})
+
+
+def test_incidents_come_first_one_per_story_with_its_tactic_chain(app):
+    at = app(None)
+    assert at.main.header[0].value == "Incidents", "the first page"
+    from dashboard import services
+
+    found = services.incidents()
+    by_rules = [sorted({lead.rule for lead in incident.leads}) for incident in found]
+    assert {"download-volume", "hosting-network", "inbox-rule-hide", "password-spray", "privileged-role",
+            "success-after-failures"} <= set(next(r for r in by_rules if "password-spray" in r)), "story 1, whole"
+    assert sum("password-spray" in r or "privileged-role" in r for r in by_rules) == 1, "in one incident, not two"
+    first = found[0]
+    assert "password-spray" in {lead.rule for lead in first.leads} and first.severity == "critical", \
+        "the most severe first, the one spanning most tactics of those; three tactics or more raise it"
+    assert "password spray → account takeover" in first.title.lower() and "from 198.51.100.9" in first.title
+    assert first.chain.index("credential-access") < first.chain.index("initial-access") and len(first.chain) >= 5
+    assert any("Credential access (TA0006)" in c.value for c in at.caption)
+
+
+def test_an_incident_shows_its_aftermath_on_one_graph_and_a_viewer_cannot_change_it(app, monkeypatch, tmp_path):
+    story = incident_of("password-spray")
+    victim = next(lead.users[0] for lead in story.leads if lead.rule == "success-after-failures")
+    guest = next(t for lead in story.leads if lead.rule == "privileged-role" for t in lead.targets)
+    at = app(None, incident=story.id)
+    nodes = {n["id"] for n in graph_json(at)["nodes"]}
+    assert {f"user:{victim}", f"ip:{ATTACKER_IP}"} <= nodes, "the victim and the attacker's address"
+    assert f"object:{guest}" in nodes, "and the new administrator, on the same graph"
+    assert at.query_params["incident"] == story.id, "the URL names the incident open"
+    st.cache_resource.clear()  # settings read afresh: sign-in is configured from here on
+    viewer = signed_in(monkeypatch, ["Viewer"])
+    viewer.session_state["incident"] = story.id
+    viewer.run()
+    assert "needs the Analyst role" in shown(viewer) and not any(f.key for f in viewer.get("form"))
+    from dashboard import services
+
+    monkeypatch.setattr(services, "access", lambda: Access("vic", "Viewer", "sign-in"))
+    assert "need the Analyst role" in services.decide_incident(story.id, "closed: benign"), "refused on the server"

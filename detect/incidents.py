@@ -1,0 +1,275 @@
+"""Incidents: leads that belong to one attack, joined into one investigation.
+
+Two leads join when they share an entity — an account, an address, an application, or what was acted on (a mailbox,
+a new administrator, a forwarding address) — and are no more than `gap` apart. An entity too common to mean anything
+does not join: what most of the tenant does (an office's address, a first-party application everyone signs in to,
+a service account acting from everywhere) is decided from the data — the share of the tenant's other entities it
+has succeeded with — not from a hand-kept list. Every join is explained.
+
+Incremental, and the same as looking at everything at once: the incidents are the connected groups of joinable
+leads, worked out again over every lead each time (hundreds of leads: milliseconds), seeded with the groups already
+stored, so a lead never leaves its incident. An incident's id is made from its first lead and stays: when leads
+join two incidents, the older id is kept and the merge recorded. What the analyst decides (status, owner, notes) is
+kept beside it with who and when."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from eventstore import EventStore
+from eventstore.model import parse_utc, utc_text
+
+from .leads import Lead
+from .rules import SEVERITIES, TACTICS, Tactic
+
+KIND = "incident"
+CASES = "incident-case"
+STATUSES = ("new", "active", "closed: true positive", "closed: false positive", "closed: benign")
+COMMON_SHARE = 0.10  # an address, app or target that this share of the tenant's active accounts succeeded with
+COMMON_ADDRESSES = 0.50  # an account that succeeded from this share of the addresses in use (people roam office NATs)
+COMMON_AT_LEAST = 5  # ... and at least this many
+_KINDS = (("users", "account"), ("ips", "address"), ("apps", "application"), ("targets", "target"))
+
+
+@dataclass
+class Incident:
+    """A group of leads, and what is worked out from them (severity, the tactic chain, who and where)."""
+
+    id: str
+    leads: list[Lead]
+    joins: list[dict]  # {"lead", "entity", "at", "why"}: how each lead after the first came in
+    merged: list[dict]  # {"id", "at"}: incidents merged into this one
+    case: dict = field(default_factory=dict)  # {"status", "owner", "history": [{"at", "by", "status", "owner",
+    #                                            "note"}]}
+    tactics: dict[str, Tactic] = field(default_factory=lambda: TACTICS)
+
+    @property
+    def first_seen(self) -> str:
+        return min(lead.first_seen for lead in self.leads)
+
+    @property
+    def last_seen(self) -> str:
+        return max(lead.last_seen for lead in self.leads)
+
+    @property
+    def chain(self) -> list[str]:
+        """Its tactics, in the order the leads first show each."""
+        return list(dict.fromkeys(lead.tactic for lead in in_order(self.leads) if lead.tactic))
+
+    @property
+    def severity(self) -> str:
+        """Its worst lead's, one step up when its chain spans three tactics or more."""
+        worst = max(SEVERITIES.get(lead.severity, 0) for lead in self.leads)
+        if len(self.chain) >= 3:
+            worst = min(worst + 1, SEVERITIES["critical"])
+        return next(name for name, rank in SEVERITIES.items() if rank == worst)
+
+    @property
+    def status(self) -> str:
+        return self.case.get("status", "new")
+
+    def entities(self, side: str) -> list[str]:
+        """Every account ("users"), address ("ips"), application ("apps") or target ("targets") of its leads, those
+        in most leads first."""
+        counts: dict[str, int] = defaultdict(int)
+        for lead in self.leads:
+            for value in getattr(lead, side):
+                counts[value] += 1
+        return sorted(counts, key=lambda value: (-counts[value], value))
+
+    @property
+    def main(self) -> tuple[str, str]:
+        """(the account, the address) the incident is most about."""
+        users, ips = self.entities("users"), self.entities("ips")
+        return (users[0] if users else ""), (ips[0] if ips else "")
+
+    @property
+    def title(self) -> str:
+        """"Password spray → account takeover → … — Ben.Lauer@contoso.com, from 198.51.100.9, 03:12–04:04 UTC"."""
+        steps = " → ".join(dict.fromkeys(lead.step or lead.title.lower() for lead in in_order(self.leads)))
+        user, ip = self.main
+        first, last = parse_utc(self.first_seen), parse_utc(self.last_seen)
+        span = f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} UTC" if first.date() == last.date() else \
+            f"{first:%Y-%m-%d %H:%M} – {last:%Y-%m-%d %H:%M} UTC"
+        who = ", ".join(part for part in (user, f"from {ip}" if ip else "", span) if part)
+        return f"{steps[:1].upper()}{steps[1:]} — {who}"
+
+    @property
+    def events(self) -> int:
+        return sum(lead.events for lead in self.leads)
+
+    def line(self) -> dict:
+        """What `python -m dashboard incidents --json` prints for this incident."""
+        return {"id": self.id, "title": self.title, "severity": self.severity, "status": self.status,
+                "owner": self.case.get("owner", ""), "first_seen": self.first_seen, "last_seen": self.last_seen,
+                "users": self.entities("users"), "ips": self.entities("ips"), "apps": self.entities("apps"),
+                "targets": self.entities("targets"), "leads": [lead.id for lead in self.leads],
+                "rules": sorted({lead.rule for lead in self.leads}), "tactics": self.chain,
+                "events": self.events, "summary": " · ".join(lead.summary for lead in in_order(self.leads)),
+                "merged": [m["id"] for m in self.merged]}
+
+
+def in_order(leads: list[Lead]) -> list[Lead]:
+    """Leads as the attack ran: by when each began, those of the same moment in the tactics' order."""
+    order = {key: rank for rank, key in enumerate(TACTICS)}
+    return sorted(leads, key=lambda lead: (lead.first_seen, order.get(lead.tactic, len(order)), lead.id))
+
+
+def _gap(a: Lead, b: Lead) -> timedelta:
+    """The time between two leads' spans (nothing when they overlap)."""
+    start, end = max(parse_utc(a.first_seen), parse_utc(b.first_seen)), min(parse_utc(a.last_seen),
+                                                                              parse_utc(b.last_seen))
+    return max(start - end, timedelta(0))
+
+
+def incident_id(first_lead: str) -> str:
+    return "INC-" + hashlib.sha1(first_lead.encode()).hexdigest()[:8].upper()
+
+
+class Correlator:
+    """Joins leads into incidents and keeps them (documents "incident") and their cases ("incident-case") in the
+    store. `index` answers which entities are too common to join (see common_entities)."""
+
+    def __init__(self, index, store: EventStore, gap: timedelta = timedelta(hours=24)):
+        self.index, self.store, self.gap = index, store, gap
+
+    # --- what is too common to mean anything -----------------------------------------------------
+    def common_entities(self, leads: list[Lead]) -> set[tuple[str, str]]:
+        """(side, value) pairs that are everyday: an address, application or target that the share COMMON_SHARE of
+        the accounts active in the leads' time succeeded with; an account that succeeded from that share of the
+        addresses (a tenant-wide service account). Failures do not count: a spray fails against many accounts."""
+        if self.index is None or not leads:
+            return set()
+        start = parse_utc(min(lead.first_seen for lead in leads)) - self.gap
+        end = parse_utc(max(lead.last_seen for lead in leads)) + self.gap
+        span = [start.replace(tzinfo=None), end.replace(tzinfo=None)]
+        ok = ("ts >= ? AND ts < ? AND operation <> 'UserLoginFailed' AND "
+              "lower(result_status) NOT IN ('failed', 'false', 'failure')")
+        totals = self.index.sql(f"SELECT count(DISTINCT user_id) AS users, count(DISTINCT client_ip) AS ips FROM ev "
+                                f"WHERE {ok}", span)
+        found = set()
+        users, addresses = int(totals["users"][0] or 0), int(totals["ips"][0] or 0)
+        for side, column, other, threshold in (("ips", "client_ip", "user_id", COMMON_SHARE * users),
+                                               ("apps", "application", "user_id", COMMON_SHARE * users),
+                                               ("targets", "object_id", "user_id", COMMON_SHARE * users),
+                                               ("users", "user_id", "client_ip", COMMON_ADDRESSES * addresses)):
+            values = sorted({value for lead in leads for value in getattr(lead, side)})
+            if not values:
+                continue
+            threshold = max(COMMON_AT_LEAST, threshold)
+            frame = self.index.sql(
+                f"SELECT {column} AS v FROM ev WHERE {ok} AND {column} IN (SELECT unnest(?::VARCHAR[])) "
+                f"GROUP BY {column} HAVING count(DISTINCT {other}) >= ?", span + [values, threshold])
+            found.update((side, value) for value in frame["v"])
+        return found
+
+    # --- correlation ---------------------------------------------------------------------------
+    def correlate(self, leads: list[Lead]) -> list[Incident]:
+        """Every lead in an incident (a lead alone is an incident of one), the stored incidents kept whole, merges
+        recorded; what changed is saved."""
+        stored = {key: json.loads(payload) for key, payload in self.store.documents(KIND).items()}
+        by_id = {lead.id: lead for lead in leads}
+        parent = {lead.id: lead.id for lead in leads}
+
+        def root(x: str) -> str:
+            while parent[x] != x:
+                parent[x] = parent[parent[x]]
+                x = parent[x]
+            return x
+
+        def union(a: str, b: str) -> None:
+            parent[root(a)] = root(b)
+
+        for doc in stored.values():  # a lead never leaves its incident
+            members = [lead for lead in doc["leads"] if lead in by_id]
+            for lead in members[1:]:
+                union(lead, members[0])
+        common = self.common_entities(leads)
+        joins, pairs = self._joins(leads, common)
+        for a, b in pairs:
+            union(a, b)
+        groups: dict[str, list[Lead]] = defaultdict(list)
+        for lead in leads:
+            groups[root(lead.id)].append(lead)
+        owner_of = {lead: key for key, doc in stored.items() for lead in doc["leads"]}
+        cases = {key: json.loads(payload) for key, payload in self.store.documents(CASES).items()}
+        incidents, changed, now = [], {}, utc_text(datetime.now(timezone.utc))
+        for members in groups.values():
+            members[:] = in_order(members)
+            earlier = sorted({owner_of[lead.id] for lead in members if lead.id in owner_of},
+                             key=lambda key: (stored[key]["created"], key))
+            key = earlier[0] if earlier else incident_id(members[0].id)
+            doc = stored.get(key, {"id": key, "created": now, "leads": [], "merged": []})
+            merged = doc["merged"] + [{"id": other, "at": now} for other in earlier[1:]
+                                      if other not in {m["id"] for m in doc["merged"]}]
+            ids = [lead.id for lead in members]
+            if ids != doc["leads"] or merged != doc["merged"]:
+                changed[key] = json.dumps({**doc, "leads": ids, "merged": merged})
+            incidents.append(Incident(key, members, [joins[lead.id] for lead in members if lead.id in joins],
+                                      merged, cases.get(key, {})))
+        if changed and not getattr(self.store, "read_only", False):
+            self.store.put_documents(KIND, changed)
+        # open ones first, the most severe, then those that show more of an attack's stages, then the newest
+        incidents.sort(key=lambda i: (i.status.startswith("closed"), -SEVERITIES.get(i.severity, 0), -len(i.chain),
+                                      _desc(i.last_seen)))
+        return incidents
+
+    def _joins(self, leads: list[Lead], common: set) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+        """(for each lead that joins an earlier one: the earliest such lead, the entity they share and why; every
+        pair of leads that join)."""
+        ordered = in_order(leads)
+        having: dict[tuple[str, str], list[Lead]] = defaultdict(list)
+        found, pairs = {}, []
+        for lead in ordered:
+            shared = []
+            for side, word in _KINDS:
+                for value in getattr(lead, side):
+                    if (side, value) in common:
+                        continue
+                    for other in having[(side, value)]:
+                        if _gap(lead, other) <= self.gap:
+                            shared.append((other.first_seen, other.id, other, side, value, word))
+                            pairs.append((lead.id, other.id))
+            if shared:
+                _, _, other, side, value, word = min(shared)
+                found[lead.id] = {"lead": lead.id, "with": other.id, "entity": value, "kind": word,
+                                  "at": lead.first_seen,
+                                  "why": f"joined by the {word} {value} at {lead.first_seen[11:16]} UTC — "
+                                         f"{lead.title.lower()} after {other.title.lower()}"}
+            for side, _ in _KINDS:
+                for value in getattr(lead, side):
+                    having[(side, value)].append(lead)
+        return found, pairs
+
+    # --- the analyst's decision ----------------------------------------------------------------
+    def decide(self, incident: str, who: str, status: str | None = None, owner: str | None = None,
+               note: str = "") -> dict:
+        """Set an incident's status and owner, or add a note; kept with who and when. Returns the case."""
+        if status is not None and status not in STATUSES:
+            raise ValueError(f"status is one of {', '.join(STATUSES)}")
+        case = json.loads(self.store.documents(CASES).get(incident, "{}"))
+        entry = {"at": utc_text(datetime.now(timezone.utc)), "by": who}
+        if status is not None and status != case.get("status", "new"):
+            case["status"] = entry["status"] = status
+        if owner is not None and owner != case.get("owner", ""):
+            case["owner"] = entry["owner"] = owner[:200]
+        if note.strip():
+            entry["note"] = note.strip()[:4000]
+        if len(entry) > 2:
+            case["history"] = case.get("history", []) + [entry]
+            self.store.put_documents(CASES, {incident: json.dumps(case)})
+        return case
+
+
+def _desc(text: str) -> str:
+    """Sorts newest first inside an ascending sort."""
+    return "".join(chr(0x10FFFF - ord(ch)) for ch in text)
+
+
+def as_document(incident: Incident) -> dict:
+    """An incident whole, with its leads, as plain data (the report, the JSON line)."""
+    return {**incident.line(), "joins": incident.joins, "leads": [asdict(lead) for lead in incident.leads],
+            "case": incident.case}
