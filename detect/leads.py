@@ -168,7 +168,8 @@ class LeadEngine:
                 "end": end.isoformat(timespec="minutes"), "relationship": _RELATIONSHIP[rule.by]}
         return Lead(ident, rule.name, rule.severity, rule.title, rule.title + summary, _text(first),
                     _text(last), sorted({u for u in users if u}), sorted({i for i in ips if i}), int(events), view,
-                    tactic=rule.tactic, step=rule.step, targets=sorted({t for t in targets if t}), apps=sorted({a for a in apps if a}))
+                    tactic=rule.tactic, step=rule.step, targets=sorted({t for t in targets if t}),
+                    apps=sorted({a for a in apps if a}))
 
     @staticmethod
     def _range(rule: Rule, start: datetime, end: datetime) -> tuple[datetime, datetime]:
