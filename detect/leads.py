@@ -21,6 +21,7 @@ from eventstore import EventStore
 from eventstore.entities import KINDS
 from ingest.normalize import domain_of, named_values
 
+from .countries import nearest_km
 from .rules import RULES, SEVERITIES, Detail, Rule
 
 log = logging.getLogger("detect.leads")
@@ -325,16 +326,26 @@ class LeadEngine:
                 for row in frame.itertuples()]
 
     def _travel(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
+        """Coordinates where the IP sources have them (a networks file, a City database); where they know only the
+        countries (the packaged database), the least distance between the two countries' territories."""
         low, high = start.replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(seconds=1)
         frame = self.index.sql(
-            f"WITH s AS ({self._signins('p.lat IS NOT NULL')}), "
+            "WITH s AS (" + self._signins("(p.lat IS NOT NULL OR p.country <> '')") + "), "
             "l AS (SELECT *, lag(ts) OVER w AS pts, lag(lat) OVER w AS plat, lag(lon) OVER w AS plon, "
             "lag(client_ip) OVER w AS pip, lag(country) OVER w AS pcountry FROM s "
             "WINDOW w AS (PARTITION BY user_id ORDER BY ts)), "
             "k AS (SELECT *, 2 * 6371 * asin(sqrt(pow(sin(radians(lat - plat) / 2), 2) + cos(radians(plat)) * "
             "cos(radians(lat)) * pow(sin(radians(lon - plon) / 2), 2))) AS km FROM l WHERE pts IS NOT NULL) "
-            "SELECT * FROM k WHERE ts >= ? AND km >= ? AND km / greatest(epoch(ts - pts) / 3600.0, 1 / 12) >= ?",
-            [low - rule.history, high, list(rule.operations), low, rule.km, rule.speed])
+            "SELECT * FROM k WHERE ts >= ? AND (km IS NOT NULL OR (country <> pcountry AND country <> '' AND "
+            "pcountry <> ''))", [low - rule.history, high, list(rule.operations), low])
+        if frame.empty:
+            return []
+        frame["rough"] = frame["km"].isna()  # judged by countries alone
+        frame["km"] = [km if not rough else nearest_km(c, pc) for km, rough, c, pc in
+                       zip(frame["km"], frame["rough"], frame["country"], frame["pcountry"])]
+        frame = frame[frame["km"].notna()]
+        hours = ((frame["ts"] - frame["pts"]).dt.total_seconds() / 3600).clip(lower=1 / 12)
+        frame = frame[(frame["km"] >= rule.km) & (frame["km"] / hours >= rule.speed)]
         leads = []  # one lead per person and day, however many legs
         for (user, _), legs in frame.groupby(["user_id", frame["ts"].dt.floor("D")]):
             first = legs.iloc[0]
@@ -344,7 +355,8 @@ class LeadEngine:
                 rule, user, first.ts.floor("D"), legs.pts.min(), legs.ts.max(), [user],
                 set(legs.pip) | set(legs.client_ip), 2 * len(legs),
                 f": {user}, {first.pcountry or '?'} ({first.pip}) → {first.country or '?'} ({first.client_ip}), "
-                f"{first.km:,.0f} km in {minutes:,.0f} min{more}, {_span(legs.pts.min(), legs.ts.max())}",
+                + (f"at least {first.km:,.0f} km apart judged by the countries alone" if first.rough else
+                   f"{first.km:,.0f} km") + f" in {minutes:,.0f} min{more}, {_span(legs.pts.min(), legs.ts.max())}",
                 {"user": user, "operation": list(rule.operations)}))
         return leads
 

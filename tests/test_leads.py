@@ -357,3 +357,35 @@ def test_rules_are_data_checked_as_they_load_and_an_operator_adds_their_own(tmp_
         assert "mine.toml" in str(refused.value), "the file is named"
     assert all(hasattr(LeadEngine, f"_{shape}") for shape in __import__("detect.rules").rules.SHAPES), \
         "every shape a rule may name is one the engine knows"
+
+
+def test_travel_is_caught_with_the_packaged_ip_database_alone(tmp_path):
+    """A default install knows countries, not coordinates: Germany, then Australia 20 minutes later, is still
+    impossible, judged by the least distance between the two countries' territories (and said so)."""
+    from ingest.feedstate import BlobRecord, FeedState
+    from ingest.normalize import normalize
+
+    noon = datetime.now(timezone.utc).replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    rows = []  # yesterday morning, whatever the hour now: one day's legs
+    for n, (minutes_ago, address) in enumerate(((200, "85.214.0.1"), (90, "85.214.0.1"), (70, "139.130.4.5"),
+                                                (60, "5.9.0.1"))):  # Strato and Hetzner (DE); Telstra (AU)
+        when = (noon - timedelta(minutes=minutes_ago)).strftime("%Y-%m-%dT%H:%M:%S")
+        rows.append(normalize({"Id": f"00000000-0000-4000-8000-{n:012d}", "CreationTime": when, "Operation":
+                               "UserLoggedIn", "UserId": "traveller@contoso.com", "ClientIP": address,
+                               "Workload": "AzureActiveDirectory", "RecordType": 15, "ResultStatus": "Success"},
+                              "Audit.AzureActiveDirectory", when + "Z"))
+    store = SqliteStore(str(tmp_path / "audit.db"))
+    FeedState(store).store_blobs([(BlobRecord("b", "Audit.AzureActiveDirectory", rows[0].time,
+                                              "2099-01-01T00:00:00Z"), rows)])
+    index = ActivityIndex(store, str(tmp_path / "audit.db.index"), ipinfo=IpInfo())  # the packaged database only
+    index.refresh()
+    index.wait()
+    try:
+        engine = LeadEngine(index, store, tuple(rule for rule in RULES if rule.name == "impossible-travel"))
+        engine.update()
+        (lead,) = engine.leads()
+        assert "DE (85.214.0.1) → AU (139.130.4.5)" in lead.summary and "judged by the countries alone" in lead.summary
+        assert "and 1 more" in lead.summary, "and back to Germany ten minutes later"
+    finally:
+        index.close()
+        store.close()
