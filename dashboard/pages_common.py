@@ -76,6 +76,17 @@ def _wait_for_data() -> None:
                    f"{p.events_new:,} new events…")
 
 
+@st.fragment(run_every=2)
+def detections_looking(what: str) -> None:
+    """How far the detections are through the stored events; the page is drawn again, whole, when they are done."""
+    progress = services.leads_looking()
+    if progress is None:
+        st.rerun(scope="app")
+    done, total, through = progress
+    st.progress(done / max(1, total), text=f"⏳ Looking through {through}: {done} of {total} detections done. The "
+                                           f"{what} below are those found so far; this page adds the rest by itself.")
+
+
 def related_table(title: str, frame: pd.DataFrame) -> None:
     if not frame.empty:
         st.caption(title)

@@ -11,7 +11,7 @@ import streamlit as st
 from dashboard import services, ui
 from dashboard.filters import View
 from dashboard.graph_view import draw
-from dashboard.pages_common import page_start
+from dashboard.pages_common import detections_looking, page_start
 from dashboard.untrusted import markdown
 from detect.incidents import STATUSES, Incident, in_order
 from eventstore.entities import KINDS
@@ -21,6 +21,8 @@ BADGE = {"critical": "🟣 critical", "high": "🔴 high", "medium": "🟠 mediu
 cur, _ = page_start("Incidents", "the incidents")
 rules, tactics = services.rules()
 incidents = services.incidents()
+if services.leads_looking() is not None:
+    detections_looking("incidents")
 can_decide = services.access().can("manage incidents") and not services.read_only()
 
 

@@ -7,7 +7,7 @@ import streamlit as st
 
 from dashboard import services, ui
 from dashboard.filters import View
-from dashboard.pages_common import page_start
+from dashboard.pages_common import detections_looking, page_start
 from dashboard.untrusted import markdown
 
 BADGE = {"high": "🔴 high", "medium": "🟠 medium", "low": "🟡 low"}
@@ -60,20 +60,8 @@ open_count = sum(1 for lead in all_leads if not lead.reviewed)
 st.markdown(f"**{len(chosen):,}** shown · {open_count:,} not reviewed of {len(all_leads):,} leads · "
             + ("looked for again as events arrive" if not looking else "more may come: the detections are looking"))
 
-
-@st.fragment(run_every=2)
-def _looking() -> None:
-    """How far the detections are through the stored events; the page is drawn again, whole, when they are done."""
-    progress = services.leads_looking()
-    if progress is None:
-        st.rerun(scope="app")
-    done, total, what = progress
-    st.progress(done / max(1, total), text=f"⏳ Looking through {what}: {done} of {total} detections done. The "
-                                           "leads below are those found so far; this page adds the rest by itself.")
-
-
 if looking:
-    _looking()
+    detections_looking("leads")
 
 if not all_leads and not looking:
     st.success("No leads: none of the built-in detections (below) found anything in the stored events.")
