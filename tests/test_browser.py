@@ -249,9 +249,9 @@ def test_every_name_drawn_is_readable_on_screen_and_a_node_expands_in_place(dash
     assert {n["id"]: (n["x"], n["y"]) for n in entities(again)} == {n["id"]: (n["x"], n["y"]) for n in entities(data)}
 
 
-def test_the_first_page_names_the_spray_and_opens_its_events(dashboard, page, shots):
+def test_the_leads_page_names_the_spray_and_opens_its_events(dashboard, page, shots):
     url, _ = dashboard
-    page.goto(url)
+    page.goto(f"{url}/leads")
     lead = page.get_by_text(f"Password spray from {ATTACKER_IP}").first
     lead.wait_for(timeout=60_000)
     assert "40 accounts" in lead.inner_text() and "succeeded" in lead.inner_text()
