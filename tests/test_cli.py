@@ -16,7 +16,7 @@ from eventstore.sqlite import SqliteStore
 from ingest.feedstate import FeedState
 from simulator import SimulatedTenant
 
-from .conftest import child_pythonpath, ground_truth, stored_ids, week_start
+from .conftest import ROOT, child_pythonpath, ground_truth, stored_ids, week_start
 
 
 def cli_env(tmp_path, env: dict, **extra) -> dict:
@@ -164,3 +164,16 @@ def test_a_damaged_store_is_found_before_an_export_and_explained(simulator, tmp_
         assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
         assert "is damaged" in result.stderr and "restore the file from a backup" in result.stderr
         assert result.stdout == "", "nothing half-written"
+
+
+def test_the_readmes_settings_table_names_every_setting_the_code_reads_and_no_other():
+    import re
+
+    from ingest.settings import VARIABLES
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    table = readme[readme.index("| Variable | Meaning |"):]
+    table = table[:table.index("\n\n")]
+    named = {name for line in table.splitlines()[2:] for name in re.findall(r"`([A-Za-z0-9_]+)`", line.split("|")[1])}
+    assert named == set(VARIABLES), f"only in the README: {named - set(VARIABLES)}; only in the code: " \
+                                    f"{set(VARIABLES) - named}"
