@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from playwright.sync_api import Error as PlaywrightError
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 from eventstore.sqlite import SqliteStore
 from simulator import SimulatedTenant
@@ -430,23 +430,29 @@ def test_the_view_survives_navigation_and_a_copied_link_draws_the_same_graph(das
     page.wait_for_url("**cap=100**", timeout=30_000)
     data = drawn(page, until=lambda d: len(entities(d)) == 100)
     page.get_by_role("link", name="Leads").click()
-    page.wait_for_url(lambda address: "/explore" not in address, timeout=30_000)  # the first page: the root
+    page.wait_for_url("**/leads**", timeout=30_000)
     page.get_by_text("Password spray from").first.wait_for(timeout=30_000)
     assert "cap=" not in page.url, "Leads applies no graph setting, so its address carries none"
     page.get_by_role("link", name="Explore").click()
     page.wait_for_url("**cap=100**", timeout=30_000)
-    assert page.get_by_label("Entities at most").input_value() == "100", "the cap as the analyst left it"
+    expect(page.get_by_label("Entities at most")).to_have_value("100", timeout=10_000)  # as the analyst left it
     assert {n["id"] for n in entities(drawn(page, until=lambda d: len(entities(d)) == 100))} == \
         {n["id"] for n in entities(data)}
+    # "last 7 days" moves with the clock (and the store grows); the link for a colleague is pinned to its times
+    page.get_by_role("button", name="Link to this view").click()
+    pinned = page.get_by_text("At these times").locator("xpath=following::code[1]").inner_text().strip()
+    assert "period=custom" in pinned and "cap=100" in pinned
+    page.goto(pinned)
+    mine = drawn(page, until=lambda d: len(entities(d)) == 100)
     other = page.context.new_page()
-    other.goto(page.url)  # a colleague opens the copied link
+    other.goto(pinned)  # a colleague opens the copied link
     assert {n["id"]: (n["x"], n["y"]) for n in entities(drawn(other, until=lambda d: len(entities(d)) == 100))} == \
-        {n["id"]: (n["x"], n["y"]) for n in entities(data)}, "the same graph, drawn the same"
+        {n["id"]: (n["x"], n["y"]) for n in entities(mine)}, "the same graph, drawn the same"
 
 
 def test_marking_a_lead_reviewed_closes_its_popover_and_can_be_undone(dashboard, page, shots):
     url, _ = dashboard
-    page.goto(url)
+    page.goto(f"{url}/leads")
     page.get_by_text("Password spray from").first.wait_for(timeout=60_000)
     first = page.get_by_role("button", name="Mark reviewed").first
     first.click()

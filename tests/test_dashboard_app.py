@@ -616,7 +616,7 @@ def test_a_lead_opens_explore_on_exactly_its_events(app):
 
 
 def test_an_analyst_marks_a_lead_reviewed_and_a_viewer_cannot(app, monkeypatch):
-    viewer = signed_in(monkeypatch, ["Viewer"])
+    viewer = signed_in(monkeypatch, ["Viewer"], page="leads")
     from dashboard import services
 
     lead = services.leads()[0][0]
@@ -624,7 +624,7 @@ def test_an_analyst_marks_a_lead_reviewed_and_a_viewer_cannot(app, monkeypatch):
     assert "need the Analyst role" in shown(viewer)
     assert not next(x for x in services.leads()[0] if x.id == lead.id).reviewed
 
-    analyst = signed_in(monkeypatch, ["Analyst"], username="ana@contoso.com")
+    analyst = signed_in(monkeypatch, ["Analyst"], page="leads", username="ana@contoso.com")
     analyst.text_input(key=f"note_{lead.id}").input("known pen test")
     analyst.button(key=f"review_{lead.id}").click().run()
     mark = next(x for x in services.leads()[0] if x.id == lead.id).reviewed
