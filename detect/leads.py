@@ -336,8 +336,9 @@ class LeadEngine:
             "WINDOW w AS (PARTITION BY user_id ORDER BY ts)), "
             "k AS (SELECT *, 2 * 6371 * asin(sqrt(pow(sin(radians(lat - plat) / 2), 2) + cos(radians(plat)) * "
             "cos(radians(lat)) * pow(sin(radians(lon - plon) / 2), 2))) AS km FROM l WHERE pts IS NOT NULL) "
-            "SELECT * FROM k WHERE ts >= ? AND (km IS NOT NULL OR (country <> pcountry AND country <> '' AND "
-            "pcountry <> ''))", [low - rule.history, high, list(rule.operations), low])
+            "SELECT * FROM k WHERE ts >= ? AND (km >= ? AND km / greatest(epoch(ts - pts) / 3600.0, 1 / 12) >= ? OR "
+            "km IS NULL AND country <> pcountry AND country <> '' AND pcountry <> '')",
+            [low - rule.history, high, list(rule.operations), low, rule.km, rule.speed])
         if frame.empty:
             return []
         frame["rough"] = frame["km"].isna()  # judged by countries alone

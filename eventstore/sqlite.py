@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
-from itertools import groupby
+from itertools import accumulate, groupby
 
 from .base import Changes, EventStore, StoreError, StoreUnavailable, translate_errors
 from .model import ActivityEntry, ActivityQuery, EventRow, StoreStats, WorkItem, utc_text
@@ -136,12 +136,22 @@ def _narrow(packed: bytes) -> list[list]:
 
 
 def _unpack(narrow: bytes, raw: bytes) -> list[EventRow]:
-    fields, data = _narrow(narrow), zlib.decompress(raw)
-    rows, at = [], 0
-    for *values, length in fields:
-        rows.append(EventRow(*values, data[at:at + length].decode()))
-        at += length
-    return rows
+    block = _Block(narrow, raw)
+    return [block.row(n) for n in range(len(block.fields))]
+
+
+class _Block:
+    """A block as read, its rows made only when asked: a detection wants one record of a block's 256."""
+
+    __slots__ = ("fields", "data", "starts")
+
+    def __init__(self, narrow: bytes, raw: bytes):
+        self.fields, self.data = _narrow(narrow), zlib.decompress(raw)
+        self.starts = list(accumulate((length for *_, length in self.fields), initial=0))
+
+    def row(self, n: int) -> EventRow:
+        *values, length = self.fields[n]
+        return EventRow(*values, self.data[self.starts[n]:self.starts[n] + length].decode())
 
 
 def _store_error(path: str, exc: sqlite3.Error) -> StoreError:
@@ -179,7 +189,7 @@ class SqliteStore(EventStore):
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._blocks: OrderedDict[int, list[EventRow]] = OrderedDict()  # recently read blocks (immutable)
+        self._blocks: OrderedDict[int, _Block] = OrderedDict()  # recently read blocks (immutable)
         try:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
             _upgrade_if_older(path, progress or (lambda message: log.warning("%s", message)))
@@ -334,21 +344,20 @@ class SqliteStore(EventStore):
     def events_at(self, positions: Sequence[int]) -> list[EventRow]:
         found = {}
         for position in sorted(set(positions)):
-            if position in found:
-                continue
-            first, rows = self._block_at(position)
-            found.update((first + n, row) for n, row in enumerate(rows))
+            first, block = self._block_at(position)
+            if block is not None and position - first < len(block.fields):
+                found[position] = block.row(position - first)
         return [found[p] for p in positions if p in found]
 
-    def _block_at(self, position: int) -> tuple[int, list[EventRow]]:
+    def _block_at(self, position: int) -> tuple[int, _Block | None]:
         row = self._conn().execute("SELECT first_seq, narrow, raw FROM blocks WHERE first_seq <= ? "
                                    "ORDER BY first_seq DESC LIMIT 1", (position,)).fetchone()
         if row is None:
-            return 0, []
+            return 0, None
         with self._lock:
             cached = self._blocks.get(row[0])
         if cached is None:
-            cached = _unpack(row[1], row[2])
+            cached = _Block(row[1], row[2])
             with self._lock:
                 self._blocks[row[0]] = cached
                 while len(self._blocks) > 64:
