@@ -120,6 +120,11 @@ class EventStore(ABC):
     def events_at(self, positions: Sequence[int]) -> list[EventRow]:
         """The full events (with raw JSON) at these positions, in the order given (missing ones left out)."""
 
+    @abstractmethod
+    def records_at(self, positions: Sequence[int]) -> dict[int, str]:
+        """position → the original record (raw JSON text), for those of these positions still stored: what the
+        detections read, cheaper than whole events."""
+
     # --- watch-lists, shared by everyone who uses this store ----------------------------------
     @abstractmethod
     def save_watchlist(self, name: str, payload: str) -> None: ...

@@ -459,14 +459,18 @@ class CosmosStore(EventStore):
         return Changes(rows, str(last), None if more else 0)
 
     def events_at(self, positions: Sequence[int]) -> list[EventRow]:
-        found = {}
+        found = {doc["seq"]: self._row(doc) for doc in self._at(positions, "*")}
+        return [found[p] for p in positions if p in found]
+
+    def records_at(self, positions: Sequence[int]) -> dict[int, str]:
+        return {doc["seq"]: doc.get("raw", "") for doc in self._at(positions, "c.seq, c.raw")}
+
+    def _at(self, positions: Sequence[int], columns: str) -> Iterator[dict]:
         positions = list(positions)
         for i in range(0, len(positions), _QUERY_CHUNK):
-            for doc in self._events.query_items("SELECT * FROM c WHERE ARRAY_CONTAINS(@s, c.seq)",
+            yield from self._events.query_items(f"SELECT {columns} FROM c WHERE ARRAY_CONTAINS(@s, c.seq)",
                                                 parameters=[{"name": "@s", "value": positions[i:i + _QUERY_CHUNK]}],
-                                                enable_cross_partition_query=True, response_hook=self.meter):
-                found[doc["seq"]] = self._row(doc)
-        return [found[p] for p in positions if p in found]
+                                                enable_cross_partition_query=True, response_hook=self.meter)
 
     def save_watchlist(self, name: str, payload: str) -> None:
         self._write("watchlist", name, {"payload": payload})

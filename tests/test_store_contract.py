@@ -2,6 +2,7 @@
 on loopback): the promises ingest and the dashboard rely on."""
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -98,6 +99,8 @@ def test_the_feed_delivers_every_event_and_each_position_names_one(backend, feed
     assert backend.horizon() == ""
     events = backend.events_at([rows[3][0], rows[50][0], 10**9])
     assert [e.id for e in events] == [rows[3][1], rows[50][1]], "in the order asked; missing positions left out"
+    records = backend.records_at([rows[50][0], rows[3][0], 10**9])
+    assert records == {rows[3][0]: events[0].raw, rows[50][0]: events[1].raw}, "the original texts, by position"
 
 
 def test_prune_removes_whole_days_and_moves_the_horizon(backend, feed):
@@ -404,3 +407,38 @@ def test_the_whole_activity_log_stays_reachable_however_it_is_flooded(backend):
     assert backend.activity(ActivityQuery(since=first, until=first[:-1] + "~"))[0] >= 1
     assert backend.activity(ActivityQuery(until=first))[0] == 0
     assert backend.activity_facets() == (["ada@contoso.com", "vic@contoso.com"], ["export", "watch-list deleted"])
+
+
+def test_a_store_from_before_the_records_lengths_reads_its_records_and_writes_new_blocks_with_them(tmp_path):
+    """Blocks written before 2026-12 have no lengths column: the store adds it when opened, reads the old blocks'
+    records through their narrow fields, and the new blocks carry their lengths."""
+    import sqlite3
+
+    path = str(tmp_path / "before.db")
+    with SqliteStore(path) as store:
+        FeedState(store).store_blobs([blob("old", [record(i, age_hours=i % 20) for i in range(1, 300)])])
+        texts = {row[0]: event.raw for row, event in zip(everything(store), store.iter_events())}
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        ALTER TABLE blocks RENAME TO blocks_now;
+        DROP INDEX blocks_by_day;
+        CREATE TABLE blocks (
+            first_seq INTEGER PRIMARY KEY,  -- the block holds positions first_seq .. first_seq + rows - 1
+            day INTEGER NOT NULL,           -- of every event in it: days since 1970-01-01, UTC
+            rows INTEGER NOT NULL,
+            narrow BLOB NOT NULL,           -- zlib(JSON: per event, the EventRow fields except raw, then raw's length)
+            raw BLOB NOT NULL               -- zlib(the events' original JSON texts, one after the other)
+        );
+        CREATE INDEX blocks_by_day ON blocks(day);
+        INSERT INTO blocks SELECT first_seq, day, rows, narrow, raw FROM blocks_now;
+        DROP TABLE blocks_now;""")  # the table as it was
+    conn.close()
+    with SqliteStore(path) as store:
+        assert store.records_at(list(texts)) == texts, "every old record, byte for byte"
+        FeedState(store).store_blobs([blob("new", [record(i) for i in range(300, 310)])])
+        new = [row[0] for row in everything(store) if row[0] not in texts]
+        assert len(new) == 10 and all(json.loads(store.records_at(new)[p])["Id"] for p in new)
+    conn = sqlite3.connect(path)
+    assert conn.execute("SELECT count(*) FROM blocks WHERE lengths IS NULL").fetchone()[0] >= 1
+    assert conn.execute("SELECT count(*) FROM blocks WHERE lengths IS NOT NULL").fetchone()[0] == 1
+    conn.close()
