@@ -25,7 +25,8 @@ from .countries import nearest_km
 from .rules import RULES, SEVERITIES, Detail, Rule
 
 log = logging.getLogger("detect.leads")
-MAX_CANDIDATES = 20_000  # original records read per rule per run for `details` (the rest: the next run)
+CANDIDATES_AT_ONCE = 20_000  # events a rule with `details` reads the original records of at once
+READ_AT_MOST = 200_000  # records' detail fields kept for the other rules of a look (a few hundred bytes each)
 
 
 @dataclass
@@ -97,6 +98,8 @@ class LeadEngine:
         self._unsaved: dict[str, str] = {}  # with a read-only store (a read-only Cosmos DB key): kept here
         self._looked = False  # a look over everything was done in this process (for a store that cannot say so)
         self.looking: tuple[int, int, str] | None = None  # while a look goes on: detections done, of all, the span
+        self._fields = {"UserId"} | {detail.field for rule in rules for detail in rule.details}
+        self._read: dict[int, dict | None] = {}  # position → what _records read there, for the rest of a look
 
     # --- keeping up -------------------------------------------------------------------------
     def update(self, wait: float = -1) -> int | None:
@@ -128,7 +131,7 @@ class LeadEngine:
                     found[lead.id] = lead
             except Exception:  # noqa: BLE001 - one broken rule must not stop the others
                 log.exception("the rule %s failed; the others ran", rule.name)
-        self.looking = None
+        self.looking, self._read = None, {}
         documents = {k: json.dumps(asdict(v), default=str) for k, v in found.items()}
         if getattr(self.store, "read_only", False):
             self._unsaved.update(documents)
@@ -232,19 +235,22 @@ class LeadEngine:
     def _each(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
         low, high = self._range(rule, start, end)
         key = KINDS[rule.by].column
-        frame = self.index.sql(
-            f"SELECT seq, ts, {key} AS key, user_id, client_ip, operation, object_id, application FROM ev WHERE "
-            f"ts >= ? AND ts < ? AND operation IN (SELECT unnest(?::VARCHAR[])) AND {key} <> '' ORDER BY ts LIMIT ?",
-            [low, high, list(rule.operations), MAX_CANDIDATES])
+        kept, after = [], (low, -1)
+        while True:  # a chunk at a time: the original records of a busy tenant's months do not fit in memory
+            chunk = self.index.sql(
+                f"SELECT seq, ts, {key} AS key, user_id, client_ip, operation, object_id, application FROM ev WHERE "
+                f"(ts > ? OR ts = ? AND seq > ?) AND ts < ? AND operation IN (SELECT unnest(?::VARCHAR[])) AND "
+                f"{key} <> '' ORDER BY ts, seq LIMIT ?",
+                [after[0], after[0], after[1], high, list(rule.operations), CANDIDATES_AT_ONCE])
+            if chunk.empty:
+                break
+            after = (chunk["ts"].iloc[-1].to_pydatetime(), int(chunk["seq"].iloc[-1]))
+            kept.append(self._said(rule, chunk))
+            if len(chunk) < CANDIDATES_AT_ONCE:
+                break
+        frame = pd.concat(kept) if kept else pd.DataFrame()
         if frame.empty:
             return []
-        frame["said"] = [()] * len(frame)  # what the details found: a forwarding address, a role
-        if rule.details:
-            records = self._records([int(seq) for seq in frame["seq"]])
-            frame["said"] = [tuple(v for d in rule.details if record is not None and holds(d, record)
-                                   for v in named_values(record, d.field, d.name) if "@" in v)
-                             for record in records]
-            frame = frame[[record is not None and any(holds(d, record) for d in rule.details) for record in records]]
         leads = []
         for (value, day), group in frame.groupby(["key", frame["ts"].dt.floor("D")]):
             operations = sorted(set(group["operation"]))
@@ -263,19 +269,35 @@ class LeadEngine:
                                     len(group), summary, view, targets, set(group["application"])))
         return leads
 
+    def _said(self, rule: Rule, frame: pd.DataFrame) -> pd.DataFrame:
+        """The events whose original records hold what the rule's details ask for, with what they said (a
+        forwarding address, a role); every event when the rule has no details."""
+        frame = frame.assign(said=[()] * len(frame))
+        if not rule.details:
+            return frame
+        records = self._records([int(seq) for seq in frame["seq"]])
+        frame["said"] = [tuple(v for d in rule.details if record is not None and holds(d, record)
+                               for v in named_values(record, d.field, d.name) if "@" in v)
+                         for record in records]
+        return frame[[record is not None and any(holds(d, record) for d in rule.details) for record in records]]
+
     def _records(self, positions: list[int]) -> list[dict | None]:
-        """The original records at these positions, in order (None where one is gone or unreadable)."""
-        rows = self.store.events_at(positions)
-        if len(rows) != len(positions):  # some were pruned meanwhile: ask one by one to keep the order
-            rows = [next(iter(self.store.events_at([p])), None) for p in positions]
-        out = []
-        for row in rows:
+        """What the rules' details read of the original records at these positions (the actor, and the fields the
+        details name), in order; None where a record is gone or unreadable. Kept for the rest of the look: rules
+        over the same operations (the inbox rules) read the same records, and reading a record out of its
+        compressed block is what these rules cost."""
+        wanted = [p for p in positions if p not in self._read]
+        texts = self.store.records_at(wanted)
+        if len(self._read) + len(wanted) > READ_AT_MOST:
+            self._read = {p: self._read[p] for p in positions if p in self._read}
+        for position in wanted:
             try:
-                record = json.loads(row.raw) if row is not None else None
+                record = json.loads(texts[position]) if position in texts else None  # (gone: pruned meanwhile)
             except ValueError:
                 record = None
-            out.append(record if isinstance(record, dict) else None)
-        return out
+            self._read[position] = {k: record[k] for k in self._fields if k in record} if isinstance(record, dict) \
+                else None
+        return [self._read.get(p) for p in positions]
 
     def _baseline(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
         day = timedelta(days=1)

@@ -131,6 +131,25 @@ def test_leads_follow_the_store_incrementally_to_the_same_result(tmp_path):
             thing.close()
 
 
+def test_a_rule_over_more_events_than_it_reads_at_once_misses_none(tmp_path, monkeypatch):
+    """A busy tenant's first look has more inbox rules and role changes than a rule reads at once: it reads them a
+    chunk at a time and finds what one read finds (before, it stopped at the first chunk and never came back)."""
+    import detect.leads
+
+    tenant = SimulatedTenant(week_start(), seed=7, events_per_week=6_000)
+    found = {}
+    for name, at_once in (("whole", detect.leads.CANDIDATES_AT_ONCE), ("chunked", 2)):
+        monkeypatch.setattr(detect.leads, "CANDIDATES_AT_ONCE", at_once)
+        (tmp_path / name).mkdir()
+        store, index, engine = engine_for(tmp_path / name, tenant)
+        found[name] = {(lead.rule, lead.id, lead.events, tuple(lead.users), tuple(lead.targets)) for lead in engine.leads()
+                       if any(rule.name == lead.rule and rule.details for rule in RULES)}
+        index.close()
+        store.close()
+    assert found["chunked"] == found["whole"]
+    assert {rule for rule, *_ in found["whole"]} >= {"inbox-rule-hide", "privileged-role"}
+
+
 def test_a_review_mark_is_kept_in_the_store_and_survives_a_new_look(demo, tmp_path):
     tenant, store, index, engine = demo
     lead = engine.leads()[0]
