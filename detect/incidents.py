@@ -7,17 +7,21 @@ a service account acting from everywhere) is decided from the data — the share
 has succeeded with — not from a hand-kept list. Every join is explained.
 
 Incremental, and the same as looking at everything at once: the incidents are the connected groups of joinable
-leads, worked out again over every lead each time (hundreds of leads: milliseconds), seeded with the groups already
-stored, so a lead never leaves its incident. An incident's id is made from its first lead and stays: when leads
+leads, worked out again over every lead each time (thousands of leads: milliseconds), seeded with the groups
+already stored, so a lead never leaves its incident; what is everyday is judged per day and remembered once the
+day's window has passed, so a synced batch costs a look at its own days. An incident's id is made from its first lead and stays: when leads
 join two incidents, the older id is kept and the merge recorded. What the analyst decides (status, owner, notes) is
 kept beside it with who and when."""
 from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+
+import pandas as pd
 
 from eventstore import EventStore
 from eventstore.model import parse_utc, utc_text
@@ -135,41 +139,68 @@ class Correlator:
 
     def __init__(self, index, store: EventStore, gap: timedelta = timedelta(hours=24)):
         self.index, self.store, self.gap = index, store, gap
+        self._judged: dict[tuple[str, str, str], bool] = {}  # (side, value, day) → everyday, for days whose
+        #                                                       window has passed
+        self._lock = threading.Lock()
 
     # --- what is too common to mean anything -----------------------------------------------------
-    def common_entities(self, leads: list[Lead]) -> set[tuple[str, str]]:
-        """(side, value) pairs that are everyday: an address, application or target that the share COMMON_SHARE of
-        the accounts active in the leads' time succeeded with; an account that succeeded from that share of the
-        addresses (a tenant-wide service account). Failures do not count: a spray fails against many accounts."""
+    def common_entities(self, leads: list[Lead]) -> set[tuple[str, str, str]]:
+        """(side, value, day) for the leads' entities that are everyday on the UTC day a lead began, judged over that
+        day ± the gap: an address, application or target that the share COMMON_SHARE of the accounts active then
+        succeeded with; an account that succeeded from that share of the addresses (a tenant-wide service account).
+        Failures do not count: a spray fails against many accounts. Judged per day, so that a new lead costs a look
+        at its own days, not at every day a lead was ever found on; a day whose window has ended before the newest
+        stored event is judged once and remembered."""
         if self.index is None or not leads:
             return set()
-        start = parse_utc(min(lead.first_seen for lead in leads)) - self.gap
-        end = parse_utc(max(lead.last_seen for lead in leads)) + self.gap
-        span = [start.replace(tzinfo=None), end.replace(tzinfo=None)]
-        ok = ("ts >= ? AND ts < ? AND operation <> 'UserLoginFailed' AND "
-              "lower(result_status) NOT IN ('failed', 'false', 'failure')")
-        totals = self.index.sql(f"SELECT count(DISTINCT user_id) AS users, count(DISTINCT client_ip) AS ips FROM ev "
-                                f"WHERE {ok}", span)
-        found = set()
-        users, addresses = int(totals["users"][0] or 0), int(totals["ips"][0] or 0)
-        for side, column, other, threshold in (("ips", "client_ip", "user_id", COMMON_SHARE * users),
-                                               ("apps", "application", "user_id", COMMON_SHARE * users),
-                                               ("targets", "object_id", "user_id", COMMON_SHARE * users),
-                                               ("users", "user_id", "client_ip", COMMON_ADDRESSES * addresses)):
-            values = sorted({value for lead in leads for value in getattr(lead, side)})
+        wanted: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for lead in leads:
+            day = lead.first_seen[:10]
+            wanted[day].update((side, value) for side, _ in _KINDS for value in getattr(lead, side)
+                               if (side, value, day) not in self._judged)
+        wanted = {day: pairs for day, pairs in wanted.items() if pairs}
+        found = self._judge(wanted) if wanted else set()
+        return found | {(side, value, day) for lead in leads for day in (lead.first_seen[:10],) for side, _ in _KINDS
+                        for value in getattr(lead, side) if self._judged.get((side, value, day))}
+
+    def _judge(self, wanted: dict[str, set[tuple[str, str]]]) -> set[tuple[str, str, str]]:
+        days = [datetime.fromisoformat(day) for day in sorted(wanted)]
+        windows = ("WITH d AS (SELECT unnest(?::TIMESTAMP[]) AS day), w AS (SELECT ev.*, d.day FROM ev JOIN d ON "
+                   "ts >= d.day - to_microseconds(?) AND ts < d.day + to_microseconds(?) WHERE operation <> "
+                   "'UserLoginFailed' AND lower(result_status) NOT IN ('failed', 'false', 'failure')) ")
+        gap = int(self.gap.total_seconds() * 1e6)
+        span = [days, gap, gap + 86_400_000_000]
+        totals = {row.day.strftime("%Y-%m-%d"): (row.users, row.ips) for row in self.index.sql(
+            windows + "SELECT day, count(DISTINCT user_id) AS users, count(DISTINCT client_ip) AS ips FROM w "
+            "GROUP BY day", span).itertuples()}
+        found: set[tuple[str, str, str]] = set()
+        for side, column, other, share, of in (("ips", "client_ip", "user_id", COMMON_SHARE, 0),
+                                               ("apps", "application", "user_id", COMMON_SHARE, 0),
+                                               ("targets", "object_id", "user_id", COMMON_SHARE, 0),
+                                               ("users", "user_id", "client_ip", COMMON_ADDRESSES, 1)):
+            values = sorted({value for pairs in wanted.values() for s, value in pairs if s == side})
             if not values:
                 continue
-            threshold = max(COMMON_AT_LEAST, threshold)
-            frame = self.index.sql(
-                f"SELECT {column} AS v FROM ev WHERE {ok} AND {column} IN (SELECT unnest(?::VARCHAR[])) "
-                f"GROUP BY {column} HAVING count(DISTINCT {other}) >= ?", span + [values, threshold])
-            found.update((side, value) for value in frame["v"])
+            frame = self.index.sql(windows + f"SELECT day, {column} AS v, count(DISTINCT {other}) AS n FROM w WHERE "
+                                   f"{column} IN (SELECT unnest(?::VARCHAR[])) GROUP BY day, {column}", span + [values])
+            for row in frame.itertuples():
+                day = row.day.strftime("%Y-%m-%d")
+                if row.n >= max(COMMON_AT_LEAST, share * totals.get(day, (0, 0))[of]):
+                    found.add((side, row.v, day))
+        newest = self.index.sql("SELECT max(ts) AS t FROM ev", [])["t"][0]
+        for day, pairs in wanted.items():  # a day whose window is still filling is judged again next time
+            if not pd.isna(newest) and datetime.fromisoformat(day) + timedelta(days=1) + self.gap <= newest:
+                self._judged.update(((side, value, day), (side, value, day) in found) for side, value in pairs)
         return found
 
     # --- correlation ---------------------------------------------------------------------------
     def correlate(self, leads: list[Lead]) -> list[Incident]:
         """Every lead in an incident (a lead alone is an incident of one), the stored incidents kept whole, merges
         recorded; what changed is saved."""
+        with self._lock:  # the dashboard's keeping-up thread and a page may ask at once
+            return self._correlate(leads)
+
+    def _correlate(self, leads: list[Lead]) -> list[Incident]:
         stored = {key: json.loads(payload) for key, payload in self.store.documents(KIND).items()}
         by_id = {lead.id: lead for lead in leads}
         parent = {lead.id: lead.id for lead in leads}
@@ -227,7 +258,7 @@ class Correlator:
             shared = []
             for side, word in _KINDS:
                 for value in getattr(lead, side):
-                    if (side, value) in common:
+                    if (side, value, lead.first_seen[:10]) in common:
                         continue
                     for other in having[(side, value)]:
                         if _gap(lead, other) <= self.gap:
