@@ -1,7 +1,8 @@
 """Leads at scale: the built-in detections over stores of 1M and 20M events (90 days, built as bench/scale.py builds
 them), measured as a first look over everything (the baseline: what a full rescan per page view would cost), then
 per synced batch (five minutes of a 5,000-seat tenant: ~3,500 events) — the cost the incremental design pays — and
-the number of leads on a week of the simulated organization's everyday activity (no planted stories).
+the number of leads on a week of the simulated organization's everyday activity (no planted stories); then the
+leads joined into incidents, all at once (the baseline) and per batch.
 
     .venv/bin/python bench/leads.py [--sizes 1M,20M] [--workdir DIR]"""
 from __future__ import annotations
@@ -30,6 +31,7 @@ def peak_mb() -> float:
 def measure(path: str, week) -> dict:
     from dashboard.index import ActivityIndex
     from dashboard.ipinfo import IpInfo
+    from detect.incidents import Correlator
     from detect.leads import LeadEngine
     from eventstore.sqlite import SqliteStore
     from simulator.tenant import NETWORKS
@@ -45,7 +47,11 @@ def measure(path: str, week) -> dict:
         began = time.perf_counter()
         out["leads"] = engine.update()
         out["first look s"] = time.perf_counter() - began
-        rounds = []
+        correlator = Correlator(index, store)
+        began = time.perf_counter()
+        out["incidents"] = len(correlator.correlate(engine.leads()))
+        out["first correlation s"] = time.perf_counter() - began
+        rounds, joins = [], []
         for n in range(5):
             rows = day_events(week, NOW.replace(hour=0), BATCH)
             write(store, rows)
@@ -53,7 +59,11 @@ def measure(path: str, week) -> dict:
             index.refresh()
             engine.update()
             rounds.append(time.perf_counter() - began)
+            began = time.perf_counter()
+            correlator.correlate(engine.leads())
+            joins.append(time.perf_counter() - began)
         out["per batch s"] = statistics.median(rounds)
+        out["correlation per batch s"] = statistics.median(joins)
         index.close()
     out["peak MB"] = peak_mb()
     return out
@@ -110,6 +120,9 @@ def main() -> None:
               f"{figures['first look s']:,.2f} s, {figures['leads']:,} leads; per synced batch of {BATCH:,} events "
               f"(index refresh + leads) {figures['per batch s']:,.3f} s, {ratio:,.0f}x less than a full look; "
               f"peak {figures['peak MB']:,.0f} MB")
+        print(f"{size}: {figures['leads']:,} leads joined into {figures['incidents']:,} incidents in "
+              f"{figures['first correlation s']:,.2f} s; per synced batch {figures['correlation per batch s']:,.3f} s "
+              f"({figures['first correlation s'] / max(figures['correlation per batch s'], 1e-9):,.0f}x less)")
 
 
 if __name__ == "__main__":
