@@ -24,6 +24,7 @@ from .feedstate import FeedState
 from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
 from .sync import Progress, SyncAlreadyRunning, connect, run_sync
+from .workspace import workspace_summary
 
 log = logging.getLogger("ingest")
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
@@ -83,7 +84,11 @@ class _ProgressPrinter:
 
 def _one_pass(settings: Settings, args, stop: threading.Event, check: str = "state"):
     with _open(settings, check) as store:
-        if args.command == "enqueue":
+        if getattr(args, "source", "feed") == "workspace":
+            from .workspace import run_workspace
+
+            report = run_workspace(settings, store, stop=stop)
+        elif args.command == "enqueue":
             from .fanout import run_enqueue
 
             report = run_enqueue(settings, store, stop=stop)
@@ -106,7 +111,7 @@ def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
     while not stop.is_set():
         try:
             _one_pass(settings, args, stop, "daily")
-            if settings.demo and args.command == "run":
+            if settings.demo and args.command == "run" and args.source == "feed":
                 _demo_history(settings, stop)
         except (StoreError, SyncAlreadyRunning) as error:
             # a later pass may succeed (disk freed, store back, the other sync done)
@@ -177,6 +182,8 @@ def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
     since = _day(args.since, "since") if args.since else until - timedelta(days=args.days)
     if not since < until:
         raise SettingsError("--since must be before --until.")
+    if args.source == "workspace":
+        return _workspace_backfill(settings, args, since, stop)
     log.info("%s: backfilling %s – %s from Microsoft Graph's audit log (%s)", settings.tenant_label, _iso(since),
              _iso(until), "the simulated tenant's, on this machine" if settings.demo else settings.graph_url)
     horizon = retention_start(datetime.now(timezone.utc), settings.retention_days)
@@ -189,6 +196,22 @@ def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
         report = run_backfill(settings, store, since, until, tuple(args.service or ()), progress=printer, stop=stop)
     if printer.tty:
         sys.stderr.write("\n")
+    (log.info if report.ok else log.error)("%s", report.summary())
+    return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def _workspace_backfill(settings: Settings, args, since: datetime, stop: threading.Event) -> int:
+    """What the workspace holds that arrived since `since` and was not read yet (it reads up to a few minutes ago:
+    --until is for the Graph backfill)."""
+    from .workspace import run_workspace
+
+    log.info("%s: reading the Log Analytics workspace %s from %s (%s)", settings.tenant_label,
+             settings.workspace_id or "(simulated)", _iso(since), "the simulated tenant's, on this machine"
+             if settings.demo else settings.workspace_url)
+    with _open(settings, "state") as store:
+        report = run_workspace(settings, store, since, stop=stop,
+                               progress=lambda p: log.info("workspace %s read until %s: %d records, %d new",
+                                                           p.table, p.read_until, p.records, p.added))
     (log.info if report.ok else log.error)("%s", report.summary())
     return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
 
@@ -223,6 +246,7 @@ def status_data(settings: Settings) -> dict:
                  "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
                 for cp in feed.checkpoints(settings.content_types)],
             "backfill": backfill_summary(store),
+            "workspace": workspace_summary(store, settings.workspace_tables),
             "lost_blobs": [_blob(b) for b in lost],
             # fetched again by the next pass, or stored with something repaired or skipped
             "blob_issues": [_blob(b) for b in issues if b.status != "lost"],
@@ -252,6 +276,11 @@ def cmd_status(settings: Settings, args, stop) -> int:
                                                   "or an Id that is not text)" if backfill["unusable"] else "") + "\n")
         for gap in backfill["gaps"]:
             out.write(f"backfill gap: {gap['from']} … {gap['to']} ({gap['error']})\n")
+    for table in data["workspace"]:
+        spans = f" in {table['spans']} spans" if table["spans"] > 1 else ""
+        unusable = f", {table['unusable']:,} unusable" if table["unusable"] else ""
+        out.write(f"workspace {table['table']}: read {table['from']} … {table['read_until']} (by arrival){spans}; "
+                  f"{table['records']:,} records, {table['added']:,} new{unusable}  {table['last_error']}\n")
     for blob in data["lost_blobs"] + data["blob_issues"]:
         out.write(f"{blob['status']}: {blob['content_type']} {blob['content_id']} ({blob['code']}) "
                   f"{blob['message']}\n")
@@ -319,6 +348,10 @@ def cmd_simulate(settings: Settings, args, stop: threading.Event) -> int:
     return EXIT_OK
 
 
+SOURCE_HELP = ("feed: the Management Activity API (default); workspace: a Log Analytics workspace that Microsoft "
+               "Sentinel fills (WORKSPACE_ID)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ingest", description="Sync Microsoft 365 audit events from the "
                                      "Office 365 Management Activity API into the event store.")
@@ -328,6 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("run", "sync every O365_SYNC_INTERVAL seconds until SIGTERM or Ctrl-C")):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("--workers", type=int, default=4, help="blobs fetched and parsed in parallel (default 4)")
+        p.add_argument("--source", choices=("feed", "workspace"), default="feed", help=SOURCE_HELP)
     p = sub.add_parser("enqueue", help="queue fan-out: list new content and queue one message per blob for the "
                                        "workers (QUEUE_CONNECTION_STRING); the checkpoint follows what they finish")
     p.add_argument("--loop", action="store_true", help="again every O365_SYNC_INTERVAL seconds until stopped")
@@ -342,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="to this UTC date or time (default: now)")
     p.add_argument("--service", action="append", help="only this service (Exchange, SharePoint, "
                                                         "AzureActiveDirectory, …); repeat for several")
+    p.add_argument("--source", choices=("graph", "workspace"), default="graph",
+                   help="graph: Microsoft Graph's audit log queries (default); workspace: what a Log Analytics "
+                        "workspace (WORKSPACE_ID) received since --since / --days and was not read yet")
     p = sub.add_parser("status", help="checkpoints, last success, events stored and lost blobs per content type")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = sub.add_parser("export", help="every stored event: the original record per line (jsonl) or a CSV table")

@@ -26,7 +26,7 @@ from eventstore.model import parse_utc, retention_start, utc_text
 from .api import ApiError, BadAnswer, FatalApiError, Interrupted
 from .auditquery import AuditQueryApi
 from .auth import AuthError
-from .normalize import UnusableId, normalize
+from .normalize import UnusableId, content_type_of, normalize
 from .settings import Settings
 
 log = logging.getLogger("ingest.backfill")
@@ -39,9 +39,6 @@ GIVE_UP_AFTER = 3  # failed or cancelled runs of one window
 RECORD_LIMIT = 1_000_000  # about as many records as one query returns (then it says isRecordCountLimitExceeded)
 SMALLEST = timedelta(minutes=15)  # a window over the record limit is split down to this
 POLL_FIRST, POLL_MAX = 1.0, 60.0  # seconds between looks at running queries, growing while nothing changes
-DLP_RECORD_TYPES = {11, 13, 33, 63, 99, 100, 107}
-CONTENT_TYPE_OF_WORKLOAD = {"AzureActiveDirectory": "Audit.AzureActiveDirectory", "Exchange": "Audit.Exchange",
-                            "SharePoint": "Audit.SharePoint", "OneDrive": "Audit.SharePoint"}
 
 
 @dataclass
@@ -124,16 +121,6 @@ def _gaps(since: datetime, until: datetime, covered) -> list[tuple[datetime, dat
     if start < until:
         gaps.append((start, until))
     return [(a, b) for a, b in gaps if a < b]
-
-
-def content_type_of(record: dict) -> str:
-    """The Management Activity content type a record would have come in, so both sources store it alike."""
-    try:
-        if int(record.get("RecordType")) in DLP_RECORD_TYPES:
-            return "DLP.All"
-    except (TypeError, ValueError):
-        pass
-    return CONTENT_TYPE_OF_WORKLOAD.get(str(record.get("Workload", "")), "Audit.General")
 
 
 def rows_of(page: list) -> tuple[list, int]:

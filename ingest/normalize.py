@@ -117,6 +117,21 @@ def normalize(record: dict, content_type: str, fallback_time: str, raw: str | No
                     application, object_id, _text(record.get("SiteUrl")), file_name, raw)
 
 
+DLP_RECORD_TYPES = {11, 13, 33, 63, 99, 100, 107}
+CONTENT_TYPE_OF_WORKLOAD = {"AzureActiveDirectory": "Audit.AzureActiveDirectory", "Exchange": "Audit.Exchange",
+                            "SharePoint": "Audit.SharePoint", "OneDrive": "Audit.SharePoint"}
+
+
+def content_type_of(record: dict) -> str:
+    """The Management Activity content type a record would have come in, so every source store it alike."""
+    try:
+        if int(record.get("RecordType")) in DLP_RECORD_TYPES:
+            return "DLP.All"
+    except (TypeError, ValueError):
+        pass
+    return CONTENT_TYPE_OF_WORKLOAD.get(str(record.get("Workload", "")), "Audit.General")
+
+
 class UnusableId(ValueError):
     """A record whose Id is neither text nor a number: it cannot be deduplicated, so it is counted, not stored."""
 

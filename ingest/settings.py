@@ -22,7 +22,9 @@ CLOUDS = {
     "dod": ("https://manage.protection.apps.mil", "https://login.microsoftonline.us"),
 }
 
-GRAPH_URL = "https://graph.microsoft.com"  # the audit log query API is served in the global cloud only
+GRAPH_URL = "https://graph.microsoft.com"
+LOG_ANALYTICS_URL = "https://api.loganalytics.io"
+WORKSPACE_TABLES = ("OfficeActivity", "SigninLogs", "AuditLogs")  # the audit log query API is served in the global cloud only
 DEFAULT_STORE = "sqlite:///data/audit.db"
 DEFAULT_QUEUE = "o365-content"
 DEFAULT_SCHEDULE = "0 */5 * * * *"
@@ -38,6 +40,11 @@ VARIABLES = {
     "O365_API_URL": "Management API root. Default from O365_CLOUD (https://manage.office.com).",
     "GRAPH_API_URL": "Microsoft Graph root, for the backfill's audit log queries. Default https://graph.microsoft.com.",
     "GRAPH_API_VERSION": "v1.0 (default) or beta: the Graph version the audit log query API is called on.",
+    "WORKSPACE_ID": "`--source workspace`: the Log Analytics workspace (Microsoft Sentinel's) to read, its Workspace ID "
+                    "(a GUID).",
+    "WORKSPACE_TABLES": "`--source workspace`: comma list of the tables read, of OfficeActivity, SigninLogs and "
+                        "AuditLogs. Default: all three.",
+    "LOG_ANALYTICS_URL": "`--source workspace`: the Log Analytics query API root. Default https://api.loganalytics.io.",
     "O365_LOGIN_URL": "Entra login root. Default from O365_CLOUD (https://login.microsoftonline.com).",
     "O365_CA_BUNDLE": "PEM file of extra CAs to trust (e.g. a TLS-inspecting proxy).",
     "O365_CONTENT_TYPES": "Comma list of content types to sync. Default: all five.",
@@ -116,6 +123,9 @@ class Settings:
     graph_url: str = GRAPH_URL
     graph_version: str = "v1.0"
     login_url: str = CLOUDS["commercial"][1]
+    workspace_id: str = ""
+    workspace_url: str = LOG_ANALYTICS_URL
+    workspace_tables: tuple[str, ...] = WORKSPACE_TABLES
     ca_bundle: str = ""
     content_types: tuple[str, ...] = CONTENT_TYPES
     sync_interval: int = 300
@@ -173,7 +183,8 @@ class Settings:
         return replace(self, tenant_id=env["O365_TENANT_ID"], client_id=env["O365_CLIENT_ID"],
                        client_secret=env["O365_CLIENT_SECRET"], client_cert="", publisher_id=env["O365_TENANT_ID"],
                        api_url=env["O365_API_URL"], login_url=env["O365_LOGIN_URL"], ca_bundle=env["O365_CA_BUNDLE"],
-                       graph_url=env["GRAPH_API_URL"], demo=True)
+                       graph_url=env["GRAPH_API_URL"], workspace_id=env["WORKSPACE_ID"],
+                       workspace_url=env["LOG_ANALYTICS_URL"], demo=True)
 
 
 def _guid(name: str, value: str) -> str:
@@ -277,6 +288,12 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
             raise SettingsError(f"O365_CONTENT_TYPES has an unknown content type {ct!r}; "
                                 f"use a comma list of {', '.join(CONTENT_TYPES)}.")
 
+    workspace_tables = tuple(t.strip() for t in get("WORKSPACE_TABLES").split(",") if t.strip()) or WORKSPACE_TABLES
+    for table in workspace_tables:
+        if table not in WORKSPACE_TABLES:
+            raise SettingsError(f"WORKSPACE_TABLES has an unknown table {table!r}; use a comma list of "
+                                f"{', '.join(WORKSPACE_TABLES)}.")
+
     store_url = get("AUDIT_STORE") or DEFAULT_STORE
     if store_url != "cosmos" and not (store_url.startswith("sqlite:///") and len(store_url) > len("sqlite:///")):
         raise SettingsError(f"AUDIT_STORE must be sqlite:///path/file.db or cosmos, not {store_url!r}.")
@@ -320,6 +337,9 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
         graph_url=_https_url("GRAPH_API_URL", get("GRAPH_API_URL") or GRAPH_URL),
         graph_version=_choice("GRAPH_API_VERSION", get("GRAPH_API_VERSION") or "v1.0", ("v1.0", "beta")),
         login_url=login_url,
+        workspace_id=_guid("WORKSPACE_ID", get("WORKSPACE_ID")) if get("WORKSPACE_ID") else "",
+        workspace_url=_https_url("LOG_ANALYTICS_URL", get("LOG_ANALYTICS_URL") or LOG_ANALYTICS_URL),
+        workspace_tables=workspace_tables,
         ca_bundle=_readable_file("O365_CA_BUNDLE", get("O365_CA_BUNDLE")),
         content_types=content_types,
         sync_interval=_positive_int("O365_SYNC_INTERVAL", get("O365_SYNC_INTERVAL"), 300),

@@ -6,6 +6,7 @@ import tempfile
 from .server import Faults, SimulatedService, SimulatorConfig, SimulatorServer
 from .tenant import SimulatedTenant
 from .tls import make_loopback_tls
+from .workspace import WORKSPACE_ID, WorkspaceConfig
 
 
 def start_simulator(tenant: SimulatedTenant, config: SimulatorConfig | None = None, port: int = 0,
@@ -18,10 +19,10 @@ def start_simulator(tenant: SimulatedTenant, config: SimulatorConfig | None = No
     config = service.config
     env = {"O365_TENANT_ID": config.tenant_id, "O365_CLIENT_ID": config.client_id,
            "O365_CLIENT_SECRET": config.client_secret, "O365_API_URL": url, "O365_LOGIN_URL": url,
-           "GRAPH_API_URL": f"{url}/graph",
+           "GRAPH_API_URL": f"{url}/graph", "LOG_ANALYTICS_URL": f"{url}/loganalytics", "WORKSPACE_ID": WORKSPACE_ID,
            "O365_CA_BUNDLE": ca_path}
     return server, env
 
 
-__all__ = ["Faults", "SimulatedService", "SimulatedTenant", "SimulatorConfig", "SimulatorServer",
+__all__ = ["Faults", "SimulatedService", "SimulatedTenant", "SimulatorConfig", "SimulatorServer", "WorkspaceConfig",
            "start_simulator"]

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 from .auditsearch import QUERY_ROLE, AuditSearch, AuditSearchConfig, GraphError
 from .signin import SignIn
 from .tenant import CONTENT_TYPES, SimulatedTenant, parse_content_id
+from .workspace import READER_ROLE, Workspace, WorkspaceConfig, WorkspaceError
 
 SHARED_PUBLISHER = "00000000-0000-0000-0000-000000000000"
 _TIME_FORMATS = ("%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S")
@@ -49,7 +50,7 @@ class SimulatorConfig:
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     client_cert_thumbprint: str = ""  # hex SHA-1; when set, a certificate assertion is accepted
     client_cert_pem: str = ""  # path to the PEM the assertion must be signed with
-    roles: tuple[str, ...] = ("ActivityFeed.Read", "ActivityFeed.ReadDlp", QUERY_ROLE)
+    roles: tuple[str, ...] = ("ActivityFeed.Read", "ActivityFeed.ReadDlp", QUERY_ROLE, READER_ROLE)
     page_size: int = 100
     token_lifetime: int = 3599
     quota_requests: int = 2000  # per publisher, per quota_seconds: then AF429
@@ -60,6 +61,7 @@ class SimulatorConfig:
     latency: float = 0.0  # seconds each API request takes, as over a real network to a real service
     faults: Faults = field(default_factory=Faults)
     audit_search: AuditSearchConfig = field(default_factory=AuditSearchConfig)  # Microsoft Graph's audit queries
+    workspace: WorkspaceConfig = field(default_factory=WorkspaceConfig)  # Sentinel's Log Analytics workspace
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,7 @@ class SimulatedService:
         self._lock = threading.Lock()
         self.base_url = ""
         self.audit = AuditSearch(tenant, self.config.audit_search, self.now)
+        self.workspace = Workspace(tenant, self.config.workspace, self.now)
         self.tls_files: tuple[str, str] = ("", "")  # the server's certificate and key (a test's other listeners)
 
     # --- controls for tests -------------------------------------------------------------------
@@ -194,7 +197,8 @@ class SimulatedService:
                                f"AADSTS700016: Application with identifier '{form.get('client_id')}' was not found.")
         if not self._client_authenticated(tenant, form):
             return oauth_error(401, "invalid_client", "AADSTS7000215: Invalid client secret provided.")
-        audiences = {f"{self.base_url}/.default": "feed", f"{self.base_url}/graph/.default": "graph"}
+        audiences = {f"{self.base_url}/.default": "feed", f"{self.base_url}/graph/.default": "graph",
+                     f"{self.base_url}/loganalytics/.default": "workspace"}
         audience = audiences.get(" ".join(form.get("scope", "").split()[:1]))
         if audience is None:
             return oauth_error(400, "invalid_scope", f"AADSTS70011: The scope must be one of {', '.join(audiences)}.")
@@ -256,6 +260,24 @@ class SimulatedService:
         except GraphError as error:
             raise ApiError(error.status, error.code, error.message, error.headers) from None
         return status, answer, {}
+
+    def handle_workspace(self, method: str, path: str, body: bytes, authorization: str) -> tuple[int, object, dict]:
+        """/loganalytics/v1/workspaces/{id}/query"""
+        parts = path.split("/")
+        if parts[2:4] != ["v1", "workspaces"]:
+            raise ApiError(404, "PathNotFoundError", "The requested path does not exist.")
+        _, roles = self._grant(authorization, "workspace")
+        if self.config.latency:
+            time.sleep(self.config.latency)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            raise ApiError(400, "BadArgumentError", "The body is not JSON.") from None
+        try:
+            return 200, self.workspace.handle(method, parts[4:], payload if isinstance(payload, dict) else None,
+                                              roles), {}
+        except WorkspaceError as error:
+            raise ApiError(error.status, error.code, error.message, error.headers) from None
 
     def handle_api(self, method: str, path: str, query: dict[str, str], authorization: str) -> tuple[int, object, dict]:
         parts = path.split("/")  # ['', 'api', 'v1.0', tenant, 'activity', 'feed', ...]
@@ -475,6 +497,10 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send(400, {"error": "invalid_request"})
             elif url.path.endswith("/discovery/v2.0/keys") and method == "GET":
                 self._send(200, service.signin.jwks())
+            elif url.path.startswith("/loganalytics/"):
+                status, answer, headers = service.handle_workspace(method, url.path, body,
+                                                                   self.headers.get("Authorization", ""))
+                self._send(status, answer, headers)
             elif url.path.startswith("/graph/"):
                 status, answer, headers = service.handle_graph(method, url.path, query, body,
                                                                self.headers.get("Authorization", ""))

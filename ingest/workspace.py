@@ -1,0 +1,425 @@
+"""The workspace source: a Log Analytics workspace that Microsoft Sentinel's connectors already fill, read through
+the Log Analytics query API (POST /v1/workspaces/{id}/query), for teams that collect Microsoft 365 audit data there
+and do not want a second pipeline.
+
+Three tables, each mapped back to the audit record the rest of the house reads (see docs/workspace.md, field by
+field): OfficeActivity (its OfficeId is the audit record's Id, so a record the feed or the backfill also brought is
+stored once), SigninLogs (sign-ins, as UserLoggedIn / UserLoginFailed) and AuditLogs (directory changes: roles,
+consents, credentials, users).
+
+Rows are read by when the workspace received them (`ingestion_time()`), not by when they happened, so a row that
+arrives hours late is read by the window of its arrival and never skipped. The cursor, one per table, is the list
+of arrival spans read to their end (kind "workspace" in the store); a sync reads from its end to a few minutes ago,
+a backfill the spans not read yet. A result over the row limit, or one the service calls partial, is not trusted:
+its window is halved and read again. One bad answer is one recorded error for its table; the next run tries again."""
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+import requests
+
+from eventstore import EventStore
+from eventstore.model import EventRow, parse_utc, retention_start, utc_text
+
+from . import redact
+from .api import REFRESH, ApiClient, ApiError, BadAnswer, FatalApiError, Interrupted, parse_json
+from .auth import AuthError
+from .normalize import UnusableId, content_type_of, normalize
+from .settings import WORKSPACE_TABLES as TABLES
+from .settings import Settings
+
+log = logging.getLogger("ingest.workspace")
+KIND = "workspace"
+ROW_LIMIT = 500_000  # rows in one answer (the service's limit); a result this long may have been cut
+RESULT_BYTES = 100 * 1024 * 1024  # the service answers at most ~64 MB; more is not an answer to believe
+FIRST_SYNC = timedelta(days=7)  # what a first sync reads, as the live feed would
+SETTLE = timedelta(minutes=5)  # rows arriving now may not be queryable yet: windows end this long ago
+LATE_AT_MOST = timedelta(days=2)  # how long after it happened a row may arrive and still be read
+LONGEST, SMALLEST = timedelta(days=1), timedelta(minutes=1)
+
+PERMISSION_HINT = ("Give the app's service principal the Log Analytics Reader role (or Microsoft Sentinel Reader) "
+                   "on the workspace, and check WORKSPACE_ID.")
+
+# the audit record's RecordType and UserType, which OfficeActivity writes as names
+RECORD_TYPES = {"ExchangeAdmin": 1, "ExchangeItem": 2, "ExchangeItemGroup": 3, "SharePoint": 4,
+                "SharePointFileOperation": 6, "OneDrive": 7, "AzureActiveDirectory": 8,
+                "SharePointSharingOperation": 14, "AzureActiveDirectoryStsLogon": 15, "MicrosoftTeams": 25,
+                "ExchangeItemAggregated": 50}
+USER_TYPES = {"Regular": 0, "Reserved": 1, "Admin": 2, "DcAdmin": 3, "System": 4, "Application": 5,
+              "ServicePrincipal": 6, "CustomPolicy": 7, "SystemPolicy": 8}
+# OfficeActivity's columns named otherwise than the audit record's fields; every other column keeps its name
+OFFICE_FIELDS = {"TimeGenerated": "CreationTime", "OfficeId": "Id", "OfficeWorkload": "Workload",
+                 "OfficeObjectId": "ObjectId", "Client_IPAddress": "ClientIPAddress", "Site_Url": "SiteUrl"}
+# the workspace's own bookkeeping, not the audit record's
+WORKSPACE_COLUMNS = {"TenantId", "SourceSystem", "Type", "_ResourceId", "ElevationTime", "SourceRecordId"}
+
+
+class TooManyRows(BadAnswer):
+    """The result was cut (the row limit) or called partial: nothing in it is trusted; read a smaller window."""
+
+
+# --- the API -------------------------------------------------------------------------------------
+class LogAnalyticsApi(ApiClient):
+    RESOURCE = "workspace_url"
+
+    def __init__(self, settings: Settings, *args, **kwargs):
+        super().__init__(settings, *args, **kwargs)
+        self.endpoint = f"{settings.workspace_url}/v1/workspaces/{settings.workspace_id}/query"
+        self._trust(self.endpoint, "this Log Analytics workspace's query API")
+
+    def rows(self, table: str, arrived_from: datetime, arrived_until: datetime) -> list[dict]:
+        """The table's rows that arrived in [arrived_from, arrived_until), each as {column: value}."""
+        query = (f"{table} | where ingestion_time() >= datetime({utc_text(arrived_from)}) "
+                 f"and ingestion_time() < datetime({utc_text(arrived_until)})")
+        timespan = f"{utc_text(arrived_from - LATE_AT_MOST)}/{utc_text(arrived_until)}"  # when they happened
+        response = self._exchange("POST", self.endpoint, RESULT_BYTES, json={"query": query, "timespan": timespan})
+        answer = parse_json(response.content, "a query result")
+        if not isinstance(answer, dict):
+            raise BadAnswer("a query result is not a JSON object", "MALFORMED")
+        if answer.get("error") is not None:
+            raise TooManyRows(f"the service answered a partial result ({_code(answer)})", "PARTIAL")
+        tables = answer.get("tables")
+        if not isinstance(tables, list) or not tables or not isinstance(tables[0], dict):
+            raise BadAnswer("a query result has no table", "MALFORMED")
+        columns, rows = tables[0].get("columns"), tables[0].get("rows")
+        if not isinstance(columns, list) or not isinstance(rows, list) or \
+                not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in columns):
+            raise BadAnswer("a query result's table is not {columns: [...], rows: [...]}", "MALFORMED")
+        if len(rows) >= ROW_LIMIT:
+            raise TooManyRows(f"the result holds {len(rows):,} rows, the service's limit: it may have been cut",
+                              "ROW_LIMIT")
+        names = [c["name"] for c in columns]
+        # a row that does not fit the columns is kept as nothing, to be counted unusable
+        return [dict(zip(names, row)) if isinstance(row, list) and len(row) == len(names) else {} for row in rows]
+
+    def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
+        status = response.status_code
+        code = _code(_json_or_empty(response))
+        if status == 401:
+            if refreshed:
+                raise FatalApiError("The Log Analytics API refused a freshly issued token (HTTP 401): check that "
+                                    "LOG_ANALYTICS_URL is the query API of the workspace's cloud (the token is asked "
+                                    "for its audience) and that this machine's clock is right.", code, status)
+            return REFRESH
+        if status == 403:
+            raise FatalApiError(f"The Log Analytics API refused the query (HTTP 403{', ' + code if code else ''}): "
+                                f"{PERMISSION_HINT}", code, status)
+        if status == 429:
+            return "throttled by the Log Analytics API (429)"
+        if status in (408, 500, 502, 503, 504):
+            return f"Log Analytics service error {status}"
+        if status == 404:
+            raise FatalApiError(f"The Log Analytics API does not know the workspace (HTTP 404{', ' + code if code else ''})"
+                                ": check WORKSPACE_ID.", code, status)
+        raise BadAnswer(f"The Log Analytics API refused the query (HTTP {status}{', ' + code if code else ''})",
+                        code or f"HTTP{status}", status)
+
+
+def _json_or_empty(response: requests.Response) -> dict:
+    try:
+        found = json.loads(response.content or b"{}")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _code(answer: dict) -> str:
+    error = answer.get("error")
+    return redact.short(str(error.get("code", "")), 80) if isinstance(error, dict) else ""
+
+
+# --- rows → audit records (pure) -------------------------------------------------------------------
+def _dynamic(value):
+    """A dynamic column's value: the API sends it as JSON text."""
+    if isinstance(value, str) and value[:1] in ("[", "{"):
+        try:
+            return json.loads(value)
+        except (ValueError, RecursionError):
+            return value
+    return value
+
+
+def _when(value) -> str:
+    """TimeGenerated as the audit record's zone-less UTC CreationTime."""
+    return utc_text(parse_utc(str(value)))[:19]
+
+
+def office_record(row: dict) -> dict:
+    record = {}
+    for column, value in row.items():
+        if value is None or value == "" or column in WORKSPACE_COLUMNS:
+            continue
+        name = OFFICE_FIELDS.get(column, column)
+        if name == "CreationTime":
+            value = _when(value)
+        elif name == "RecordType":
+            value = RECORD_TYPES.get(value, value)
+        elif name == "UserType":
+            value = USER_TYPES.get(value, value)
+        else:
+            value = _dynamic(value)
+        record[name] = value
+    return record
+
+
+def signin_record(row: dict) -> dict:
+    result = str(row.get("ResultType") or "0")
+    ok = result == "0"
+    properties = [{"Name": "UserAgent", "Value": row.get("UserAgent") or ""}]
+    if not ok and row.get("ResultDescription"):
+        properties.insert(0, {"Name": "ResultStatusDetail", "Value": row["ResultDescription"]})
+    record = {"CreationTime": _when(row.get("TimeGenerated")), "Id": row.get("Id"),
+              "Operation": "UserLoggedIn" if ok else "UserLoginFailed", "OrganizationId": row.get("AADTenantId"),
+              "RecordType": 15, "UserKey": row.get("UserId"), "Workload": "AzureActiveDirectory",
+              "UserId": row.get("UserPrincipalName"), "ResultStatus": "Success" if ok else "Failed",
+              "ClientIP": row.get("IPAddress"), "ActorIpAddress": row.get("IPAddress"),
+              "ApplicationId": row.get("AppId"), "ObjectId": row.get("ResourceIdentity"), "ErrorCode": result,
+              "ExtendedProperties": properties}
+    return {k: v for k, v in record.items() if v not in (None, "")}
+
+
+def directory_record(row: dict) -> dict:
+    """An AuditLogs row as the audit log's AzureActiveDirectory record: the Core Directory's operations end with a
+    full stop there ("Add member to role."), the other services' do not."""
+    operation = str(row.get("OperationName") or "")
+    if row.get("LoggedByService") == "Core Directory" and not operation.endswith("."):
+        operation += "."
+    initiated = _dynamic(row.get("InitiatedBy"))
+    actor = (initiated.get("user") or initiated.get("app") or {}) if isinstance(initiated, dict) else {}
+    actor = actor if isinstance(actor, dict) else {}
+    targets = [t for t in _dynamic(row.get("TargetResources")) or [] if isinstance(t, dict)] \
+        if isinstance(_dynamic(row.get("TargetResources")), list) else []
+    changes = [{"Name": p.get("displayName"), "OldValue": _unquoted(p.get("oldValue")),
+                "NewValue": _unquoted(p.get("newValue"))}
+               for t in targets for p in t.get("modifiedProperties") or [] if isinstance(p, dict)]
+    users = [t["userPrincipalName"] for t in targets if t.get("userPrincipalName")]
+    principals = [t.get("id") for t in targets if t.get("type") == "ServicePrincipal" and t.get("id")]
+    record = {"CreationTime": _when(row.get("TimeGenerated")), "Id": row.get("Id"), "Operation": operation,
+              "OrganizationId": row.get("AADTenantId"), "RecordType": 8, "Workload": "AzureActiveDirectory",
+              "UserId": actor.get("userPrincipalName") or actor.get("displayName"), "UserKey": actor.get("id"),
+              "ClientIP": actor.get("ipAddress"),
+              "ResultStatus": "Success" if str(row.get("Result", "")).lower() == "success" else "Failure",
+              "ObjectId": (users or principals or [t.get("id") for t in targets] or [None])[0],
+              "Target": [{"ID": t.get("userPrincipalName") or t.get("id"),
+                          "Type": 5 if t.get("userPrincipalName") else 1 if t.get("type") == "ServicePrincipal"
+                          else 2} for t in targets],
+              "ModifiedProperties": changes}
+    return {k: v for k, v in record.items() if v not in (None, "", [])}
+
+
+def _unquoted(value):
+    """AuditLogs writes a changed value as JSON text ("\\"Global Administrator\\""); the audit log as the value."""
+    if isinstance(value, str):
+        try:
+            inner = json.loads(value)
+        except ValueError:
+            return value
+        return inner if isinstance(inner, str) else value
+    return value
+
+
+RECORDS = {"OfficeActivity": office_record, "SigninLogs": signin_record, "AuditLogs": directory_record}
+
+
+def rows_of(table: str, rows: list[dict]) -> tuple[list[EventRow], int]:
+    """A table's rows → event rows through the one normalization, and how many could not be used (no time, an Id
+    that is not text): counted, never stored."""
+    events, unusable = [], 0
+    for row in rows:
+        try:
+            record = RECORDS[table](row)
+            if not isinstance(record.get("Id"), str):
+                raise UnusableId("no Id")
+            events.append(normalize(record, content_type_of(record), utc_text(parse_utc(str(row.get("TimeGenerated"))))))
+        except (UnusableId, ValueError, TypeError, AttributeError, RecursionError):
+            unusable += 1
+    return events, unusable
+
+
+# --- the cursor ----------------------------------------------------------------------------------
+@dataclass
+class Cursor:
+    """One table's arrival spans read to their end, merged, oldest first ([start, end) as UTC text)."""
+
+    table: str
+    read: list[list[str]] = field(default_factory=list)
+    records: int = 0
+    added: int = 0
+    unusable: int = 0
+    last_success: str = ""
+    last_error: str = ""
+
+    def spans(self) -> list[tuple[datetime, datetime]]:
+        return [(parse_utc(a), parse_utc(b)) for a, b in self.read]
+
+    def cover(self, start: datetime, end: datetime) -> None:
+        merged: list[list[datetime]] = []
+        for low, high in sorted([*self.spans(), (start, end)]):
+            if merged and low <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], high)
+            else:
+                merged.append([low, high])
+        self.read = [[utc_text(a), utc_text(b)] for a, b in merged]
+
+    def gaps(self, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+        gaps, start = [], since
+        for low, high in self.spans():
+            if low > start:
+                gaps.append((start, min(low, until)))
+            start = max(start, high)
+        if start < until:
+            gaps.append((start, until))
+        return [(a, b) for a, b in gaps if a < b]
+
+    @property
+    def read_until(self) -> datetime | None:
+        return parse_utc(self.read[-1][1]) if self.read else None
+
+
+def load_cursors(store: EventStore, tables: tuple[str, ...]) -> dict[str, Cursor]:
+    saved = store.documents(KIND)
+    cursors = {}
+    for table in tables:
+        try:
+            cursors[table] = Cursor(**json.loads(saved[table])) if table in saved else Cursor(table)
+        except (TypeError, ValueError):
+            log.warning("the workspace cursor of %s in the store cannot be read; it is read again from the start",
+                        table)
+            cursors[table] = Cursor(table)
+    return cursors
+
+
+def save_cursor(store: EventStore, cursor: Cursor) -> None:
+    store.put_documents(KIND, {cursor.table: json.dumps(cursor.__dict__)})
+
+
+# --- the run -------------------------------------------------------------------------------------
+@dataclass
+class WorkspaceProgress:
+    table: str
+    read_until: str
+    records: int
+    added: int
+
+
+@dataclass
+class WorkspaceReport:
+    since: str
+    until: str
+    records: int = 0
+    added: int = 0
+    unusable: int = 0
+    queries: int = 0
+    errors: list[str] = field(default_factory=list)  # one per table that could not be read to its end
+    fatal: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.fatal and not self.errors
+
+    def summary(self) -> str:
+        text = (f"workspace {self.since} – {self.until} (by arrival): {self.queries:,} queries, "
+                f"{self.records:,} records read, {self.added:,} new to the store")
+        if self.unusable:
+            text += f"; {self.unusable:,} row(s) could not be used (no time, or no Id)"
+        if self.errors:
+            text += "; not read to the end (the next run tries again): " + "; ".join(self.errors)
+        if self.fatal:
+            text += f"; stopped: {self.fatal}"
+        return text
+
+
+class WorkspaceReader:
+    def __init__(self, api: LogAnalyticsApi, store: EventStore, tables: tuple[str, ...] = TABLES, *,
+                 progress: Callable[[WorkspaceProgress], None] | None = None, clock=None):
+        self.api, self.store, self.tables = api, store, tables
+        self.progress = progress or (lambda p: None)
+        self.now = clock or (lambda: datetime.now(timezone.utc))
+
+    def run(self, since: datetime | None = None) -> WorkspaceReport:
+        """Read every table from `since` (None: from each table's cursor, or FIRST_SYNC back on the first run) to
+        SETTLE ago, skipping what the cursor has read already."""
+        until = (self.now() - SETTLE).replace(microsecond=0)
+        cursors = load_cursors(self.store, self.tables)
+        starts = {t: since or c.read_until or until - FIRST_SYNC for t, c in cursors.items()}
+        report = WorkspaceReport(utc_text(min(starts.values(), default=until)), utc_text(until))
+        try:
+            for table, cursor in cursors.items():
+                for start, end in cursor.gaps(starts[table], until):
+                    why = self._read(cursor, start, end, report)
+                    if why:
+                        cursor.last_error = why[:300]
+                        save_cursor(self.store, cursor)
+                        report.errors.append(f"{table}: {why}")
+                        log.warning("workspace %s from %s: %s", table, utc_text(start), why)
+                        break
+        except (FatalApiError, AuthError) as refused:
+            report.fatal = str(refused)
+        except Interrupted:
+            report.errors.append("stopped before the end (run it again: it resumes)")
+        return report
+
+    def _read(self, cursor: Cursor, start: datetime, end: datetime, report: WorkspaceReport) -> str:
+        """Read one gap window by window, each saved as it is stored; what stopped it ("" when read to its end)."""
+        length = LONGEST
+        while start < end:
+            if self.api.stop.is_set():
+                raise Interrupted("Stopped.")
+            step = min(end, start + length)
+            report.queries += 1
+            try:
+                rows = self.api.rows(cursor.table, start, step)
+            except TooManyRows as cut:
+                if step - start <= SMALLEST:
+                    return f"{cut} even for {SMALLEST.total_seconds() / 60:.0f} minute from {utc_text(start)}"
+                length = (step - start) / 2
+                continue
+            except (BadAnswer, ApiError) as refused:
+                if isinstance(refused, FatalApiError):
+                    raise
+                return str(refused)
+            events, unusable = rows_of(cursor.table, rows)
+            added = self.store.store_events(events) if events else 0  # the events first, then the cursor
+            cursor.records += len(events)
+            cursor.added += added
+            cursor.unusable += unusable
+            cursor.cover(start, step)
+            cursor.last_success, cursor.last_error = utc_text(self.now()), ""
+            save_cursor(self.store, cursor)
+            report.records += len(events)
+            report.added += added
+            report.unusable += unusable
+            self.progress(WorkspaceProgress(cursor.table, utc_text(step), cursor.records, cursor.added))
+            start, length = step, min(LONGEST, length * 2)
+        return ""
+
+
+def workspace_summary(store: EventStore, tables: tuple[str, ...] = TABLES) -> list[dict]:
+    """Per table: how far it is read (by arrival), records, new, unusable, last success and error."""
+    return [{"table": c.table, "from": c.read[0][0] if c.read else None, "read_until": c.read[-1][1] if c.read
+             else None, "spans": len(c.read), "records": c.records, "added": c.added, "unusable": c.unusable,
+             "last_success": c.last_success or None, "last_error": c.last_error}
+            for c in load_cursors(store, tables).values() if c.read or c.last_error]
+
+
+def run_workspace(settings: Settings, store: EventStore, since: datetime | None = None, *, progress=None,
+                  stop: threading.Event | None = None) -> WorkspaceReport:
+    """What `python -m ingest sync|backfill --source workspace` calls. A backfill's start is kept within the store's
+    retention (older events would be pruned at once)."""
+    if since is not None:
+        since = max(since, retention_start(datetime.now(timezone.utc), settings.retention_days))
+    if not settings.demo and not settings.workspace_id:
+        return WorkspaceReport("", "", fatal="WORKSPACE_ID is not set: it names the Log Analytics workspace to read "
+                                             "(its Workspace ID, a GUID, on the workspace's Overview page).")
+    try:
+        api = LogAnalyticsApi.connect(settings, store)
+    except (AuthError, ApiError) as refused:
+        return WorkspaceReport("", "", fatal=str(refused))
+    if stop is not None:
+        threading.Thread(target=lambda: (stop.wait(), api.stop.set()), daemon=True).start()
+    return WorkspaceReader(api, store, settings.workspace_tables, progress=progress).run(since)
