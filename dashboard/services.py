@@ -19,6 +19,7 @@ from eventstore.export import write_csv
 from eventstore.model import utc_text
 from ingest import redact
 from ingest.backfill import backfill_summary, run_backfill
+from ingest.workspace import workspace_summary
 from ingest.feedstate import FeedState
 from ingest.settings import Settings, SettingsError, load_settings
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
@@ -553,6 +554,11 @@ def background_sync() -> BackgroundJob:
 def background_backfill() -> BackgroundJob:
     return BackgroundJob("backfill", "backfill", lambda progress, since, until: run_backfill(
         settings(), store(), since, until, progress=progress))
+
+
+def workspace_state() -> list[dict]:
+    """Per table of the Log Analytics workspace: how far it is read, records, errors (as `status` says)."""
+    return workspace_summary(store(), settings().workspace_tables)
 
 
 def backfill_state() -> dict:

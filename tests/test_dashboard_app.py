@@ -666,6 +666,23 @@ def test_an_admin_backfills_history_from_the_sync_page(app):
     assert f"{report.records:,} records" in texts(at) and f"{report.done} done" in texts(at) and report.done
 
 
+def test_the_sync_page_shows_how_far_the_workspace_is_read(app):
+    from dashboard import services
+    from ingest.workspace import Cursor, save_cursor
+
+    at = app("sync")
+    assert "Log Analytics workspace" not in texts(at), "said only where a workspace is read"
+    save_cursor(services.store(), Cursor("SigninLogs", [["2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"]], 1_234,
+                                         1_200, last_error="**HTTP 500** <b>x</b>"))
+    at.run()
+    [table] = [frame.value for frame in at.dataframe if "table" in frame.value.columns]
+    row = table.to_dict("records")[0]
+    assert (row["table"], row["read until"], row["records"], row["new"]) == \
+        ("SigninLogs", "2026-12-01T00:00:00Z", 1_234, 1_200)
+    assert any(r"\*\*HTTP 500\*\*" in w.value and "next run tries again" in w.value for w in at.warning), \
+        "an error is shown as text, never Markdown"
+
+
 # --- Incidents ---------------------------------------------------------------------------------------------------
 def incident_of(rule: str):
     from dashboard import services

@@ -1,5 +1,5 @@
 """Sync: per content type, what has been synced and what was lost; Sync now, with progress; the history backfilled
-from Microsoft Graph, and a backfill to start."""
+from Microsoft Graph, and a backfill to start; how far the Log Analytics workspace is read, when it is."""
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta, timezone
@@ -130,4 +130,21 @@ def backfill_panel() -> None:
                 st.info(markdown(refused))
 
 
+def workspace_panel() -> None:
+    tables = services.workspace_state()
+    if not tables:
+        return
+    st.subheader("Log Analytics workspace")
+    st.caption("Read from the workspace Microsoft Sentinel fills (`python -m ingest run --source workspace`), by "
+               "when each row arrived there, so late rows are read by the next run.")
+    st.dataframe(pd.DataFrame([{"table": t["table"], "read from": t["from"], "read until": t["read_until"],
+                                "records": t["records"], "new": t["added"], "unusable": t["unusable"],
+                                "last success": t["last_success"], "error": t["last_error"]} for t in tables]),
+                 hide_index=True, width="stretch")
+    for table in tables:
+        if table["last_error"]:
+            st.warning(markdown(f"{table['table']}: {table['last_error']} — the next run tries again."))
+
+
 backfill_panel()
+workspace_panel()
