@@ -19,9 +19,10 @@ from eventstore.export import write_csv
 from eventstore.model import utc_text
 from ingest import redact
 from ingest.backfill import backfill_summary, run_backfill
-from ingest.workspace import workspace_summary
 from ingest.feedstate import FeedState
 from ingest.settings import Settings, SettingsError, load_settings
+from ingest.status import IngestStatus
+from ingest.status import ingest_status as status_of
 from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
 
 from .access import ROLES, Access, AccessDenied, role_from_claims, sign_in_age
@@ -354,28 +355,16 @@ def watchlists() -> dict[str, WatchList]:
     return {name: WatchList.from_json(name, payload) for name, payload in store().watchlists().items()}
 
 
-@dataclass(frozen=True)
-class IngestStatus:
-    stats: object  # eventstore.model.StoreStats
-    checkpoints: list
-    issues: list  # ingest.feedstate.BlobRecord: lost, retrying, or stored with a repair
-    queued: dict[str, int]  # content type → blobs waiting for a queue worker
-    description: str
-
-
-def ingest_status(content_types: tuple[str, ...]) -> IngestStatus:
-    """What the Sync page shows: at most 5 s old (the page redraws every second, and on Cosmos DB every count is
-    a priced query), and asked again as soon as a Sync now starts or ends."""
+def ingest_status() -> IngestStatus:
+    """What the Sync page shows (as `python -m ingest status` says it): at most 5 s old (the page redraws every
+    second, and on Cosmos DB every count is a priced query), and asked again as soon as a Sync now starts or ends."""
     state = background_sync().state
-    return _ingest_status(content_types, store().description, (state.started, state.running))
+    return _ingest_status(store().description, (state.started, state.running))
 
 
 @st.cache_data(ttl=5, show_spinner=False)
-def _ingest_status(content_types: tuple[str, ...], store_name: str, sync_key: tuple) -> IngestStatus:
-    s = store()
-    feed = FeedState(s)
-    return IngestStatus(s.stats(content_types), feed.checkpoints(content_types), feed.issues(),
-                        {ct: feed.pending(ct)[0] for ct in content_types}, s.description)
+def _ingest_status(store_name: str, sync_key: tuple) -> IngestStatus:
+    return status_of(store(), settings())
 
 
 def last_synced(content_types: tuple[str, ...]) -> datetime | None:
@@ -554,11 +543,6 @@ def background_sync() -> BackgroundJob:
 def background_backfill() -> BackgroundJob:
     return BackgroundJob("backfill", "backfill", lambda progress, since, until: run_backfill(
         settings(), store(), since, until, progress=progress))
-
-
-def workspace_state() -> list[dict]:
-    """Per table of the Log Analytics workspace: how far it is read, records, errors (as `status` says)."""
-    return workspace_summary(store(), settings().workspace_tables)
 
 
 def backfill_state() -> dict:

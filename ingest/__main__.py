@@ -20,11 +20,10 @@ from . import redact
 from .api import ApiError, FatalApiError
 from .auth import AuthError
 from .backfill import backfill_summary
-from .feedstate import FeedState
 from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
+from .status import ingest_status
 from .sync import Progress, SyncAlreadyRunning, connect, run_sync
-from .workspace import workspace_summary
 
 log = logging.getLogger("ingest")
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
@@ -220,37 +219,9 @@ def _iso(moment: datetime | None) -> str | None:
     return utc_text(moment) if moment else None
 
 
-def _blob(b) -> dict:
-    return {"content_type": b.content_type, "content_id": b.content_id, "content_created": b.content_created,
-            "status": b.status, "attempts": b.attempts, "code": b.error_code, "message": b.error_message}
-
-
 def status_data(settings: Settings) -> dict:
     with _open(settings) as store:
-        stats, feed = store.stats(settings.content_types), FeedState(store)
-        issues = feed.issues()
-        lost = [b for b in issues if b.status == "lost"]
-        return {
-            "tenant": settings.tenant_label,
-            "demo": settings.demo,
-            "store": store.description,
-            "events": stats.events,
-            "first_event": stats.first_time,
-            "last_event": stats.last_time,
-            "sync_running": store.lease_holder("sync") is not None,
-            "content_types": [
-                {"content_type": cp.content_type, "listed_until": _iso(cp.listed_until),
-                 "queued_until": _iso(cp.queued_until), "blobs_queued": feed.pending(cp.content_type)[0],
-                 "last_success": _iso(cp.last_success), "last_error": cp.last_error,
-                 "events_stored": stats.per_content_type.get(cp.content_type, 0),
-                 "blobs_lost": sum(1 for b in lost if b.content_type == cp.content_type)}
-                for cp in feed.checkpoints(settings.content_types)],
-            "backfill": backfill_summary(store),
-            "workspace": workspace_summary(store, settings.workspace_tables),
-            "lost_blobs": [_blob(b) for b in lost],
-            # fetched again by the next pass, or stored with something repaired or skipped
-            "blob_issues": [_blob(b) for b in issues if b.status != "lost"],
-        }
+        return {"tenant": settings.tenant_label, "demo": settings.demo, **ingest_status(store, settings).as_json()}
 
 
 def cmd_status(settings: Settings, args, stop) -> int:

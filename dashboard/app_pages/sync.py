@@ -53,7 +53,7 @@ def status_panel() -> None:
                                     "result": past.report.summary() if past.report else past.error}
                                    for past in runner.history]), hide_index=True, width="stretch")
 
-    status = services.ingest_status(settings.content_types)
+    status = services.ingest_status()
     stats, issues = status.stats, status.issues
     rows = []
     for cp in status.checkpoints:
@@ -131,7 +131,7 @@ def backfill_panel() -> None:
 
 
 def workspace_panel() -> None:
-    tables = services.workspace_state()
+    tables = services.ingest_status().workspace
     if not tables:
         return
     st.subheader("Log Analytics workspace")
