@@ -74,6 +74,8 @@ class LogAnalyticsApi(ApiClient):
 
     def rows(self, table: str, arrived_from: datetime, arrived_until: datetime) -> list[dict]:
         """The table's rows that arrived in [arrived_from, arrived_until), each as {column: value}."""
+        if table not in RECORDS:  # the one name written into the query: only a table this module maps
+            raise ValueError(f"not a table the workspace source reads: {table!r}")
         query = (f"{table} | where ingestion_time() >= datetime({utc_text(arrived_from)}) "
                  f"and ingestion_time() < datetime({utc_text(arrived_until)})")
         timespan = f"{utc_text(arrived_from - LATE_AT_MOST)}/{utc_text(arrived_until)}"  # when they happened
@@ -114,8 +116,8 @@ class LogAnalyticsApi(ApiClient):
         if status in (408, 500, 502, 503, 504):
             return f"Log Analytics service error {status}"
         if status == 404:
-            raise FatalApiError(f"The Log Analytics API does not know the workspace (HTTP 404{', ' + code if code else ''})"
-                                ": check WORKSPACE_ID.", code, status)
+            raise FatalApiError(f"The Log Analytics API does not know the workspace (HTTP 404"
+                                f"{', ' + code if code else ''}): check WORKSPACE_ID.", code, status)
         raise BadAnswer(f"The Log Analytics API refused the query (HTTP {status}{', ' + code if code else ''})",
                         code or f"HTTP{status}", status)
 
@@ -235,7 +237,7 @@ def rows_of(table: str, rows: list[dict]) -> tuple[list[EventRow], int]:
             record = RECORDS[table](row)
             if not isinstance(record.get("Id"), str):
                 raise UnusableId("no Id")
-            events.append(normalize(record, content_type_of(record), utc_text(parse_utc(str(row.get("TimeGenerated"))))))
+            events.append(normalize(record, content_type_of(record), record["CreationTime"] + "Z"))
         except (UnusableId, ValueError, TypeError, AttributeError, RecursionError):
             unusable += 1
     return events, unusable
