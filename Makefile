@@ -51,6 +51,8 @@ bench: $(VENV)/.dev
 	$(PY) bench/leads.py
 	$(PY) bench/backfill.py
 	$(PY) bench/labels.py
+	$(PY) bench/incidents.py
+	$(PY) bench/workspace.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache
