@@ -11,7 +11,7 @@ import logging
 import math
 import re
 import threading
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -96,6 +96,7 @@ class LeadEngine:
         self.stopped = threading.Event()  # set when the dashboard lets go of this engine
         self.signature = hashlib.sha1(repr(rules).encode()).hexdigest()[:12]
         self._unsaved: dict[str, str] = {}  # with a read-only store (a read-only Cosmos DB key): kept here
+        self._decoded: dict[str, tuple[str, Lead]] = {}  # key → (its stored text, the lead it says): read once
         self._looked = False  # a look over everything was done in this process (for a store that cannot say so)
         self.looking: tuple[int, int, str] | None = None  # while a look goes on: detections done, of all, the span
         self._fields = {"UserId"} | {detail.field for rule in rules for detail in rule.details}
@@ -146,12 +147,14 @@ class LeadEngine:
         """Every lead of the current rules, most severe and newest first, with its review mark."""
         names = {rule.name for rule in self.rules}
         reviews = {k: json.loads(v) for k, v in self.store.documents("lead-review").items()}
-        out = []
+        out, decoded = [], {}
         for key, payload in {**self.store.documents("lead"), **self._unsaved}.items():
-            lead = Lead(**json.loads(payload))
+            known = self._decoded.get(key)
+            lead = known[1] if known is not None and known[0] == payload else Lead(**json.loads(payload))
+            decoded[key] = (payload, lead)
             if lead.rule in names:
-                lead.reviewed = reviews.get(key, {})
-                out.append(lead)
+                out.append(replace(lead, reviewed=reviews.get(key, {})))  # a copy: each caller's own
+        self._decoded = decoded  # 8,000 leads at 20M events: decoding them all took 0.4 s on every call
         out.sort(key=lambda lead: lead.last_seen, reverse=True)
         out.sort(key=lambda lead: -SEVERITIES.get(lead.severity, 0))
         return out
