@@ -24,7 +24,6 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timezone
 
@@ -35,31 +34,18 @@ from . import redact
 from .api import (
     ActivityApi,
     BadAnswer,
-    BlobUnavailable,
+    ClockSkew,
     ContentBlob,
     FatalApiError,
-    Interrupted,
-    RetriesExhausted,
     parse_json,
     parse_listing,
 )
 from .auth import AuthError
+from .blobs import Outcome, fetch_decoded, new_parser, outcome
 from .feedstate import CONTENT_TYPES, BlobRecord, Checkpoint, FeedState
 from .queues import ContentQueue, QueueError, Received, encode
 from .settings import Settings
-from .sync import (
-    MAX_BLOB_ATTEMPTS,
-    ContentTypeResult,
-    SyncReport,
-    _Broken,
-    _Syncer,
-    blob_record,
-    connect,
-    fetch_decoded,
-    kept_record,
-    new_parser,
-    run_sync,
-)
+from .sync import ContentTypeResult, FeedPass, SyncReport, connect, run_sync
 
 log = logging.getLogger("ingest.fanout")
 MAX_MESSAGE_CHARS = 8000
@@ -91,7 +77,7 @@ def parse_message(text: str | None) -> ContentBlob:
 
 
 # --- enqueue: the listing half of a sync pass -------------------------------------------------------------------
-def enqueue_content_type(syncer: _Syncer, queue: ContentQueue, content_type: str) -> ContentTypeResult:
+def enqueue_content_type(syncer: FeedPass, queue: ContentQueue, content_type: str) -> ContentTypeResult:
     feed, result, errors = syncer.feed, ContentTypeResult(content_type), []
     checkpoint = feed.checkpoint(content_type)
     plan_from = replace(checkpoint, listed_until=checkpoint.queued_until or checkpoint.listed_until)
@@ -224,36 +210,29 @@ class Worker:
         keep: list[tuple[Received, BlobRecord, list]] = []
         for message, blob, future in futures:
             try:
-                decoded = future.result()
-            except BlobUnavailable as lost:
-                self.feed.record_lost(blob_record(blob, lost))
+                settled = outcome(self.api, self.feed, blob, future)
+            except (FatalApiError, AuthError, ClockSkew) as refused:  # every message would fail alike: stop
+                report.fatal = report.fatal or str(refused)
+                settled = Outcome("later", str(refused))
+            if settled.kind == "keep":
+                keep.append((message, settled.record, settled.rows))
+            elif settled.kind == "lost":
                 self.queue.delete(message)
                 report.lost += 1
-            except BadAnswer as bad:
-                kept = self.feed.record_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
-                report.errors.append(f"{blob.content_id}: {bad}")
-                if kept.status != "lost":
-                    report.retrying += 1  # left in the queue: it comes back after the visibility timeout
-                    report.left += 1
-                elif isinstance(bad, _Broken):  # never whole: keep what can be read, say what cannot
-                    keep.append((message, kept_record(blob, "PARTIAL", f"{bad}; {bad.decoded.notes}"),
-                                 bad.decoded.rows))
-                else:
-                    self.queue.delete(message)
-                    report.lost += 1
-            except Interrupted:
-                report.left += 1  # stopping: the message comes back after the visibility timeout
-            except (RetriesExhausted, BrokenProcessPool, FatalApiError, AuthError) as failed:
-                if isinstance(failed, BrokenProcessPool):
+            elif settled.kind == "retry":  # left in the queue: it comes back after the visibility timeout
+                report.errors.append(f"{blob.content_id}: {settled.why}")
+                report.retrying += 1
+                report.left += 1
+            elif settled.kind == "later":  # not the message's fault: offered again, its count reset
+                if settled.parser_died:
                     self.parser = new_parser()
-                elif isinstance(failed, (FatalApiError, AuthError)):
-                    report.fatal = report.fatal or str(failed)
-                report.errors.append(str(failed) or type(failed).__name__)
+                report.errors.append(settled.why)
                 self.queue.requeue(message, REQUEUE_DELAY)
                 report.requeued += 1
-            else:
-                keep.append((message, kept_record(blob, "REPAIRED" if decoded.notes else "", decoded.notes),
-                             decoded.rows))
+            else:  # stopping: the message comes back after the visibility timeout
+                report.left += 1
+            if settled.given_up:
+                report.errors.append(f"{blob.content_id}: {settled.why}")
         if keep:
             report.events_new += self.feed.store_blobs([(record, rows) for _, record, rows in keep])
             report.stored += len(keep)

@@ -11,15 +11,13 @@ permission, wrong tenant, no token) ends the pass early — recorded on every co
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -31,7 +29,6 @@ from .api import (
     ActivityApi,
     ApiError,
     BadAnswer,
-    BlobUnavailable,
     ContentBlob,
     FatalApiError,
     Interrupted,
@@ -41,9 +38,9 @@ from .api import (
     WindowRejected,
 )
 from .auth import AuthError
+from .blobs import MAX_BLOB_ATTEMPTS, Outcome, fetch_decoded, new_parser, outcome
 from .feedstate import BlobRecord, Checkpoint, FeedState
-from .normalize import Decoded, NotRecords
-from .parse_worker import decode_blob, exit_with_parent
+from .normalize import Decoded
 from .settings import Settings
 from .windows import plan_windows
 
@@ -51,7 +48,6 @@ log = logging.getLogger("ingest.sync")
 LEASE = "sync"
 LEASE_SECONDS = 120.0
 BATCH_ROWS = 5000  # events per write transaction
-MAX_BLOB_ATTEMPTS = 3  # passes in which a blob's answer may be unusable before it is recorded lost
 
 
 class SyncAlreadyRunning(RuntimeError):
@@ -109,15 +105,6 @@ class SyncReport:
                f"{self.seconds:.1f} s: " + "; ".join(parts)
 
 
-class _Broken(BadAnswer):
-    """A blob whose JSON breaks part-way: fetched again next pass; if it never comes whole, the records before
-    the break are what is kept."""
-
-    def __init__(self, decoded: Decoded):
-        super().__init__(f"the content's {decoded.broken}", "MALFORMED")
-        self.decoded = decoded
-
-
 class _Stopped(Exception):
     """A stop was asked for (or the lease was lost) mid-window: the window's checkpoint must not advance."""
 
@@ -166,7 +153,9 @@ class _PassGuard:
         self._thread.join()
 
 
-class _Syncer:
+class FeedPass:
+    """One pass over the live feed: its listing (shared with enqueue) and its fetching, within the pass's lease."""
+
     def __init__(self, api: ActivityApi, store: EventStore, workers: int,
                  progress: Callable[[Progress], None] | None, guard: _PassGuard):
         self.api, self.feed, self.workers, self.guard = api, FeedState(store), workers, guard
@@ -282,11 +271,11 @@ class _Syncer:
                 settle([number for number, _, _ in batch])
                 batch, batched_rows = [], 0
 
-        def keep(number: int, blob: ContentBlob, decoded: Decoded, code: str, notes: str) -> None:
+        def keep(number: int, record: BlobRecord, rows: list) -> None:
             nonlocal batched_rows
-            batch.append((number, kept_record(blob, code, notes), decoded.rows))
-            batched_rows += len(decoded.rows)
-            result.events_seen += len(decoded.rows)
+            batch.append((number, record, rows))
+            batched_rows += len(rows)
+            result.events_seen += len(rows)
 
         settle([])  # windows with nothing new are done already
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
@@ -307,38 +296,24 @@ class _Syncer:
                 for future in finished:
                     number, blob = pending.pop(future)
                     try:
-                        decoded = future.result()
-                    except BlobUnavailable as lost:
-                        self.api.check_clock()  # "expired" from a service whose clock is off proves nothing
-                        log.warning("%s: content %s lost (%s): %s", content_type, blob.content_id, lost.code, lost)
-                        self.feed.record_lost(blob_record(blob, lost))
-                        result.blobs_lost += 1
-                        settle([number])
-                    except BadAnswer as bad:
-                        kept = self.feed.record_failure(blob_record(blob, bad), MAX_BLOB_ATTEMPTS)
-                        log.warning("%s: content %s: %s (%s, attempt %d of %d)", content_type, blob.content_id,
-                                    bad, kept.status, kept.attempts, MAX_BLOB_ATTEMPTS)
-                        if kept.status != "lost":
-                            retrying.append(str(bad))
-                        elif isinstance(bad, _Broken):  # never whole: keep what can be read, say what cannot
-                            given_up.append(str(bad))
-                            keep(number, blob, bad.decoded, "PARTIAL", f"{bad}; {bad.decoded.notes}")
-                        else:
-                            result.blobs_lost += 1
-                            given_up.append(str(bad))
-                            settle([number])
-                    except (RetriesExhausted, BrokenProcessPool) as gave_up:
-                        if not trouble:
-                            trouble.append(str(gave_up) if isinstance(gave_up, RetriesExhausted) else
-                                           "the helper process that parses content ended unexpectedly")
-                        if isinstance(gave_up, BrokenProcessPool):
-                            self.parser = new_parser()
-                    except Interrupted:
-                        pass  # the stop is noticed below
+                        settled = outcome(self.api, self.feed, blob, future)
                     except (FatalApiError, AuthError) as refused:
                         fatal = fatal or refused
-                    else:
-                        keep(number, blob, decoded, "REPAIRED" if decoded.notes else "", decoded.notes)
+                        settled = Outcome("stopped")
+                    if settled.given_up:
+                        given_up.append(settled.why)
+                    if settled.kind == "keep":
+                        keep(number, settled.record, settled.rows)
+                    elif settled.kind == "lost":
+                        result.blobs_lost += 1
+                        settle([number])
+                    elif settled.kind == "retry":
+                        retrying.append(settled.why)
+                    elif settled.kind == "later":
+                        if not trouble:  # the first says why fetching stopped early
+                            trouble.append(settled.why)
+                        if settled.parser_died:
+                            self.parser = new_parser()
                     submit_next()
                 # one transaction for several blobs: a random-key index costs a page write per row per commit
                 if batched_rows >= BATCH_ROWS or not pending:
@@ -359,38 +334,6 @@ class _Syncer:
             raise _Stopped()
 
 
-def fetch_decoded(api: ActivityApi, parser: Executor, blob: ContentBlob) -> Decoded:
-    """Fetch a blob, then parse it in the helper process (parsing is CPU-bound Python; in this process it would
-    compete with the writes for the interpreter lock). No local judgement of expiry: only the service's AF20051
-    says a blob is gone (our clock, or its, may be wrong). Raises _Broken for JSON that breaks part-way."""
-    body = api.fetch_blob(blob.content_uri)
-    try:
-        decoded = parser.submit(decode_blob, body, blob.content_type, blob.created).result()
-    except NotRecords as wrong:
-        raise BadAnswer(f"the content is not a JSON array of records ({wrong})", "MALFORMED") from None
-    if decoded.broken:
-        raise _Broken(decoded)
-    return decoded
-
-
-def blob_record(blob: ContentBlob, error: ApiError) -> BlobRecord:
-    """How a blob that could not be had is recorded (lost, or retrying: the store decides)."""
-    return BlobRecord(blob.content_id, blob.content_type, blob.created, blob.expiration, 0, "lost",
-                      error.code or "ERROR", redact.short(str(error), 300))
-
-
-def kept_record(blob: ContentBlob, code: str, notes: str) -> BlobRecord:
-    """How a blob whose records are kept is recorded: an error code says what had to be repaired or skipped."""
-    return BlobRecord(blob.content_id, blob.content_type, blob.created, blob.expiration, error_code=code,
-                      error_message=redact.short(notes.strip("; "), 300))
-
-
-def new_parser() -> Executor:
-    # "spawn": a fork of this threaded process could inherit a lock held by another thread
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
-                               initargs=(os.getpid(),))
-
-
 def _record_error(feed: FeedState, content_type: str, message: str) -> None:
     try:
         checkpoint = feed.checkpoint(content_type)
@@ -403,7 +346,7 @@ def _record_error(feed: FeedState, content_type: str, message: str) -> None:
 def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...], *, retention_days: int,
               demo: bool = False, workers: int = 4, progress: Callable[[Progress], None] | None = None,
               stop: threading.Event | None = None,
-              step: Callable[["_Syncer", str], ContentTypeResult] | None = None) -> SyncReport:
+              step: Callable[["FeedPass", str], ContentTypeResult] | None = None) -> SyncReport:
     """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds the
     store's sync lease; everything else that goes wrong is in the report (and in each content type's
     checkpoint, for status and the Sync page). `step` does one content type in place of fetching its blobs here
@@ -420,7 +363,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
     began = time.monotonic()
     report = SyncReport(demo)
     guard = _PassGuard(store, owner, stop, api.stop)
-    syncer = _Syncer(api, store, workers, progress, guard)
+    syncer = FeedPass(api, store, workers, progress, guard)
     try:
         for content_type in content_types:
             if report.fatal or api.stop.is_set():
@@ -428,7 +371,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
                 if report.fatal:
                     _record_error(FeedState(store), content_type, report.fatal)
                 continue
-            report.results.append(_sync_one(syncer, content_type, report, step or _Syncer.sync_content_type))
+            report.results.append(_sync_one(syncer, content_type, report, step or FeedPass.sync_content_type))
         if not api.stop.is_set():
             try:
                 report.pruned = store.prune(retention_start(datetime.now(timezone.utc), retention_days))
@@ -445,7 +388,7 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
     return report
 
 
-def _sync_one(syncer: _Syncer, content_type: str, report: SyncReport, step) -> ContentTypeResult:
+def _sync_one(syncer: FeedPass, content_type: str, report: SyncReport, step) -> ContentTypeResult:
     """One content type; whatever goes wrong becomes its result's error, recorded in its checkpoint (and, when
     every request would be refused, the report's `fatal`)."""
     try:
