@@ -1,6 +1,6 @@
 """Queue fan-out: one `enqueue` lists the content and queues one message per new blob; any number of workers,
-on any number of machines, fetch, normalize and store them. The same listing, fetching, normalization and store
-as `sync` (ingest.sync); only who fetches differs.
+on any number of machines, fetch, normalize and store them. The same listing (sync.FeedPass), fetching and
+judging of each answer (blobs.py), normalization and store as `sync`; only who fetches differs.
 
 Why nothing is lost or stored twice:
 - enqueue sends a window's messages, then records those blobs as "queued", then moves `queued_until` past the
