@@ -20,6 +20,7 @@ import threading
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 
 import pandas as pd
 
@@ -43,7 +44,7 @@ class Incident:
     """A group of leads, and what is worked out from them (severity, the tactic chain, who and where)."""
 
     id: str
-    leads: list[Lead]
+    leads: list[Lead]  # in the order the attack ran (see in_order)
     joins: list[dict]  # {"lead", "entity", "at", "why"}: how each lead after the first came in
     merged: list[dict]  # {"id", "at"}: incidents merged into this one
     case: dict = field(default_factory=dict)  # {"status", "owner", "history": [{"at", "by", "status", "owner",
@@ -58,10 +59,10 @@ class Incident:
     def last_seen(self) -> str:
         return max(lead.last_seen for lead in self.leads)
 
-    @property
+    @cached_property
     def chain(self) -> list[str]:
         """Its tactics, in the order the leads first show each."""
-        return list(dict.fromkeys(lead.tactic for lead in in_order(self.leads) if lead.tactic))
+        return list(dict.fromkeys(lead.tactic for lead in self.leads if lead.tactic))
 
     @property
     def severity(self) -> str:
@@ -93,7 +94,7 @@ class Incident:
     @property
     def title(self) -> str:
         """"Password spray → account takeover → … — Ben.Lauer@contoso.com, from 198.51.100.9, 03:12–04:04 UTC"."""
-        steps = " → ".join(dict.fromkeys(lead.step or lead.title.lower() for lead in in_order(self.leads)))
+        steps = " → ".join(dict.fromkeys(lead.step or lead.title.lower() for lead in self.leads))
         user, ip = self.main
         first, last = parse_utc(self.first_seen), parse_utc(self.last_seen)
         span = f"{first:%Y-%m-%d %H:%M}–{last:%H:%M} UTC" if first.date() == last.date() else \
@@ -112,7 +113,7 @@ class Incident:
                 "users": self.entities("users"), "ips": self.entities("ips"), "apps": self.entities("apps"),
                 "targets": self.entities("targets"), "leads": [lead.id for lead in self.leads],
                 "rules": sorted({lead.rule for lead in self.leads}), "tactics": self.chain,
-                "events": self.events, "summary": " · ".join(lead.summary for lead in in_order(self.leads)),
+                "events": self.events, "summary": " · ".join(lead.summary for lead in self.leads),
                 "merged": [m["id"] for m in self.merged]}
 
 
@@ -194,6 +195,7 @@ class Correlator:
             return self._correlate(leads)
 
     def _correlate(self, leads: list[Lead]) -> list[Incident]:
+        leads = in_order(leads)  # once: the joins, and every incident's leads, follow this order
         stored = {key: json.loads(payload) for key, payload in self.store.documents(KIND).items()}
         by_id = {lead.id: lead for lead in leads}
         parent = {lead.id: lead.id for lead in leads}
@@ -222,7 +224,6 @@ class Correlator:
         cases = {key: json.loads(payload) for key, payload in self.store.documents(CASES).items()}
         incidents, changed, now = [], {}, utc_text(datetime.now(timezone.utc))
         for members in groups.values():
-            members[:] = in_order(members)
             earlier = sorted({owner_of[lead.id] for lead in members if lead.id in owner_of},
                              key=lambda key: (stored[key]["created"], key))
             key = earlier[0] if earlier else incident_id(members[0].id)
@@ -252,7 +253,7 @@ class Correlator:
         in_reach: dict[tuple[str, str], list[tuple[float, int, Lead]]] = {}  # entity → (end, order, lead), in order
         apart: set[tuple[str, str]] = set()  # entities whose leads in reach may not all be one group
         found, pairs = {}, []
-        for order, lead in enumerate(in_order(leads)):
+        for order, lead in enumerate(leads):  # in the attack's order (see _correlate)
             began, day, best = parse_utc(lead.first_seen).timestamp(), lead.first_seen[:10], None
             reach = began - gap
             mine = (parse_utc(lead.last_seen).timestamp(), order, lead)
