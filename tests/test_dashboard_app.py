@@ -705,7 +705,9 @@ def test_incidents_come_first_one_per_story_with_its_tactic_chain(app):
     assert "password-spray" in {lead.rule for lead in first.leads} and first.severity == "critical", \
         "the most severe first, the one spanning most tactics of those; three tactics or more raise it"
     assert "password spray → account takeover" in first.title.lower() and "from 198.51.100.9" in first.title
-    assert first.chain.index("credential-access") < first.chain.index("initial-access") and len(first.chain) >= 5
+    # (initial access may come first: the victim's sign-in from the attacker's address is also travel faster than
+    # possible when their sign-in before it was recent enough, which depends on the hour the tenant starts)
+    assert first.chain.index("credential-access") < first.chain.index("privilege-escalation") and len(first.chain) >= 5
     assert any("Credential access (TA0006)" in c.value for c in at.caption)
 
 

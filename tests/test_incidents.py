@@ -31,6 +31,9 @@ STORIES = {  # the rules each planted story must bring together, and nothing els
     "guessing": {"brute-force"},
     "leaver": {"deletion-volume"},
 }
+# The victim's sign-in from the attacker's address is also travel faster than possible when their sign-in before it
+# was recent enough, which depends on the hour the simulated tenant starts: it may join the takeover, nothing else.
+MAY_JOIN = {"takeover": {"impossible-travel"}}
 
 
 @pytest.fixture(scope="module")
@@ -46,13 +49,16 @@ def demo_incidents(tmp_path_factory):
 def test_each_story_is_one_incident_and_none_is_merged_with_another(demo_incidents):
     tenant, _, _, engine, incidents = demo_incidents
     found = [{lead.rule for lead in incident.leads} for incident in incidents]
-    assert sorted(map(sorted, found)) == sorted(map(sorted, STORIES.values())), found
+    told = [next((story for story, rules in STORIES.items() if rules <= each <= rules | MAY_JOIN.get(story, set())),
+                 None) for each in found]
+    assert sorted(filter(None, told)) == sorted(STORIES) and None not in told, found
     takeover = next(i for i in incidents if "password-spray" in {lead.rule for lead in i.leads})
     assert takeover.main == (tenant.victim.upn, ATTACKER_IP) and takeover.severity == "critical"
-    assert takeover.chain[:2] == ["credential-access", "initial-access"] and len(takeover.chain) == 5
+    assert takeover.chain.index("credential-access") < takeover.chain.index("privilege-escalation")
+    assert len(takeover.chain) == 5
     assert any(j["entity"] == ATTACKER_IP and "account takeover" not in j["why"] for j in takeover.joins)
     assert all(j["why"].startswith("joined by the ") for j in takeover.joins), "every join is explained"
-    travel = next(i for i in incidents if "impossible-travel" in {lead.rule for lead in i.leads})
+    travel = next(i for i in incidents if "security-info" in {lead.rule for lead in i.leads})
     assert travel.main[1] == TRAVELLER_IP, "the admin's office addresses are everyday: they join nothing"
     assert incidents[0] is takeover, "the most severe, with the most stages, first"
 
