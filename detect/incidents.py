@@ -123,6 +123,61 @@ def in_order(leads: list[Lead]) -> list[Lead]:
     return sorted(leads, key=lambda lead: (lead.first_seen, order.get(lead.tactic, len(order)), lead.id))
 
 
+class _Sweep:
+    """Leads joined as they began. An earlier lead that ended more than the gap before this one began is out of
+    reach of every later one too: each entity keeps only its leads still in reach (comparing with all of them made
+    16 million comparisons at 20M events). Those are already one group unless a lead came in on a day the entity
+    was everyday, without joining them: then the next lead joins each, else the first stands for all."""
+
+    def __init__(self, gap: float):
+        self.gap = gap
+        self.in_reach: dict[tuple[str, str], list[tuple[float, int, Lead]]] = {}  # entity → (end, order, lead)
+        self.apart: set[tuple[str, str]] = set()  # entities whose leads in reach may not all be one group
+        self.found: dict[str, dict] = {}
+        self.pairs: list[tuple[str, str]] = []
+
+    def copy(self, began: float = float("-inf")) -> "_Sweep":
+        """A copy to go on from, for leads that begin at `began` or later (what is out of their reach is left)."""
+        other = _Sweep(self.gap)
+        for key, near in self.in_reach.items():
+            near = [entry for entry in near if entry[0] >= began - self.gap]
+            if near:
+                other.in_reach[key] = near
+        other.apart = {key for key in self.apart if key in other.in_reach}
+        other.found, other.pairs = dict(self.found), list(self.pairs)
+        return other
+
+    def step(self, order: int, lead: Lead, common: set) -> None:
+        began, day, best = parse_utc(lead.first_seen).timestamp(), lead.first_seen[:10], None
+        reach = began - self.gap
+        mine = (parse_utc(lead.last_seen).timestamp(), order, lead)
+        for side, word in _KINDS:
+            for value in getattr(lead, side):
+                key = (side, value)
+                near = self.in_reach.get(key)
+                if near is None:
+                    self.in_reach[key] = [mine]
+                    continue
+                near = self.in_reach[key] = [entry for entry in near if entry[0] >= reach]
+                if len(near) < 2:
+                    self.apart.discard(key)
+                if near and (side, value, day) in common:
+                    self.apart.add(key)
+                elif near:
+                    # the first lead in reach; one shared through several entities: by the side's name
+                    if best is None or (near[0][1], side) < best[:2]:
+                        best = (near[0][1], side, near[0][2], value, word)
+                    self.pairs.extend((lead.id, entry[2].id) for entry in (near if key in self.apart else near[:1]))
+                    self.apart.discard(key)
+                near.append(mine)
+        if best is not None:
+            _, _, other, value, word = best
+            self.found[lead.id] = {"lead": lead.id, "with": other.id, "entity": value, "kind": word,
+                                   "at": lead.first_seen,
+                                   "why": f"joined by the {word} {value} at {lead.first_seen[11:16]} UTC — "
+                                          f"{lead.title.lower()} after {other.title.lower()}"}
+
+
 def incident_id(first_lead: str) -> str:
     return "INC-" + hashlib.sha1(first_lead.encode()).hexdigest()[:8].upper()
 
@@ -136,6 +191,9 @@ class Correlator:
         self._judged: dict[tuple[str, str, str], bool] = {}  # (side, value, day) → everyday, for days whose
         #                                                       window has passed
         self._lock = threading.Lock()
+        self._kept: tuple[list[tuple], _Sweep | None] = ([], None)  # the sweep as it stood before the first lead
+        #                                                             whose day was not judged for good, and the
+        #                                                             leads (as they were) it had taken
 
     # --- what is too common to mean anything -----------------------------------------------------
     def common_entities(self, leads: list[Lead]) -> set[tuple[str, str, str]]:
@@ -213,8 +271,7 @@ class Correlator:
             members = [lead for lead in doc["leads"] if lead in by_id]
             for lead in members[1:]:
                 union(lead, members[0])
-        common = self.common_entities(leads)
-        joins, pairs = self._joins(leads, common)
+        joins, pairs = self._joins(leads)
         for a, b in pairs:
             union(a, b)
         groups: dict[str, list[Lead]] = defaultdict(list)
@@ -242,47 +299,28 @@ class Correlator:
                                       _desc(i.last_seen)))
         return incidents
 
-    def _joins(self, leads: list[Lead], common: set) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+    def _joins(self, leads: list[Lead]) -> tuple[dict[str, dict], list[tuple[str, str]]]:
         """(for each lead that joins an earlier one: the first such lead in the attack's order, the entity they
-        share and why; pairs of leads that join, enough to connect every lead with every lead it joins). Leads are
-        taken as they began, so an earlier lead that ended more than the gap before this one began is out of reach
-        of every later one too: each entity keeps only its leads still in reach (comparing with all of them made 16
-        million comparisons at 20M events). Those are already one group unless a lead came in on a day the entity
-        was everyday, without joining them: then the next lead joins each, else the first stands for all."""
-        gap = self.gap.total_seconds()
-        in_reach: dict[tuple[str, str], list[tuple[float, int, Lead]]] = {}  # entity → (end, order, lead), in order
-        apart: set[tuple[str, str]] = set()  # entities whose leads in reach may not all be one group
-        found, pairs = {}, []
-        for order, lead in enumerate(leads):  # in the attack's order (see _correlate)
-            began, day, best = parse_utc(lead.first_seen).timestamp(), lead.first_seen[:10], None
-            reach = began - gap
-            mine = (parse_utc(lead.last_seen).timestamp(), order, lead)
-            for side, word in _KINDS:
-                for value in getattr(lead, side):
-                    key = (side, value)
-                    near = in_reach.get(key)
-                    if near is None:
-                        in_reach[key] = [mine]
-                        continue
-                    near = in_reach[key] = [entry for entry in near if entry[0] >= reach]
-                    if len(near) < 2:
-                        apart.discard(key)
-                    if near and (side, value, day) in common:
-                        apart.add(key)
-                    elif near:
-                        # the first lead in reach; one shared through several entities: by the side's name
-                        if best is None or (near[0][1], side) < best[:2]:
-                            best = (near[0][1], side, near[0][2], value, word)
-                        pairs.extend((lead.id, entry[2].id) for entry in (near if key in apart else near[:1]))
-                        apart.discard(key)
-                    near.append(mine)
-            if best is not None:
-                _, _, other, value, word = best
-                found[lead.id] = {"lead": lead.id, "with": other.id, "entity": value, "kind": word,
-                                  "at": lead.first_seen,
-                                  "why": f"joined by the {word} {value} at {lead.first_seen[11:16]} UTC — "
-                                         f"{lead.title.lower()} after {other.title.lower()}"}
-        return found, pairs
+        share and why; pairs of leads that join, enough to connect every lead with every lead it joins), for
+        leads in the attack's order. The sweep over them is resumed where the last one could be kept: at the first
+        lead whose day was not yet judged for good, if every lead before it is as it was then."""
+        keys = [(lead.id, lead.first_seen, lead.last_seen, lead.title, *(tuple(getattr(lead, side))
+                                                                          for side, _ in _KINDS)) for lead in leads]
+        kept_keys, sweep = self._kept
+        start = len(kept_keys) if keys[:len(kept_keys)] == kept_keys else 0
+        sweep = sweep.copy() if start else _Sweep(self.gap.total_seconds())
+        common = self.common_entities(leads[start:])
+        newest = self.index.sql("SELECT max(ts) AS t FROM ev", [])["t"][0] if self.index is not None else None
+        settled = newest - timedelta(days=1) - self.gap if newest is not None and not pd.isna(newest) else None
+        for order in range(start, len(leads)):
+            if settled is not None and datetime.fromisoformat(leads[order].first_seen[:10]) > settled:
+                if order > start or not start:  # every lead before this one was judged for good: keep the sweep
+                    # (for leads after the last of those: whatever comes next begins no earlier than it)
+                    last = parse_utc(leads[order - 1].first_seen).timestamp() if order else float("-inf")
+                    self._kept = (keys[:order], sweep.copy(last))
+                settled = None
+            sweep.step(order, leads[order], common)
+        return sweep.found, sweep.pairs
 
     # --- the analyst's decision ----------------------------------------------------------------
     def decide(self, incident: str, who: str, status: str | None = None, owner: str | None = None,

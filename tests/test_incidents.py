@@ -96,7 +96,13 @@ def test_joining_as_events_arrive_ends_where_joining_everything_does_with_the_sa
         def groups(incidents):
             return {incident.id: sorted(lead.id for lead in incident.leads) for incident in incidents}
 
+        def explained(incidents):
+            return {incident.id: sorted(json.dumps(join, sort_keys=True) for join in incident.joins)
+                    for incident in incidents}
+
         assert groups(step) == groups(full) and len(full) >= 4
+        assert explained(step) == explained(full), "every join explained as joining everything at once does"
+        assert correlator._kept[0], "the later steps went on from the leads already judged for good"
     finally:
         for thing in (index, store, whole_index, whole_store):
             thing.close()
