@@ -7,9 +7,9 @@ a service account acting from everywhere) is decided from the data — the share
 has succeeded with — not from a hand-kept list. Every join is explained.
 
 Incremental, and the same as looking at everything at once: the incidents are the connected groups of joinable
-leads, worked out again over every lead each time (8,000 leads: a fraction of a second), seeded with the groups
-already stored, so a lead never leaves its incident; what is everyday is judged per day and remembered once the
-day's window has passed, so a synced batch costs a look at its own days. An incident's id is made from its first
+leads, seeded with the groups already stored, so a lead never leaves its incident; what is everyday is judged per
+day and remembered once the day's window has passed, and the joining goes on from the leads of those days, so a
+synced batch costs a look at its own days. An incident's id is made from its first
 lead and stays: when leads join two incidents, the older id is kept and the merge recorded. What the analyst
 decides (status, owner, notes) is kept beside it with who and when."""
 from __future__ import annotations
