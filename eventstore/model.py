@@ -113,3 +113,17 @@ def retention_start(now: datetime, days: int) -> datetime:
     """The oldest moment a store with `days` of retention keeps: the UTC midnight `days` before `now` (retention works
     in whole UTC days). Prune removes what is before it; a backfill starts at it."""
     return (now.astimezone(timezone.utc) - timedelta(days=days)).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def uncovered(since: datetime, until: datetime, covered) -> list[tuple[datetime, datetime]]:
+    """The parts of [since, until) that none of the `covered` (start, end) spans holds, oldest first."""
+    gaps, start = [], since
+    for low, high in sorted(covered):
+        if low > start:
+            gaps.append((start, min(low, until)))
+        start = max(start, high)
+        if start >= until:
+            break
+    if start < until:
+        gaps.append((start, until))
+    return [(a, b) for a, b in gaps if a < b]

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore
-from eventstore.model import parse_utc, retention_start, utc_text
+from eventstore.model import parse_utc, retention_start, uncovered, utc_text
 
 from .api import ApiError, BadAnswer, FatalApiError, Interrupted
 from .auditquery import AuditQueryApi
@@ -101,26 +101,13 @@ def plan(since: datetime, until: datetime, services: tuple[str, ...] = (), lengt
     """Windows of `length` on a grid from the UTC midnight of `since` (the first and last partial), oldest first,
     for the time no window of an earlier run `covered` already."""
     windows, origin = [], datetime.combine(since.date(), datetime.min.time(), timezone.utc)
-    for start, end in _gaps(since, until, covered):
+    for start, end in uncovered(since, until, covered):
         while start < end:
             step = min(end, origin + ((start - origin) // length + 1) * length)
             windows.append(Window(window_name(start, step, services), utc_text(start), utc_text(step),
                                   list(services)))
             start = step
     return windows
-
-
-def _gaps(since: datetime, until: datetime, covered) -> list[tuple[datetime, datetime]]:
-    gaps, start = [], since
-    for low, high in sorted(covered):
-        if low > start:
-            gaps.append((start, min(low, until)))
-        start = max(start, high)
-        if start >= until:
-            break
-    if start < until:
-        gaps.append((start, until))
-    return [(a, b) for a, b in gaps if a < b]
 
 
 def rows_of(page: list) -> tuple[list, int]:

@@ -18,13 +18,13 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import requests
 
 from eventstore import EventStore
-from eventstore.model import EventRow, parse_utc, retention_start, utc_text
+from eventstore.model import EventRow, parse_utc, retention_start, uncovered, utc_text
 
 from . import redact
 from .api import REFRESH, ApiClient, ApiError, BadAnswer, FatalApiError, Interrupted, parse_json
@@ -269,14 +269,7 @@ class Cursor:
         self.read = [[utc_text(a), utc_text(b)] for a, b in merged]
 
     def gaps(self, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
-        gaps, start = [], since
-        for low, high in self.spans():
-            if low > start:
-                gaps.append((start, min(low, until)))
-            start = max(start, high)
-        if start < until:
-            gaps.append((start, until))
-        return [(a, b) for a, b in gaps if a < b]
+        return uncovered(since, until, self.spans())
 
     @property
     def read_until(self) -> datetime | None:
@@ -297,7 +290,7 @@ def load_cursors(store: EventStore, tables: tuple[str, ...]) -> dict[str, Cursor
 
 
 def save_cursor(store: EventStore, cursor: Cursor) -> None:
-    store.put_documents(KIND, {cursor.table: json.dumps(cursor.__dict__)})
+    store.put_documents(KIND, {cursor.table: json.dumps(asdict(cursor))})
 
 
 # --- the run -------------------------------------------------------------------------------------
