@@ -205,6 +205,18 @@ def _error_of(response: requests.Response) -> tuple[str, str]:
     return redact.short(code, 20), redact.short(str(message), 200)
 
 
+def service_error(response: requests.Response) -> tuple[str, str]:
+    """(code, short scrubbed message) of an answer in Microsoft's REST shape, {"error": {"code", "message"}}, as
+    Microsoft Graph and the Log Analytics API give them; ("", "") when it has none."""
+    try:
+        error = json.loads(response.content or b"{}").get("error") or {}
+    except (ValueError, AttributeError):
+        return "", ""
+    if not isinstance(error, dict):
+        return "", ""
+    return redact.short(str(error.get("code", "")), 80), redact.short(str(error.get("message", "")), 300)
+
+
 def _time_param(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
 

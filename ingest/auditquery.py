@@ -4,7 +4,6 @@ the token goes only to this Graph origin's audit query path over HTTPS, answers 
 retried after Retry-After, one bad answer is one error."""
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from urllib.parse import urlsplit
 
@@ -12,8 +11,8 @@ import requests
 
 from eventstore.model import utc_text
 
-from . import http, redact
-from .api import LISTING_BYTES, REFRESH, ApiClient, BadAnswer, FatalApiError, parse_json
+from . import http
+from .api import LISTING_BYTES, REFRESH, ApiClient, BadAnswer, FatalApiError, parse_json, service_error
 from .auth import TokenProvider
 from .settings import Settings
 
@@ -24,16 +23,6 @@ PERMISSION_HINT = ("Give the app the Microsoft Graph application permission Audi
 TOKEN_HINT = ("A freshly issued token was refused, which a missing permission does not cause: check that GRAPH_API_URL "
               "is the Graph of the tenant's cloud (the token is asked for its audience), that this machine's clock "
               "is right, and that O365_TENANT_ID is the tenant the app is registered in.")
-
-
-def _graph_error(response: requests.Response) -> tuple[str, str]:
-    try:
-        error = json.loads(response.content or b"{}").get("error") or {}
-    except (ValueError, AttributeError):
-        return "", ""
-    if not isinstance(error, dict):
-        return "", ""
-    return redact.short(str(error.get("code", "")), 80), redact.short(str(error.get("message", "")), 300)
 
 
 class AuditQueryApi(ApiClient):
@@ -86,7 +75,7 @@ class AuditQueryApi(ApiClient):
 
     def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
         status = response.status_code
-        code, message = _graph_error(response)
+        code, message = service_error(response)
         if status == 401 and not refreshed:
             return REFRESH
         if status == 429 or status in (500, 502, 503, 504):

@@ -26,8 +26,7 @@ import requests
 from eventstore import EventStore
 from eventstore.model import EventRow, parse_utc, retention_start, uncovered, utc_text
 
-from . import redact
-from .api import REFRESH, ApiClient, ApiError, BadAnswer, FatalApiError, Interrupted, parse_json
+from .api import REFRESH, ApiClient, ApiError, BadAnswer, FatalApiError, Interrupted, parse_json, service_error
 from .auth import AuthError
 from .normalize import UnusableId, content_type_of, normalize
 from .settings import WORKSPACE_TABLES as TABLES
@@ -84,7 +83,7 @@ class LogAnalyticsApi(ApiClient):
         if not isinstance(answer, dict):
             raise BadAnswer("a query result is not a JSON object", "MALFORMED")
         if answer.get("error") is not None:
-            raise TooManyRows(f"the service answered a partial result ({_code(answer)})", "PARTIAL")
+            raise TooManyRows(f"the service answered a partial result ({service_error(response)[0]})", "PARTIAL")
         tables = answer.get("tables")
         if not isinstance(tables, list) or not tables or not isinstance(tables[0], dict):
             raise BadAnswer("a query result has no table", "MALFORMED")
@@ -101,7 +100,7 @@ class LogAnalyticsApi(ApiClient):
 
     def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
         status = response.status_code
-        code = _code(_json_or_empty(response))
+        code, _ = service_error(response)
         if status == 401:
             if refreshed:
                 raise FatalApiError("The Log Analytics API refused a freshly issued token (HTTP 401): check that "
@@ -120,19 +119,6 @@ class LogAnalyticsApi(ApiClient):
                                 f"{', ' + code if code else ''}): check WORKSPACE_ID.", code, status)
         raise BadAnswer(f"The Log Analytics API refused the query (HTTP {status}{', ' + code if code else ''})",
                         code or f"HTTP{status}", status)
-
-
-def _json_or_empty(response: requests.Response) -> dict:
-    try:
-        found = json.loads(response.content or b"{}")
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
-
-
-def _code(answer: dict) -> str:
-    error = answer.get("error")
-    return redact.short(str(error.get("code", "")), 80) if isinstance(error, dict) else ""
 
 
 # --- rows → audit records (pure) -------------------------------------------------------------------
