@@ -22,9 +22,9 @@ CLOUDS = {
     "dod": ("https://manage.protection.apps.mil", "https://login.microsoftonline.us"),
 }
 
-GRAPH_URL = "https://graph.microsoft.com"
+GRAPH_URL = "https://graph.microsoft.com"  # the audit log query API is served in the global cloud only
 LOG_ANALYTICS_URL = "https://api.loganalytics.io"
-WORKSPACE_TABLES = ("OfficeActivity", "SigninLogs", "AuditLogs")  # the audit log query API is served in the global cloud only
+WORKSPACE_TABLES = ("OfficeActivity", "SigninLogs", "AuditLogs")
 DEFAULT_STORE = "sqlite:///data/audit.db"
 DEFAULT_QUEUE = "o365-content"
 DEFAULT_SCHEDULE = "0 */5 * * * *"
@@ -40,8 +40,8 @@ VARIABLES = {
     "O365_API_URL": "Management API root. Default from O365_CLOUD (https://manage.office.com).",
     "GRAPH_API_URL": "Microsoft Graph root, for the backfill's audit log queries. Default https://graph.microsoft.com.",
     "GRAPH_API_VERSION": "v1.0 (default) or beta: the Graph version the audit log query API is called on.",
-    "WORKSPACE_ID": "`--source workspace`: the Log Analytics workspace (Microsoft Sentinel's) to read, its Workspace ID "
-                    "(a GUID).",
+    "WORKSPACE_ID": "`--source workspace`: the Log Analytics workspace (Microsoft Sentinel's) to read, its Workspace "
+                    "ID (a GUID).",
     "WORKSPACE_TABLES": "`--source workspace`: comma list of the tables read, of OfficeActivity, SigninLogs and "
                         "AuditLogs. Default: all three.",
     "LOG_ANALYTICS_URL": "`--source workspace`: the Log Analytics query API root. Default https://api.loganalytics.io.",
