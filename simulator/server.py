@@ -240,23 +240,28 @@ class SimulatedService:
             raise ApiError(401, "", "Authorization has been denied for this request.")
         return grant[0], grant[2]
 
+    def _admit(self, authorization: str, audience: str, body: bytes, bad_body: str) -> tuple[tuple, dict | None]:
+        """A JSON API's request let in: the token's roles (401 without a token for `audience`), after the configured
+        latency, and its JSON body (an object, or None; `bad_body` is the service's code for one that is not JSON)."""
+        _, roles = self._grant(authorization, audience)
+        if self.config.latency:
+            time.sleep(self.config.latency)
+        try:
+            payload = json.loads(body) if body else None
+        except ValueError:
+            raise ApiError(400, bad_body, "The body is not JSON.") from None
+        return roles, payload if isinstance(payload, dict) else None
+
     def handle_graph(self, method: str, path: str, query: dict[str, str], body: bytes,
                      authorization: str) -> tuple[int, object, dict]:
         """/graph/{v1.0|beta}/security/auditLog/queries[/{id}[/records]]"""
         parts = path.split("/")
         if len(parts) < 6 or parts[2] not in ("v1.0", "beta") or parts[3:6] != ["security", "auditLog", "queries"]:
             raise ApiError(404, "ResourceNotFound", "Resource not found for the segment.")
-        _, roles = self._grant(authorization, "graph")
-        if self.config.latency:
-            time.sleep(self.config.latency)
-        try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            raise ApiError(400, "BadRequest", "The body is not JSON.") from None
+        roles, payload = self._admit(authorization, "graph", body, "BadRequest")
         base = f"{self.base_url}/graph/{parts[2]}/security/auditLog/queries"
         try:
-            status, answer = self.audit.handle(method, parts[6:], query, payload if isinstance(payload, dict) else
-                                               None, roles, base)
+            status, answer = self.audit.handle(method, parts[6:], query, payload, roles, base)
         except GraphError as error:
             raise ApiError(error.status, error.code, error.message, error.headers) from None
         return status, answer, {}
@@ -266,16 +271,9 @@ class SimulatedService:
         parts = path.split("/")
         if parts[2:4] != ["v1", "workspaces"]:
             raise ApiError(404, "PathNotFoundError", "The requested path does not exist.")
-        _, roles = self._grant(authorization, "workspace")
-        if self.config.latency:
-            time.sleep(self.config.latency)
+        roles, payload = self._admit(authorization, "workspace", body, "BadArgumentError")
         try:
-            payload = json.loads(body) if body else None
-        except ValueError:
-            raise ApiError(400, "BadArgumentError", "The body is not JSON.") from None
-        try:
-            return 200, self.workspace.handle(method, parts[4:], payload if isinstance(payload, dict) else None,
-                                              roles), {}
+            return 200, self.workspace.handle(method, parts[4:], payload, roles), {}
         except WorkspaceError as error:
             raise ApiError(error.status, error.code, error.message, error.headers) from None
 
