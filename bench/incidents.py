@@ -13,7 +13,6 @@ import argparse
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,8 @@ from datetime import datetime, timedelta, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench.scale import median  # noqa: E402
 
 # what the graph component was given to draw, caught inside its frame (vis-network keeps no DOM per node)
 KEEP_DRAWN = ("window.addEventListener('message', e => { const d = e.data; if (d && d.type === 'streamlit:render' "
@@ -84,15 +85,6 @@ def in_process(path: str, rounds: int) -> tuple[str, dict]:
         out["incidents"] = len(incidents)
         index.close()
     return first.id, out
-
-
-def median(action, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
 
 
 def free_port() -> int:
