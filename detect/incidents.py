@@ -196,7 +196,13 @@ class Correlator:
         #                                                             leads (as they were) it had taken
 
     # --- what is too common to mean anything -----------------------------------------------------
-    def common_entities(self, leads: list[Lead]) -> set[tuple[str, str, str]]:
+    def _settled(self) -> datetime | None:
+        """The last UTC day whose window (the day ± the gap) the newest stored event has passed: what is judged of
+        it, and of every day before it, is for good (None: nothing stored)."""
+        newest = self.index.sql("SELECT max(ts) AS t FROM ev", [])["t"][0] if self.index is not None else None
+        return None if newest is None or pd.isna(newest) else newest - timedelta(days=1) - self.gap
+
+    def common_entities(self, leads: list[Lead], settled: datetime | None) -> set[tuple[str, str, str]]:
         """(side, value, day) for the leads' entities that are everyday on the UTC day a lead began, judged over that
         day ± the gap: an address, application or target that the share COMMON_SHARE of the accounts active then
         succeeded with; an account that succeeded from that share of the addresses (a tenant-wide service account).
@@ -211,11 +217,11 @@ class Correlator:
             wanted[day].update((side, value) for side, _ in _KINDS for value in getattr(lead, side)
                                if (side, value, day) not in self._judged)
         wanted = {day: pairs for day, pairs in wanted.items() if pairs}
-        found = self._judge(wanted) if wanted else set()
+        found = self._judge(wanted, settled) if wanted else set()
         return found | {(side, value, day) for lead in leads for day in (lead.first_seen[:10],) for side, _ in _KINDS
                         for value in getattr(lead, side) if self._judged.get((side, value, day))}
 
-    def _judge(self, wanted: dict[str, set[tuple[str, str]]]) -> set[tuple[str, str, str]]:
+    def _judge(self, wanted: dict[str, set[tuple[str, str]]], settled: datetime | None) -> set[tuple[str, str, str]]:
         days = [datetime.fromisoformat(day) for day in sorted(wanted)]
         windows = ("WITH d AS (SELECT unnest(?::TIMESTAMP[]) AS day), w AS (SELECT ev.*, d.day FROM ev JOIN d ON "
                    "ts >= d.day - to_microseconds(?) AND ts < d.day + to_microseconds(?) WHERE operation <> "
@@ -239,9 +245,8 @@ class Correlator:
                 day = row.day.strftime("%Y-%m-%d")
                 if row.n >= max(COMMON_AT_LEAST, share * totals.get(day, (0, 0))[of]):
                     found.add((side, row.v, day))
-        newest = self.index.sql("SELECT max(ts) AS t FROM ev", [])["t"][0]
         for day, pairs in wanted.items():  # a day whose window is still filling is judged again next time
-            if not pd.isna(newest) and datetime.fromisoformat(day) + timedelta(days=1) + self.gap <= newest:
+            if settled is not None and datetime.fromisoformat(day) <= settled:
                 self._judged.update(((side, value, day), (side, value, day) in found) for side, value in pairs)
         return found
 
@@ -309,16 +314,16 @@ class Correlator:
         kept_keys, sweep = self._kept
         start = len(kept_keys) if keys[:len(kept_keys)] == kept_keys else 0
         sweep = sweep.copy() if start else _Sweep(self.gap.total_seconds())
-        common = self.common_entities(leads[start:])
-        newest = self.index.sql("SELECT max(ts) AS t FROM ev", [])["t"][0] if self.index is not None else None
-        settled = newest - timedelta(days=1) - self.gap if newest is not None and not pd.isna(newest) else None
+        settled = self._settled()
+        common = self.common_entities(leads[start:], settled)
+        # the first lead whose day is not judged for good: the sweep as it stands before it is kept for next time
+        keep_at = None if settled is None else next(
+            (n for n in range(start, len(leads)) if datetime.fromisoformat(leads[n].first_seen[:10]) > settled), None)
         for order in range(start, len(leads)):
-            if settled is not None and datetime.fromisoformat(leads[order].first_seen[:10]) > settled:
-                if order > start or not start:  # every lead before this one was judged for good: keep the sweep
-                    # (for leads after the last of those: whatever comes next begins no earlier than it)
-                    last = parse_utc(leads[order - 1].first_seen).timestamp() if order else float("-inf")
-                    self._kept = (keys[:order], sweep.copy(last))
-                settled = None
+            if order == keep_at and (order > start or not start):
+                # (for leads after the last one before it: whatever comes next begins no earlier than that one)
+                last = parse_utc(leads[order - 1].first_seen).timestamp() if order else float("-inf")
+                self._kept = (keys[:order], sweep.copy(last))
             sweep.step(order, leads[order], common)
         return sweep.found, sweep.pairs
 
