@@ -360,9 +360,9 @@ class WorkspaceReader:
                     return f"{cut} even for {SMALLEST.total_seconds() / 60:.0f} minute from {utc_text(start)}"
                 length = (step - start) / 2
                 continue
-            except (BadAnswer, ApiError) as refused:
-                if isinstance(refused, FatalApiError):
-                    raise
+            except FatalApiError:
+                raise  # every query would get it: the run stops (see run)
+            except ApiError as refused:  # a bad answer, retries outlasted: this table's error; the next run retries
                 return str(refused)
             events, unusable = rows_of(cursor.table, rows)
             added = self.store.store_events(events) if events else 0  # the events first, then the cursor
