@@ -61,29 +61,27 @@ def end_to_end(sim_env: dict, workdir: str, workers: int) -> tuple[float, int, i
 
 def download_blobs(sim_env: dict, workdir: str) -> list[tuple[str, str, bytes]]:
     """Every blob the simulator announces, fetched once through the real client, kept in memory."""
+    from ingest.api import ActivityApi
     from ingest.settings import load_settings
-    from ingest.sync import connect
+    from ingest.windows import plan_windows
 
     settings = load_settings(client_env(sim_env, os.path.join(workdir, "unused.db")), dotenv_path=None)
-    with SqliteStore(os.path.join(workdir, "unused.db")) as store:
-        api = connect(settings, store)
-        now = api.server_now()
-        from ingest.windows import plan_windows
-
-        blobs = []
-        for content_type in CONTENT_TYPES:
-            for start, end in plan_windows(None, now).windows:
+    api = ActivityApi.connect(settings)
+    now = api.server_now()
+    blobs = []
+    for content_type in CONTENT_TYPES:
+        for start, end in plan_windows(None, now).windows:
+            try:
+                listed = list(api.list_content(content_type, start, end))
+            except Exception:  # noqa: BLE001 - first call per type: start the subscription
+                api.start_subscription(content_type)
+                listed = list(api.list_content(content_type, start, end))
+            for blob in listed:
                 try:
-                    listed = list(api.list_content(content_type, start, end))
-                except Exception:  # noqa: BLE001 - first call per type: start the subscription
-                    api.start_subscription(content_type)
-                    listed = list(api.list_content(content_type, start, end))
-                for blob in listed:
-                    try:
-                        blobs.append((content_type, blob.created, api.fetch_blob(blob.content_uri)))
-                    except Exception:  # noqa: BLE001 - expired blobs are part of the tenant's story
-                        pass
-        return blobs
+                    blobs.append((content_type, blob.created, api.fetch_blob(blob.content_uri)))
+                except Exception:  # noqa: BLE001 - expired blobs are part of the tenant's story
+                    pass
+    return blobs
 
 
 def raw_limit(blobs: list[tuple[str, str, bytes]], workdir: str) -> tuple[float, int]:

@@ -64,7 +64,7 @@ def main() -> None:
     server.stop()
     assert report.ok and report.records >= total, report.summary()
     rate = report.records / seconds
-    print(f"workspace: {report.records:,} records in {seconds:,.1f} s over {report.queries} queries = {rate:,.0f} "
+    print(f"workspace: {report.records:,} records in {seconds:,.1f} s over {report.units} queries = {rate:,.0f} "
           f"records/s end to end (HTTPS with {args.latency} s a query, mapped, normalized, stored); raw limit in the "
           f"same run: {raw:,.0f} records/s (map + normalize + store, no HTTP) — {rate / raw:.0%} of it")
 

@@ -71,9 +71,7 @@ def _wait_for_data() -> None:
         st.rerun(scope="app")
     state = services.background_sync().state
     if state.running and state.progress:
-        p = state.progress
-        st.caption(f"Syncing {p.content_type}: window {p.window}/{p.windows}, {p.blobs_done}/{p.blobs_total} blobs, "
-                   f"{p.events_new:,} new events…")
+        st.caption(f"Syncing {state.progress.text()}…")
 
 
 @st.fragment(run_every=2)

@@ -14,26 +14,27 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 import streamlit as st
 
+from detect.incidents import Correlator, Incident
+from detect.leads import Lead, LeadEngine
+from detect.rules import load as load_rules
 from eventstore import ActivityQuery, EventStore, Filter, StoreError, open_store
 from eventstore.export import write_csv
 from eventstore.model import utc_text
 from ingest import redact
-from ingest.backfill import backfill_summary, run_backfill
+from ingest.backfill import GraphHistory, backfill_summary
 from ingest.feedstate import FeedState
 from ingest.settings import Settings, SettingsError, load_settings
+from ingest.source import Progress, Report, run
 from ingest.status import IngestStatus
 from ingest.status import ingest_status as status_of
-from ingest.sync import Progress, SyncAlreadyRunning, SyncReport, run_sync
+from ingest.sync import Feed, SyncAlreadyRunning
 
+from . import report
 from .access import ROLES, Access, AccessDenied, role_from_claims, sign_in_age
 from .filters import FilterInputError
 from .graph import Graph, describe_nodes
 from .index import ActivityIndex, Watch
-from . import report
 from .ipinfo import ip_sources
-from detect.incidents import Correlator, Incident
-from detect.leads import Lead, LeadEngine
-from detect.rules import load as load_rules
 from .watchlist import WatchList, WatchListError, check_name
 
 log = logging.getLogger("dashboard")
@@ -481,7 +482,7 @@ class SyncState:
     started: datetime | None = None
     finished: datetime | None = None
     progress: Progress | None = None
-    report: SyncReport | None = None
+    report: Report | None = None
     error: str = ""
 
 
@@ -490,8 +491,8 @@ class BackgroundJob:
     process, and the store's lease keeps a sync to one at a time across processes (e.g. with `python -m ingest
     run`)."""
 
-    def __init__(self, action: str, label: str, work):
-        self.action, self.label, self.work = action, label, work  # work(progress, *args) -> a report
+    def __init__(self, action: str, label: str, source):
+        self.action, self.label, self.source = action, label, source  # source(*args) -> the ingest Source to run
         self._lock = threading.Lock()
         self.state = SyncState()
         # every finished run, newest first: a later pass that found nothing new does not hide what an earlier
@@ -519,7 +520,7 @@ class BackgroundJob:
 
     def _run(self, *args) -> None:
         try:
-            self.state.report = self.work(self._progress, *args)
+            self.state.report = run(self.source(*args), settings(), store(), progress=self._progress)
         except SyncAlreadyRunning as error:
             self.state.error = f"{error} The background sync (python -m ingest run) may be running it."
         except StoreError as error:
@@ -536,13 +537,12 @@ class BackgroundJob:
 
 @st.cache_resource(show_spinner=False)
 def background_sync() -> BackgroundJob:
-    return BackgroundJob("sync", "sync now", lambda progress: run_sync(settings(), store(), progress=progress))
+    return BackgroundJob("sync", "sync now", Feed)
 
 
 @st.cache_resource(show_spinner=False)
 def background_backfill() -> BackgroundJob:
-    return BackgroundJob("backfill", "backfill", lambda progress, since, until: run_backfill(
-        settings(), store(), since, until, progress=progress))
+    return BackgroundJob("backfill", "backfill", GraphHistory)
 
 
 def backfill_state() -> dict:

@@ -11,6 +11,7 @@ import streamlit as st
 
 from eventstore import Filter
 from ingest.settings import Settings
+from ingest.source import Progress
 
 from . import services, untrusted
 from .access import Access
@@ -100,11 +101,16 @@ def _sync_status(settings: Settings) -> None:
     line = f"{'DEMO · ' if settings.demo else ''}synced {ago(last)}"
     if state.running:
         p = state.progress
-        line += f" · syncing {p.content_type} {p.blobs_done}/{p.blobs_total}" if p else " · syncing…"
+        line += f" · syncing {p.part} {p.done}/{p.total}" if p else " · syncing…"
     looking = services.leads_looking()
     if looking:
         line += f" · looking for leads ({looking[0]}/{looking[1]} detections)"
     st.caption(line)
+
+
+def progress(p: Progress | None, starting: str) -> None:
+    """A running ingest job's progress bar, the same for every source."""
+    st.progress(p.fraction if p else 0.0, text=untrusted.markdown(p.text()) if p else starting)
 
 
 def _sync_box(settings: Settings) -> None:

@@ -17,13 +17,16 @@ from eventstore.export import write_csv, write_jsonl
 from eventstore.model import parse_utc, retention_start, utc_text
 
 from . import redact
-from .api import ApiError, FatalApiError
+from .api import ActivityApi, ApiError, FatalApiError
 from .auth import AuthError
-from .backfill import backfill_summary
+from .backfill import GraphHistory, backfill_summary
+from .demo import tenant_settings
 from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
+from .source import SOURCES, Progress, Source, run
 from .status import ingest_status
-from .sync import Progress, SyncAlreadyRunning, connect, run_sync
+from .sync import Feed, SyncAlreadyRunning
+from .workspace import Workspace
 
 log = logging.getLogger("ingest")
 EXIT_OK, EXIT_PARTIAL, EXIT_FATAL = 0, 1, 2
@@ -55,44 +58,50 @@ def _open(settings: Settings, check: str = ""):
 
 
 class _ProgressPrinter:
-    """A live line on a terminal; one structured line per window otherwise (logs, containers)."""
+    """Any source's progress: a live line on a terminal; a structured line per part or unit finished otherwise
+    (logs, containers)."""
 
     def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
-        self._last = 0.0
+        self.stream, self.tty = stream, stream.isatty()
+        self._last, self._said = 0.0, None
 
     def __call__(self, p: Progress) -> None:
         if self.tty:
             now = time.monotonic()
-            if now - self._last < 0.1 and p.blobs_done not in (0, p.blobs_total):
+            if now - self._last < 0.1 and p.done not in (0, p.total):
                 return
             self._last = now
-            width = 24
-            filled = width * p.blobs_done // max(1, p.blobs_total)
-            self.stream.write(f"\r{p.content_type:<27} window {p.window}/{p.windows} "
-                              f"[{'#' * filled}{'.' * (width - filled)}] {p.blobs_done}/{p.blobs_total} blobs "
-                              f"+{p.events_new} events ")
-            if p.window == p.windows and p.blobs_done == p.blobs_total:
-                self.stream.write("\n")
+            filled = 24 * p.done // max(1, p.total)
+            self.stream.write(f"\r{SOURCES[p.source].verb} [{'#' * filled}{'.' * (24 - filled)}] {p.text()} ")
             self.stream.flush()
-        elif p.blobs_done == p.blobs_total:
-            log.info("progress content_type=%s window=%d/%d blobs=%d events_new=%d", p.content_type, p.window,
-                     p.windows, p.blobs_total, p.events_new)
+        elif p.done == p.total and (p.part, p.detail, p.done) != self._said:
+            self._said = (p.part, p.detail, p.done)
+            log.info("progress source=%s part=%s %s=%d/%d records=%d new=%d %s", p.source, p.part or "-",
+                     SOURCES[p.source].unit, p.done, p.total, p.records, p.added, p.detail)
+
+    def end(self) -> None:
+        if self.tty and self._last:
+            self.stream.write("\n")
 
 
 def _one_pass(settings: Settings, args, stop: threading.Event, check: str = "state"):
     with _open(settings, check) as store:
-        if getattr(args, "source", "feed") == "workspace":
-            from .workspace import run_workspace
-
-            report = run_workspace(settings, store, stop=stop)
-        elif args.command == "enqueue":
+        if args.command == "enqueue":
             from .fanout import run_enqueue
 
             report = run_enqueue(settings, store, stop=stop)
+            (log.info if report.ok else log.error)("%s", report.summary())
         else:
-            report = run_sync(settings, store, progress=_ProgressPrinter(), stop=stop, workers=args.workers)
+            source = Workspace() if getattr(args, "source", "feed") == "workspace" else Feed(args.workers)
+            report = _run(source, settings, store, stop)
+    return report
+
+
+def _run(source: Source, settings: Settings, store, stop: threading.Event):
+    """One run of a source from the terminal: its progress as it goes, its summary at the end."""
+    printer = _ProgressPrinter()
+    report = run(source, settings, store, progress=printer, stop=stop)
+    printer.end()
     (log.info if report.ok else log.error)("%s", report.summary())
     return report
 
@@ -125,7 +134,6 @@ def cmd_run(settings: Settings, args, stop: threading.Event) -> int:
 
 def _demo_history(settings: Settings, stop: threading.Event) -> None:
     """The DEMO tenant backfills its history by itself, once (as a team would right after installing)."""
-    from .backfill import run_backfill
     from .demo import DEMO_BACKFILL_DAYS
 
     with _open(settings) as store:
@@ -134,7 +142,7 @@ def _demo_history(settings: Settings, stop: threading.Event) -> None:
         until = datetime.now(timezone.utc).replace(second=0, microsecond=0)
         log.info("DEMO: backfilling the simulated tenant's last %d days from its Microsoft Graph audit log",
                  DEMO_BACKFILL_DAYS)
-        report = run_backfill(settings, store, until - timedelta(days=DEMO_BACKFILL_DAYS), until, stop=stop)
+        report = run(GraphHistory(until - timedelta(days=DEMO_BACKFILL_DAYS), until), settings, store, stop=stop)
     (log.info if report.ok else log.warning)("%s", report.summary())
 
 
@@ -156,27 +164,7 @@ def _day(text: str, name: str) -> datetime:
             from None
 
 
-class _BackfillPrinter:
-    """A live line on a terminal; a line per window finished otherwise."""
-
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.tty, self._done = stream, stream.isatty(), -1
-
-    def __call__(self, p) -> None:
-        if self.tty:
-            filled = 24 * p.done // max(1, p.windows)
-            self.stream.write(f"\rbackfill [{'#' * filled}{'.' * (24 - filled)}] {p.done}/{p.windows} windows, "
-                              f"{p.running} running, {p.records:,} records, +{p.added:,} new ")
-            self.stream.flush()
-        elif p.done != self._done:
-            log.info("backfill windows=%d/%d running=%d records=%d new=%d", p.done, p.windows, p.running,
-                     p.records, p.added)
-        self._done = p.done
-
-
 def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
-    from .backfill import run_backfill
-
     until = _day(args.until, "until") if args.until else datetime.now(timezone.utc).replace(second=0, microsecond=0)
     since = _day(args.since, "since") if args.since else until - timedelta(days=args.days)
     if not since < until:
@@ -191,27 +179,18 @@ def cmd_backfill(settings: Settings, args, stop: threading.Event) -> int:
                     "AUDIT_RETENTION_DAYS=180 to keep the whole history.", settings.retention_days, _iso(horizon),
                     _iso(since))
     with _open(settings, "state") as store:
-        printer = _BackfillPrinter()
-        report = run_backfill(settings, store, since, until, tuple(args.service or ()), progress=printer, stop=stop)
-    if printer.tty:
-        sys.stderr.write("\n")
-    (log.info if report.ok else log.error)("%s", report.summary())
+        report = _run(GraphHistory(since, until, tuple(args.service or ())), settings, store, stop)
     return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
 
 
 def _workspace_backfill(settings: Settings, args, since: datetime, stop: threading.Event) -> int:
     """What the workspace holds that arrived since `since` and was not read yet (it reads up to a few minutes ago:
     --until is for the Graph backfill)."""
-    from .workspace import run_workspace
-
     log.info("%s: reading the Log Analytics workspace %s from %s (%s)", settings.tenant_label,
              settings.workspace_id or "(simulated)", _iso(since), "the simulated tenant's, on this machine"
              if settings.demo else settings.workspace_url)
     with _open(settings, "state") as store:
-        report = run_workspace(settings, store, since, stop=stop,
-                               progress=lambda p: log.info("workspace %s read until %s: %d records, %d new",
-                                                           p.table, p.read_until, p.records, p.added))
-    (log.info if report.ok else log.error)("%s", report.summary())
+        report = _run(Workspace(since), settings, store, stop)
     return EXIT_FATAL if report.fatal else EXIT_OK if report.ok else EXIT_PARTIAL
 
 
@@ -284,7 +263,7 @@ def cmd_check(settings: Settings, args, stop) -> int:
 
 def cmd_subscribe(settings: Settings, args, stop) -> int:
     with _open(settings) as store:
-        api = connect(settings, store)
+        api = ActivityApi.connect(tenant_settings(settings, store))
         for content_type in settings.content_types:
             api.start_subscription(content_type)
         for subscription in api.list_subscriptions():

@@ -240,14 +240,9 @@ class ApiClient:
     RESOURCE = "api_url"  # the Settings field naming this client's API, whose token it asks for
 
     @classmethod
-    def connect(cls, settings: Settings, store, on_retry: Callable[[str], None] | None = None,
-                backoff_base: float = 1.0):
-        """A client for these settings (in demo mode, for the simulated tenant, started on first use), with a
-        session that sends nothing anywhere but its API's and the login origins."""
-        if settings.demo:
-            from .demo import demo_settings
-
-            settings = demo_settings(settings, store)
+    def connect(cls, settings: Settings, on_retry: Callable[[str], None] | None = None, backoff_base: float = 1.0):
+        """A client for these settings (for the DEMO, those of ingest.demo.tenant_settings), with a session that
+        sends nothing anywhere but its API's and the login origins."""
         resource = getattr(settings, cls.RESOURCE)
         session = http.Session({http.origin(resource), http.origin(settings.login_url)}, ca_bundle=settings.ca_bundle)
         return cls(settings, session, TokenProvider(settings, session, resource=resource), backoff_base=backoff_base,

@@ -23,11 +23,12 @@ from datetime import datetime, timedelta, timezone
 from eventstore import EventStore
 from eventstore.model import parse_utc, retention_start, uncovered, utc_text
 
-from .api import ApiError, BadAnswer, FatalApiError, Interrupted
+from .api import BadAnswer, FatalApiError, Interrupted
 from .auditquery import AuditQueryApi
 from .auth import AuthError
 from .normalize import UnusableId, content_type_of, normalize
 from .settings import Settings
+from .source import Part, Progress, Report, Source, run
 
 log = logging.getLogger("ingest.backfill")
 KIND = "backfill"
@@ -133,53 +134,9 @@ def rows_of(page: list) -> tuple[list, int]:
     return rows, unusable
 
 
-@dataclass
-class BackfillProgress:
-    windows: int
-    done: int
-    running: int
-    records: int
-    added: int
-
-
-@dataclass
-class BackfillReport:
-    since: str
-    until: str
-    windows: int = 0
-    done: int = 0
-    added: int = 0
-    records: int = 0
-    unusable: int = 0
-    gaps: list[Window] = field(default_factory=list)
-    waiting: int = 0  # windows not done when it stopped (interrupted, or the day's budget spent)
-    fatal: str = ""
-    note: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.fatal and not self.gaps and not self.waiting
-
-    def summary(self) -> str:
-        text = (f"backfill {self.since} – {self.until}: {self.done:,} of {self.windows:,} windows done, "
-                f"{self.records:,} records read, {self.added:,} new to the store")
-        if self.unusable:
-            text += f"; {self.unusable:,} record(s) could not be used (no auditData object, or an Id that is not text)"
-        if self.waiting:
-            text += f"; {self.waiting:,} still to do (run it again: it resumes)"
-        if self.gaps:
-            text += f"; {len(self.gaps)} window(s) could not be had: " + "; ".join(
-                f"{w.start}–{w.end} ({w.error})" for w in self.gaps[:5])
-        if self.fatal:
-            text += f"; stopped: {self.fatal}"
-        if self.note:
-            text += f". {self.note}"
-        return text
-
-
 class Backfill:
     def __init__(self, api: AuditQueryApi, store: EventStore, *, stop: threading.Event | None = None,
-                 progress: Callable[[BackfillProgress], None] | None = None, clock=None):
+                 progress: Callable[[Progress], None] | None = None, clock=None):
         self.api, self.store = api, store
         self.stop = stop or api.stop
         self.progress = progress or (lambda p: None)
@@ -198,7 +155,7 @@ class Backfill:
         self.store.put_documents(KIND, {w.name: json.dumps(asdict(w)) for w in windows})
 
     # --- the run --------------------------------------------------------------------------------
-    def run(self, since: datetime, until: datetime, services: tuple[str, ...] = ()) -> BackfillReport:
+    def run(self, since: datetime, until: datetime, services: tuple[str, ...] = ()) -> Report:
         self.load()
         earlier = self._in_range(since, until, services)
         retried = [w for w in earlier if w.state == "gave_up"]  # a gap: running again is how it is tried again
@@ -209,7 +166,7 @@ class Backfill:
         for window in fresh:
             self.windows[window.name] = window
         self.save(*fresh, *retried)
-        report = BackfillReport(utc_text(since), utc_text(until))
+        report = Report("backfill", since=utc_text(since), until=utc_text(until))
         wait, pagers = POLL_FIRST, _Pagers(self._page)
         try:
             while not self.stop.is_set():
@@ -239,13 +196,12 @@ class Backfill:
             pagers.close()
         mine = self._in_range(since, until, services)
         leaves = [w for w in mine if w.state != "split"]
-        report.windows = len(leaves)
-        report.done = sum(1 for w in leaves if w.state == "done")
-        report.gaps = [w for w in leaves if w.state == "gave_up" or w.partial]
+        report.parts = [Part(
+            ", ".join(services) or "Microsoft Graph audit log", units=len(leaves),
+            done=sum(1 for w in leaves if w.state == "done"), records=sum(w.records for w in leaves),
+            added=sum(w.added for w in leaves), unusable=sum(w.unusable for w in leaves),
+            gaps=[f"{w.start} – {w.end} ({w.error})" for w in leaves if w.state == "gave_up" or w.partial])]
         report.waiting = sum(1 for w in leaves if w.state not in ("done", "gave_up"))
-        report.records = sum(w.records for w in leaves)
-        report.added = sum(w.added for w in leaves)
-        report.unusable = sum(w.unusable for w in leaves)
         if report.done and not report.records and not report.fatal:
             report.note = ("Microsoft Graph returned no records at all. If the app has AuditLog.Read.All rather than "
                            "AuditLogsQuery.Read.All, that is why: since April 2026 it returns none")
@@ -258,9 +214,9 @@ class Backfill:
 
     def _tell(self, mine: list[Window]) -> None:
         leaves = [w for w in mine if w.state != "split"]
-        self.progress(BackfillProgress(len(leaves), sum(1 for w in leaves if w.state in ("done", "gave_up")),
-                                       sum(1 for w in leaves if w.state == "running"),
-                                       sum(w.records for w in leaves), sum(w.added for w in leaves)))
+        self.progress(Progress("backfill", "", sum(1 for w in leaves if w.state in ("done", "gave_up")), len(leaves),
+                               sum(w.records for w in leaves), sum(w.added for w in leaves),
+                               f"{sum(1 for w in leaves if w.state == 'running')} running at Microsoft"))
 
     def _budget_spent(self) -> bool:
         day_ago = utc_text(self.now() - timedelta(days=1))
@@ -440,31 +396,33 @@ def backfill_summary(store: EventStore) -> dict:
                      if w.state == "gave_up" or w.partial]}
 
 
-connect = AuditQueryApi.connect
+class GraphHistory(Source):
+    """The history the live feed no longer has, `since` – `until`, from Microsoft Graph's audit log queries (only
+    `services` when given). The range is kept within the store's retention (older events would be pruned at once)."""
+
+    kind = "backfill"
+
+    def __init__(self, since: datetime, until: datetime, services: tuple[str, ...] = ()):
+        self.since, self.until, self.services = since, until, services
+
+    def connect(self, settings: Settings) -> AuditQueryApi:
+        return AuditQueryApi.connect(settings)
+
+    def run_with(self, api: AuditQueryApi, store: EventStore, settings: Settings, progress) -> Report:
+        horizon = retention_start(datetime.now(timezone.utc), settings.retention_days)
+        since = max(self.since, horizon)
+        try:
+            report = Backfill(api, store, progress=progress).run(since, self.until, self.services)
+        except AuthError as refused:
+            report = Report(self.kind, since=utc_text(since), until=utc_text(self.until), fatal=str(refused))
+        if since > self.since:
+            note = (f"Started at {utc_text(horizon)}, not {utc_text(self.since)}: the store keeps "
+                    f"{settings.retention_days} days (AUDIT_RETENTION_DAYS)")
+            report.note = f"{note}. {report.note}".strip(". ") if report.note else note
+        return report
 
 
 def run_backfill(settings: Settings, store: EventStore, since: datetime, until: datetime,
-                 services: tuple[str, ...] = (), *, progress=None,
-                 stop: threading.Event | None = None) -> BackfillReport:
-    """What `python -m ingest backfill` and the dashboard both call. The range is kept within the store's
-    retention (older events would be pruned at once)."""
-    horizon = retention_start(datetime.now(timezone.utc), settings.retention_days)
-    note = ""
-    if since < horizon:
-        note = (f"Started at {utc_text(horizon)}, not {utc_text(since)}: the store keeps {settings.retention_days} "
-                "days (AUDIT_RETENTION_DAYS)")
-        since = horizon
-    try:
-        api = connect(settings, store)
-    except (AuthError, ApiError) as refused:
-        return BackfillReport(utc_text(since), utc_text(until), fatal=str(refused))
-    if stop is not None:
-        stop_event = stop
-        threading.Thread(target=lambda: (stop_event.wait(), api.stop.set()), daemon=True).start()
-    try:
-        report = Backfill(api, store, progress=progress).run(since, until, services)
-    except AuthError as refused:
-        report = BackfillReport(utc_text(since), utc_text(until), fatal=str(refused))
-    if note:
-        report.note = f"{note}. {report.note}".strip(". ") if report.note else note
-    return report
+                 services: tuple[str, ...] = (), *, progress=None, stop: threading.Event | None = None) -> Report:
+    """What `python -m ingest backfill` and the dashboard both call."""
+    return run(GraphHistory(since, until, services), settings, store, progress=progress, stop=stop)

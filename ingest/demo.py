@@ -7,7 +7,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from eventstore import EventStore
-from simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator
 
 from .settings import Settings
 
@@ -35,7 +34,13 @@ def demo_tenant_start(store: EventStore) -> datetime:
     return datetime.fromisoformat(value)
 
 
-def demo_settings(settings: Settings, store: EventStore) -> Settings:
+def tenant_settings(settings: Settings, store: EventStore) -> Settings:
+    """The settings to connect with: in DEMO mode (no tenant configured), those of the simulated tenant, started in
+    this process on first use; otherwise `settings` as they are. Every entry point that connects calls it."""
+    if not settings.demo:
+        return settings
+    from simulator import Faults, SimulatedTenant, SimulatorConfig, start_simulator  # only a DEMO needs it
+
     start = demo_tenant_start(store)
     with _lock:
         env = _running.get(start.isoformat())

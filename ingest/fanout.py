@@ -42,10 +42,12 @@ from .api import (
 )
 from .auth import AuthError
 from .blobs import Outcome, fetch_decoded, new_parser, outcome
+from .demo import tenant_settings
 from .feedstate import CONTENT_TYPES, BlobRecord, Checkpoint, FeedState
 from .queues import ContentQueue, QueueError, Received, encode
 from .settings import Settings
-from .sync import ContentTypeResult, FeedPass, SyncReport, connect, run_sync
+from .source import Part, Report
+from .sync import FeedPass, run_sync
 
 log = logging.getLogger("ingest.fanout")
 MAX_MESSAGE_CHARS = 8000
@@ -77,8 +79,8 @@ def parse_message(text: str | None) -> ContentBlob:
 
 
 # --- enqueue: the listing half of a sync pass -------------------------------------------------------------------
-def enqueue_content_type(syncer: FeedPass, queue: ContentQueue, content_type: str) -> ContentTypeResult:
-    feed, result, errors = syncer.feed, ContentTypeResult(content_type), []
+def enqueue_content_type(syncer: FeedPass, queue: ContentQueue, content_type: str) -> Part:
+    feed, result, errors = syncer.feed, Part(content_type), []
     checkpoint = feed.checkpoint(content_type)
     plan_from = replace(checkpoint, listed_until=checkpoint.queued_until or checkpoint.listed_until)
     sent: set[str] = set()
@@ -87,8 +89,6 @@ def enqueue_content_type(syncer: FeedPass, queue: ContentQueue, content_type: st
             break  # not listed: `queued_until` must not pass this window
         known = feed.known_ids(content_type, (b.content_id for b in blobs), queued_too=True) | sent
         fresh = list({b.content_id: b for b in blobs if b.content_id not in known}.values())
-        result.blobs_listed += len(blobs)
-        result.blobs_skipped += len(blobs) - len(fresh)
         try:
             queue.send([message_text(b) for b in fresh])
         except QueueError as error:
@@ -96,7 +96,7 @@ def enqueue_content_type(syncer: FeedPass, queue: ContentQueue, content_type: st
             break
         feed.record_queued([BlobRecord(b.content_id, content_type, b.created, b.expiration) for b in fresh])
         sent.update(b.content_id for b in fresh)
-        result.blobs_queued += len(fresh)
+        result.queued += len(fresh)
         syncer.guard.check()
         checkpoint.queued_until = end
         feed.save(checkpoint)
@@ -119,7 +119,7 @@ def settle(feed: FeedState, checkpoint: Checkpoint) -> None:
 
 
 def run_enqueue(settings: Settings, store: EventStore | None = None, *, stop: threading.Event | None = None
-                ) -> SyncReport:
+                ) -> Report:
     """One enqueue pass: what `python -m ingest enqueue` and the Functions timer call."""
     queue = ContentQueue(settings)
     try:
@@ -134,7 +134,7 @@ def run_enqueue(settings: Settings, store: EventStore | None = None, *, stop: th
 class WorkReport:
     messages: int = 0
     stored: int = 0  # blobs
-    events_new: int = 0
+    added: int = 0
     skipped: int = 0  # already stored or lost (a duplicate message)
     lost: int = 0
     retrying: int = 0
@@ -152,7 +152,7 @@ class WorkReport:
         self.errors.extend(other.errors)
 
     def summary(self) -> str:
-        return (f"{self.messages} messages: {self.stored} blobs stored (+{self.events_new} events), {self.skipped} "
+        return (f"{self.messages} messages: {self.stored} blobs stored (+{self.added} new events), {self.skipped} "
                 f"already done, {self.lost} lost, {self.retrying} to retry, {self.requeued} requeued, "
                 f"{self.poisoned} poisoned" + (f"; STOPPED: {self.fatal}" if self.fatal else ""))
 
@@ -234,7 +234,7 @@ class Worker:
             if settled.given_up:
                 report.errors.append(f"{blob.content_id}: {settled.why}")
         if keep:
-            report.events_new += self.feed.store_blobs([(record, rows) for _, record, rows in keep])
+            report.added += self.feed.store_blobs([(record, rows) for _, record, rows in keep])
             report.stored += len(keep)
             for message, _, _ in keep:
                 self.queue.delete(message)
@@ -249,6 +249,10 @@ class Worker:
         self.queue.poison(message)
 
 
+def _connect(settings: Settings, store: EventStore) -> ActivityApi:
+    return ActivityApi.connect(tenant_settings(settings, store))
+
+
 def run_worker(settings: Settings, *, stop: threading.Event | None = None, drain: bool = False,
                threads: int = 4, on_batch: Callable[[WorkReport], None] | None = None) -> WorkReport:
     """Receive and handle messages until stopped (or, with `drain`, until the queue is empty). Stops early when
@@ -259,7 +263,7 @@ def run_worker(settings: Settings, *, stop: threading.Event | None = None, drain
     queue = ContentQueue(settings)
     worker = None
     try:
-        worker = Worker(connect(settings, store), store, queue, settings.queue_max_dequeues, threads)
+        worker = Worker(_connect(settings, store), store, queue, settings.queue_max_dequeues, threads)
         idle = 1.0
         while not stop.is_set():
             received = queue.receive(RECEIVE, settings.queue_visibility_timeout)
@@ -317,7 +321,7 @@ def handle_one(settings: Settings, text: str, dequeue_count: int, message_id: st
         if _function_worker is None:
             store = open_store(settings.store_url, cosmos=settings.cosmos_options(),
                                retention_days=settings.retention_days)
-            _function_worker = Worker(connect(settings, store), store, _Delivered(ContentQueue(settings)),
+            _function_worker = Worker(_connect(settings, store), store, _Delivered(ContentQueue(settings)),
                                       settings.queue_max_dequeues, threads=1)
     report = _function_worker.handle([Received(message_id, "", dequeue_count, text, encode(text))])
     if report.left:

@@ -18,10 +18,9 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from eventstore import EventStore, StoreError, open_store
+from eventstore import EventStore, StoreError
 from eventstore.model import retention_start, utc_text
 
 from . import redact
@@ -42,6 +41,7 @@ from .blobs import MAX_BLOB_ATTEMPTS, Outcome, fetch_decoded, new_parser, outcom
 from .feedstate import BlobRecord, Checkpoint, FeedState
 from .normalize import Decoded
 from .settings import Settings
+from .source import Part, Progress, Report, Source, run
 from .windows import plan_windows
 
 log = logging.getLogger("ingest.sync")
@@ -52,57 +52,6 @@ BATCH_ROWS = 5000  # events per write transaction
 
 class SyncAlreadyRunning(RuntimeError):
     pass
-
-
-@dataclass
-class Progress:
-    content_type: str
-    window: int  # 1-based
-    windows: int
-    blobs_done: int
-    blobs_total: int
-    events_new: int  # so far, this content type, this pass
-
-
-@dataclass
-class ContentTypeResult:
-    content_type: str
-    windows: int = 0
-    blobs_listed: int = 0
-    blobs_skipped: int = 0  # already stored by an earlier pass
-    blobs_stored: int = 0
-    blobs_lost: int = 0
-    blobs_retrying: int = 0  # unusable this pass; fetched again next pass
-    blobs_queued: int = 0  # sent to the workers' queue (queue fan-out)
-    events_seen: int = 0
-    events_new: int = 0
-    error: str = ""
-
-
-@dataclass
-class SyncReport:
-    demo: bool
-    results: list[ContentTypeResult] = field(default_factory=list)
-    pruned: int = 0
-    seconds: float = 0.0
-    fatal: str = ""  # why the pass ended early: every request would have been refused
-
-    @property
-    def ok(self) -> bool:
-        return not self.fatal and all(not r.error for r in self.results)
-
-    @property
-    def events_new(self) -> int:
-        return sum(r.events_new for r in self.results)
-
-    def summary(self) -> str:
-        parts = [(f"{r.content_type}: {r.blobs_queued} blobs queued (" if r.blobs_queued else
-                  f"{r.content_type}: +{r.events_new} events ({r.blobs_stored} blobs")
-                 + f"{f', {r.blobs_lost} lost' if r.blobs_lost else ''}"
-                 f"{f', {r.blobs_retrying} to retry' if r.blobs_retrying else ''})"
-                 + (f" ERROR {r.error}" if r.error else "") for r in self.results]
-        return f"{'DEMO ' if self.demo else ''}sync {'done' if self.ok else 'finished with errors'} in " \
-               f"{self.seconds:.1f} s: " + "; ".join(parts)
 
 
 class _Stopped(Exception):
@@ -211,8 +160,8 @@ class FeedPass:
     def fetch(self, blob: ContentBlob) -> Decoded:
         return fetch_decoded(self.api, self.parser, blob)
 
-    def sync_content_type(self, content_type: str) -> ContentTypeResult:
-        result = ContentTypeResult(content_type)
+    def sync_content_type(self, content_type: str) -> Part:
+        result = Part(content_type)
         checkpoint = self.feed.checkpoint(content_type)
         errors: list[str] = []
         listed = self.list_windows(content_type, checkpoint, errors)
@@ -226,7 +175,7 @@ class FeedPass:
         return result
 
     def fetch_windows(self, content_type: str, listed: list[tuple[datetime, list[ContentBlob] | None]],
-                      checkpoint: Checkpoint, result: ContentTypeResult, errors: list[str]) -> None:
+                      checkpoint: Checkpoint, result: Part, errors: list[str]) -> None:
         """Fetch the new blobs of every listed window in one stream (no pause between windows). The
         checkpoint moves past a window only once each of its blobs is stored or recorded lost, and never
         past an earlier window that is still unfinished (or could not be listed)."""
@@ -238,8 +187,6 @@ class FeedPass:
             known = self.feed.known_ids(content_type, (b.content_id for b in blobs)) | queued
             fresh = list({b.content_id: b for b in blobs if b.content_id not in known}.values())
             queued.update(b.content_id for b in fresh)  # listed twice (a broken listing): fetched once
-            result.blobs_listed += len(blobs)
-            result.blobs_skipped += len(blobs) - len(fresh)
             remaining.append(len(fresh))
             todo.extend((number, blob) for blob in fresh)
         complete = done = 0  # windows [0, complete) are checkpointed; blobs settled so far
@@ -257,17 +204,16 @@ class FeedPass:
             while complete < len(listed) and remaining[complete] == 0:
                 checkpoint.listed_until = listed[complete][0]
                 complete += 1
-                result.windows += 1
+            result.done = done
             self.guard.check()
             self.feed.save(checkpoint)
-            self.progress(Progress(content_type, min(complete + 1, len(listed)), len(listed), done, len(todo),
-                                   result.events_new))
+            self.progress(Progress("feed", content_type, done, len(todo), result.records, result.added,
+                                   f"window {min(complete + 1, len(listed))} of {len(listed)}"))
 
         def flush() -> None:
             nonlocal batch, batched_rows
             if batch:
-                result.events_new += self.feed.store_blobs([(record, rows) for _, record, rows in batch])
-                result.blobs_stored += len(batch)
+                result.added += self.feed.store_blobs([(record, rows) for _, record, rows in batch])
                 settle([number for number, _, _ in batch])
                 batch, batched_rows = [], 0
 
@@ -275,8 +221,9 @@ class FeedPass:
             nonlocal batched_rows
             batch.append((number, record, rows))
             batched_rows += len(rows)
-            result.events_seen += len(rows)
+            result.records += len(rows)
 
+        result.units = len(todo)
         settle([])  # windows with nothing new are done already
         pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
         fatal: BaseException | None = None
@@ -305,7 +252,7 @@ class FeedPass:
                     if settled.kind == "keep":
                         keep(number, settled.record, settled.rows)
                     elif settled.kind == "lost":
-                        result.blobs_lost += 1
+                        result.lost += 1
                         settle([number])
                     elif settled.kind == "retry":
                         retrying.append(settled.why)
@@ -324,7 +271,7 @@ class FeedPass:
         if fatal is not None:
             raise fatal
         errors.extend(trouble)
-        result.blobs_retrying = len(retrying)
+        result.retrying = len(retrying)
         if retrying:
             errors.append(f"{len(retrying)} blob(s) gave an unusable answer ({retrying[0]}); fetched again next pass")
         if given_up:
@@ -344,9 +291,8 @@ def _record_error(feed: FeedState, content_type: str, message: str) -> None:
 
 
 def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...], *, retention_days: int,
-              demo: bool = False, workers: int = 4, progress: Callable[[Progress], None] | None = None,
-              stop: threading.Event | None = None,
-              step: Callable[["FeedPass", str], ContentTypeResult] | None = None) -> SyncReport:
+              workers: int = 4, progress: Callable[[Progress], None] | None = None,
+              stop: threading.Event | None = None, step: Callable[["FeedPass", str], Part] | None = None) -> Report:
     """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds the
     store's sync lease; everything else that goes wrong is in the report (and in each content type's
     checkpoint, for status and the Sync page). `step` does one content type in place of fetching its blobs here
@@ -360,21 +306,22 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
     if not store.try_lease(LEASE, owner, LEASE_SECONDS):
         raise SyncAlreadyRunning(f"A sync is already running ({store.lease_holder(LEASE) or 'another process'}); "
                                  "wait for it to finish.")
-    began = time.monotonic()
-    report = SyncReport(demo)
+    report = Report("feed")
     guard = _PassGuard(store, owner, stop, api.stop)
     syncer = FeedPass(api, store, workers, progress, guard)
     try:
         for content_type in content_types:
             if report.fatal or api.stop.is_set():
-                report.results.append(ContentTypeResult(content_type, error=report.fatal or "not synced: stopped"))
+                report.parts.append(Part(content_type, error=report.fatal or "not synced: stopped"))
                 if report.fatal:
                     _record_error(FeedState(store), content_type, report.fatal)
                 continue
-            report.results.append(_sync_one(syncer, content_type, report, step or FeedPass.sync_content_type))
+            report.parts.append(_sync_one(syncer, content_type, report, step or FeedPass.sync_content_type))
         if not api.stop.is_set():
             try:
-                report.pruned = store.prune(retention_start(datetime.now(timezone.utc), retention_days))
+                pruned = store.prune(retention_start(datetime.now(timezone.utc), retention_days))
+                if pruned:
+                    log.info("pruned %d events older than %d days", pruned, retention_days)
             except StoreError as error:
                 log.error("retention prune failed: %s", error)
     finally:
@@ -384,23 +331,22 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
             store.release_lease(LEASE, owner)
         except StoreError as error:
             log.error("could not release the sync lease (it lapses by itself in %.0f s): %s", LEASE_SECONDS, error)
-    report.seconds = time.monotonic() - began
     return report
 
 
-def _sync_one(syncer: FeedPass, content_type: str, report: SyncReport, step) -> ContentTypeResult:
+def _sync_one(syncer: FeedPass, content_type: str, report: Report, step) -> Part:
     """One content type; whatever goes wrong becomes its result's error, recorded in its checkpoint (and, when
     every request would be refused, the report's `fatal`)."""
     try:
         return step(syncer, content_type)
     except (_Stopped, Interrupted):
-        return ContentTypeResult(content_type, error="stopped before the window finished")
+        return Part(content_type, error="stopped before the window finished")
     except (FatalApiError, AuthError) as refused:
         if syncer.api.stop.is_set():  # e.g. the token request was interrupted by the stop
-            return ContentTypeResult(content_type, error="stopped before the window finished")
+            return Part(content_type, error="stopped before the window finished")
         report.fatal = error = str(refused)
     except SyncAlreadyRunning as taken:
-        return ContentTypeResult(content_type, error=str(taken))
+        return Part(content_type, error=str(taken))
     except (ApiError, StoreError) as failed:  # this content type failed for now; the others may still work
         error = redact.short(str(failed), 600)
     except Exception as unexpected:  # noqa: BLE001 - a bug or a case nobody foresaw: recorded, the pass goes on
@@ -408,7 +354,7 @@ def _sync_one(syncer: FeedPass, content_type: str, report: SyncReport, step) -> 
         error = f"unexpected error ({type(unexpected).__name__}): {redact.short(str(unexpected), 200)}"
     log.error("%s: %s", content_type, error)
     _record_error(syncer.feed, content_type, error)
-    return ContentTypeResult(content_type, error=error)
+    return Part(content_type, error=error)
 
 
 def _died_on_this_host(holder: str) -> bool:
@@ -425,28 +371,33 @@ def _died_on_this_host(holder: str) -> bool:
     return False
 
 
-connect = ActivityApi.connect
+class Feed(Source):
+    """The live feed: the Management Activity API's last 7 days, per content type. `step` does one content type in
+    place of fetching its blobs here (ingest.fanout queues them for the workers)."""
+
+    kind = "feed"
+
+    def __init__(self, workers: int = 4, step: Callable[[FeedPass, str], Part] | None = None):
+        self.workers, self.step = workers, step
+
+    def parts(self, settings: Settings) -> tuple[str, ...]:
+        return settings.content_types
+
+    def connect(self, settings: Settings) -> ActivityApi:
+        return ActivityApi.connect(settings)
+
+    def run_with(self, api: ActivityApi, store: EventStore, settings: Settings, progress) -> Report:
+        return sync_once(api, store, settings.content_types, retention_days=settings.retention_days,
+                         workers=self.workers, progress=progress, step=self.step)
+
+    def record_refusal(self, store: EventStore, settings: Settings, message: str) -> None:
+        for content_type in settings.content_types:
+            _record_error(FeedState(store), content_type, message)
 
 
 def run_sync(settings: Settings, store: EventStore | None = None, *, progress: Callable[[Progress], None] | None = None,
-             stop: threading.Event | None = None, workers: int = 4, step=None) -> SyncReport:
+             stop: threading.Event | None = None, workers: int = 4, step=None) -> Report:
     """What `python -m ingest sync` and the dashboard's Sync now button both call (and, with the step of
     ingest.fanout, `python -m ingest enqueue`). Raises SyncAlreadyRunning, or StoreError when the store cannot be
     opened; every other failure is in the report."""
-    own_store = store is None
-    store = store or open_store(settings.store_url, cosmos=settings.cosmos_options(),
-                                retention_days=settings.retention_days)
-    try:
-        try:
-            api = connect(settings, store)
-        except AuthError as refused:  # no token, so no content type can be synced
-            report = SyncReport(settings.demo, fatal=str(refused))
-            for content_type in settings.content_types:
-                _record_error(FeedState(store), content_type, report.fatal)
-                report.results.append(ContentTypeResult(content_type, error=report.fatal))
-            return report
-        return sync_once(api, store, settings.content_types, retention_days=settings.retention_days,
-                         demo=settings.demo, workers=workers, progress=progress, stop=stop, step=step)
-    finally:
-        if own_store:
-            store.close()
+    return run(Feed(workers, step), settings, store, progress=progress, stop=stop)

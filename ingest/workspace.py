@@ -31,6 +31,7 @@ from .auth import AuthError
 from .normalize import UnusableId, content_type_of, normalize
 from .settings import WORKSPACE_TABLES as TABLES
 from .settings import Settings
+from .source import Part, Progress, Report, Source, run
 
 log = logging.getLogger("ingest.workspace")
 KIND = "workspace"
@@ -280,79 +281,45 @@ def save_cursor(store: EventStore, cursor: Cursor) -> None:
 
 
 # --- the run -------------------------------------------------------------------------------------
-@dataclass
-class WorkspaceProgress:
-    table: str
-    read_until: str
-    records: int
-    added: int
-
-
-@dataclass
-class WorkspaceReport:
-    since: str
-    until: str
-    records: int = 0
-    added: int = 0
-    unusable: int = 0
-    queries: int = 0
-    errors: list[str] = field(default_factory=list)  # one per table that could not be read to its end
-    fatal: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.fatal and not self.errors
-
-    def summary(self) -> str:
-        text = (f"workspace {self.since} – {self.until} (by arrival): {self.queries:,} queries, "
-                f"{self.records:,} records read, {self.added:,} new to the store")
-        if self.unusable:
-            text += f"; {self.unusable:,} row(s) could not be used (no time, or no Id)"
-        if self.errors:
-            text += "; not read to the end (the next run tries again): " + "; ".join(self.errors)
-        if self.fatal:
-            text += f"; stopped: {self.fatal}"
-        return text
-
-
 class WorkspaceReader:
     def __init__(self, api: LogAnalyticsApi, store: EventStore, tables: tuple[str, ...] = TABLES, *,
-                 progress: Callable[[WorkspaceProgress], None] | None = None, clock=None):
+                 progress: Callable[[Progress], None] | None = None, clock=None):
         self.api, self.store, self.tables = api, store, tables
         self.progress = progress or (lambda p: None)
         self.now = clock or (lambda: datetime.now(timezone.utc))
 
-    def run(self, since: datetime | None = None) -> WorkspaceReport:
+    def run(self, since: datetime | None = None) -> Report:
         """Read every table from `since` (None: from each table's cursor, or FIRST_SYNC back on the first run) to
         SETTLE ago, skipping what the cursor has read already."""
         until = (self.now() - SETTLE).replace(microsecond=0)
         cursors = load_cursors(self.store, self.tables)
         starts = {t: since or c.read_until or until - FIRST_SYNC for t, c in cursors.items()}
-        report = WorkspaceReport(utc_text(min(starts.values(), default=until)), utc_text(until))
+        report = Report(KIND, since=utc_text(min(starts.values(), default=until)), until=utc_text(until),
+                        parts=[Part(table) for table in cursors])
+        part = None
         try:
-            for table, cursor in cursors.items():
+            for part, (table, cursor) in zip(report.parts, cursors.items()):
                 for start, end in cursor.gaps(starts[table], until):
-                    why = self._read(cursor, start, end, report)
+                    why = self._read(cursor, start, end, part)
                     if why:
-                        cursor.last_error = why[:300]
+                        cursor.last_error = part.error = why[:300]
                         save_cursor(self.store, cursor)
-                        report.errors.append(f"{table}: {why}")
                         log.warning("workspace %s from %s: %s", table, utc_text(start), why)
                         break
         except (FatalApiError, AuthError) as refused:
             report.fatal = str(refused)
         except Interrupted:
-            report.errors.append("stopped before the end (run it again: it resumes)")
+            part.error = "stopped before the end (run it again: it resumes)"
         return report
 
-    def _read(self, cursor: Cursor, start: datetime, end: datetime, report: WorkspaceReport) -> str:
+    def _read(self, cursor: Cursor, start: datetime, end: datetime, part: Part) -> str:
         """Read one gap window by window, each saved as it is stored; what stopped it ("" when read to its end)."""
         length = LONGEST
         while start < end:
             if self.api.stop.is_set():
                 raise Interrupted("Stopped.")
             step = min(end, start + length)
-            report.queries += 1
+            part.units += 1
             try:
                 rows = self.api.rows(cursor.table, start, step)
             except TooManyRows as cut:
@@ -372,10 +339,12 @@ class WorkspaceReader:
             cursor.cover(start, step)
             cursor.last_success, cursor.last_error = utc_text(self.now()), ""
             save_cursor(self.store, cursor)
-            report.records += len(events)
-            report.added += added
-            report.unusable += unusable
-            self.progress(WorkspaceProgress(cursor.table, utc_text(step), cursor.records, cursor.added))
+            part.done += 1
+            part.records += len(events)
+            part.added += added
+            part.unusable += unusable
+            self.progress(Progress(KIND, cursor.table, part.done, part.units, part.records, part.added,
+                                   f"read until {utc_text(step)}"))
             start, length = step, min(LONGEST, length * 2)
         return ""
 
@@ -388,19 +357,31 @@ def workspace_summary(store: EventStore, tables: tuple[str, ...] = TABLES) -> li
             for c in load_cursors(store, tables).values() if c.read or c.last_error]
 
 
+class Workspace(Source):
+    """A Log Analytics workspace's tables, by arrival: from each table's cursor, or from `since` (a backfill, kept
+    within the store's retention: older events would be pruned at once)."""
+
+    kind = KIND
+
+    def __init__(self, since: datetime | None = None):
+        self.since = since
+
+    def parts(self, settings: Settings) -> tuple[str, ...]:
+        return settings.workspace_tables
+
+    def check(self, settings: Settings) -> str:
+        return "" if settings.workspace_id else ("WORKSPACE_ID is not set: it names the Log Analytics workspace to "
+                                                 "read (its Workspace ID, a GUID, on the workspace's Overview page).")
+
+    def connect(self, settings: Settings) -> LogAnalyticsApi:
+        return LogAnalyticsApi.connect(settings)
+
+    def run_with(self, api: LogAnalyticsApi, store: EventStore, settings: Settings, progress) -> Report:
+        since = self.since and max(self.since, retention_start(datetime.now(timezone.utc), settings.retention_days))
+        return WorkspaceReader(api, store, settings.workspace_tables, progress=progress).run(since)
+
+
 def run_workspace(settings: Settings, store: EventStore, since: datetime | None = None, *, progress=None,
-                  stop: threading.Event | None = None) -> WorkspaceReport:
-    """What `python -m ingest sync|backfill --source workspace` calls. A backfill's start is kept within the store's
-    retention (older events would be pruned at once)."""
-    if since is not None:
-        since = max(since, retention_start(datetime.now(timezone.utc), settings.retention_days))
-    if not settings.demo and not settings.workspace_id:
-        return WorkspaceReport("", "", fatal="WORKSPACE_ID is not set: it names the Log Analytics workspace to read "
-                                             "(its Workspace ID, a GUID, on the workspace's Overview page).")
-    try:
-        api = LogAnalyticsApi.connect(settings, store)
-    except (AuthError, ApiError) as refused:
-        return WorkspaceReport("", "", fatal=str(refused))
-    if stop is not None:
-        threading.Thread(target=lambda: (stop.wait(), api.stop.set()), daemon=True).start()
-    return WorkspaceReader(api, store, settings.workspace_tables, progress=progress).run(since)
+                  stop: threading.Event | None = None) -> Report:
+    """What `python -m ingest sync|backfill --source workspace` calls."""
+    return run(Workspace(since), settings, store, progress=progress, stop=stop)

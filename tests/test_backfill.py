@@ -18,7 +18,8 @@ import pytest
 from eventstore.model import retention_start, utc_text
 from eventstore.sqlite import SqliteStore
 from ingest import backfill
-from ingest.backfill import Backfill, connect, plan, run_backfill
+from ingest.auditquery import AuditQueryApi
+from ingest.backfill import Backfill, plan, run_backfill
 from ingest.sync import run_sync
 from simulator import SimulatedTenant
 from simulator.auditsearch import AuditSearchConfig
@@ -103,7 +104,7 @@ def test_a_backfill_equals_the_history_exactly_through_limits_throttling_and_fai
     queries = list(service.audit.queries.values())
     ended = Counter(q["_ends"] for q in queries)
     assert ended["failed"] and ended["cancelled"], "failed and cancelled queries were submitted again"
-    assert report.windows > DAYS + 1, "days over the record limit were split"
+    assert report.units > DAYS + 1, "days over the record limit were split"
     statuses = Counter(r.status for r in service.log if r.path.startswith("/graph/"))
     assert statuses[429] and statuses[503], "throttling and unavailability were ridden out"
 
@@ -244,7 +245,7 @@ def test_the_backfill_class_resumes_a_lost_submission_by_its_name(simulator, mak
     service, env = simulator(small_tenant(), audit_search=AuditSearchConfig(seconds=0.5))
     settings = make_settings(env)
     since, until = span(service, 1)
-    api = connect(settings, store)
+    api = AuditQueryApi.connect(settings)
     first = plan(since, until)[0]
     api.submit(first.name, *first.span)  # submitted, but the answer "lost"
     first.state = "submitting"
@@ -260,7 +261,7 @@ def test_a_query_id_that_would_bend_the_next_address_is_refused(simulator, make_
     monkeypatch.setattr(backfill, "GIVE_UP_AFTER", 1)
     since, until = span(service, 1)
     report = run_backfill(make_settings(env), store, since, until)
-    assert len(report.gaps) == report.windows >= 1 and "without a usable id" in report.summary(), "every window"
+    assert len(report.gaps) == report.units >= 1 and "without a usable id" in report.summary(), "every window"
     assert not any("steal" in r.path for r in service.log)
 
 

@@ -228,7 +228,7 @@ def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkey
     at.run()
     assert runner.state.report is not None and runner.state.report.ok, runner.state.error
     assert "sync done" in texts(at)
-    stored = runner.state.report.events_new
+    stored = runner.state.report.added
     assert services.index().count(__import__("eventstore").Filter()) == stored > 0
     # a second pass finds nothing new: what the first stored is still on the page
     at.button(key="sync_page_button").click().run()
@@ -236,7 +236,7 @@ def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkey
     while runner.state.running and time.monotonic() < deadline:
         time.sleep(0.2)
     at.run()
-    assert runner.state.report.events_new == 0
+    assert runner.state.report.added == 0
     passes = at.dataframe[0].value
     assert list(passes["new events"]) == [0, stored], "the earlier pass's report is kept below the latest"
 

@@ -29,7 +29,7 @@ TWO_TYPES = "Audit.SharePoint,DLP.All"
 
 
 def results(report) -> dict:
-    return {r.content_type: r for r in report.results}
+    return {r.name: r for r in report.parts}
 
 
 def feed_path(env) -> str:
@@ -72,7 +72,7 @@ def test_the_token_never_leaves_the_configured_origin(simulator, make_settings, 
         elsewhere.stop()
     assert not [r for r in service.api_requests() if "evil" in r.path or r.query.get("nextPage") == "x$1"]
     by_type = results(report)
-    assert not by_type["DLP.All"].error and by_type["DLP.All"].events_new > 0, "the other content type synced"
+    assert not by_type["DLP.All"].error and by_type["DLP.All"].added > 0, "the other content type synced"
     assert "refused to send the token" in by_type["Audit.SharePoint"].error
     assert "refused to send the token" in FeedState(store).checkpoint("Audit.SharePoint").last_error
     if via == "contentUri":
@@ -125,7 +125,7 @@ def test_a_broken_listing_is_that_content_types_error(simulator, make_settings, 
     assert by_type["Audit.SharePoint"].error and "listing" in by_type["Audit.SharePoint"].error
     assert FeedState(store).checkpoint("Audit.SharePoint").last_error == by_type["Audit.SharePoint"].error
     assert FeedState(store).checkpoint("Audit.SharePoint").listed_until is None
-    assert not by_type["DLP.All"].error and by_type["DLP.All"].events_new > 0
+    assert not by_type["DLP.All"].error and by_type["DLP.All"].added > 0
     converge(service, env, make_settings, store)
 
 
@@ -182,7 +182,7 @@ def test_one_bad_blob_does_not_hold_up_the_others(simulator, make_settings, stor
     service.script("/audit/", html_page(), times=1)
     report, _ = sync(make_settings(env), store)
     retrying = [b for b in FeedState(store).issues() if b.status == "retrying"]
-    assert len(retrying) == 1 and sum(r.blobs_retrying for r in report.results) == 1
+    assert len(retrying) == 1 and sum(r.retrying for r in report.parts) == 1
     expected, _ = ground_truth(service)
     assert len(stored_ids(store)) > 0.9 * len(expected), "every other blob was stored in the same pass"
     converge(service, env, make_settings, store)
@@ -203,7 +203,7 @@ def test_a_full_disk_is_the_content_types_error_and_loses_nothing(simulator, mak
     pages = conn.execute("PRAGMA page_count").fetchone()[0]
     conn.execute(f"PRAGMA max_page_count = {pages + 3}")
     report, _ = sync(make_settings(env), store)
-    assert not report.ok and any("is full" in r.error for r in report.results), report.summary()
+    assert not report.ok and any("is full" in r.error for r in report.parts), report.summary()
     conn.execute("PRAGMA max_page_count = 1073741823")
     converge(service, env, make_settings, store)
 
@@ -348,7 +348,7 @@ def test_secrets_echoed_by_a_peer_go_nowhere(simulator, tmp_path):
 def test_a_clock_eight_days_off_loses_nothing(simulator, make_settings, store):
     service, env = simulator(clock_skew=8 * 86400)
     report, _ = sync(make_settings(env), store)
-    assert not report.ok and all("clock" in r.error for r in report.results), report.summary()
+    assert not report.ok and all("clock" in r.error for r in report.parts), report.summary()
     assert FeedState(store).issues() == [], "nothing may be recorded lost on the word of a clock that is off"
     assert all(cp.listed_until is None for cp in FeedState(store).checkpoints(CONTENT_TYPES))
     assert not [r for r in service.api_requests() if "/audit/" in r.path]

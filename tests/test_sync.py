@@ -9,9 +9,10 @@ import pytest
 
 from eventstore.sqlite import SqliteStore
 from ingest import api as api_module
+from ingest.api import ActivityApi
 from ingest.auth import AuthError
 from ingest.feedstate import CONTENT_TYPES, FeedState
-from ingest.sync import SyncAlreadyRunning, connect, sync_once
+from ingest.sync import SyncAlreadyRunning, sync_once
 from simulator import Faults, SimulatedTenant
 from simulator.tls import make_client_certificate
 
@@ -19,7 +20,7 @@ from .conftest import ground_truth, stored_ids, week_start
 
 
 def sync(settings, store, **kwargs):
-    api = connect(settings, store, backoff_base=0.01)
+    api = ActivityApi.connect(settings, backoff_base=0.01)
     return sync_once(api, store, settings.content_types, retention_days=settings.retention_days, **kwargs), api
 
 
@@ -55,7 +56,7 @@ def test_second_pass_adds_nothing_and_fetches_no_blob_again(simulator, make_sett
     sync(make_settings(env), store)
     before = len(service.api_requests())
     report, _ = sync(make_settings(env), store)
-    assert report.events_new == 0
+    assert report.added == 0
     again = service.api_requests()[before:]
     assert not [r for r in again if "/audit/" in r.path], "stored blobs must be skipped by content id"
 
@@ -196,13 +197,13 @@ def test_expired_and_unknown_blobs_are_recorded_lost_and_the_sync_goes_on(simula
     report, _ = sync(make_settings(env), store)
     lost = [b for b in FeedState(store).issues() if b.status == "lost"]
     assert {b.error_code for b in lost} >= {"AF20050", "AF20051"}
-    assert sum(r.blobs_lost for r in report.results) == len(lost)
+    assert sum(r.lost for r in report.parts) == len(lost)
     assert report.ok  # a lost blob is reported, not a failure of the pass
 
 
 def test_already_enabled_subscription_is_success(simulator, make_settings, store):
     service, env = simulator()
-    api = connect(make_settings(env), store)
+    api = ActivityApi.connect(make_settings(env))
     api.start_subscription("Audit.Exchange")
     api.start_subscription("Audit.Exchange")  # AF20024
     assert service.subscriptions["Audit.Exchange"] == "enabled"

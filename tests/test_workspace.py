@@ -80,7 +80,7 @@ def test_a_record_the_feed_also_brought_is_stored_once(simulator, make_settings,
 def test_rows_that_arrive_late_are_read_by_the_next_run(simulator, make_settings, store):
     first = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
     service, env = simulator(frozen_at=first)
-    api = LogAnalyticsApi.connect(make_settings(env), store)
+    api = LogAnalyticsApi.connect(make_settings(env))
     assert WorkspaceReader(api, store, clock=lambda: first).run(week_ago(service)).ok
     before = set(stored_ids(store))
     service.config.frozen_at = later = first + timedelta(days=1)
@@ -103,7 +103,7 @@ def test_a_result_over_the_row_limit_or_called_partial_is_split_and_429s_are_rid
     ids = stored_ids(store)
     assert len(ids) == len(set(ids)) and set(ids) == set(truth)
     days = (read_until(store) - week_ago(service)) / timedelta(days=1)
-    assert report.queries > 3 * days + 10, "days over the limit were halved and read again"
+    assert report.units > 3 * days + 10, "days over the limit were halved and read again"
     statuses = Counter(r.status for r in service.log if r.path.startswith("/loganalytics/"))
     assert statuses[429], "throttling was ridden out"
 

@@ -35,13 +35,7 @@ def status_panel() -> None:
     if st.session_state.get("sync_refused"):
         st.info(markdown(st.session_state["sync_refused"]))
     if state.running:
-        p = state.progress
-        if p is None:
-            st.progress(0.0, text="Starting: getting a token and listing content…")
-        else:
-            done = (p.window - 1 + p.blobs_done / max(1, p.blobs_total)) / max(1, p.windows)
-            st.progress(min(1.0, done), text=f"{p.content_type}: window {p.window} of {p.windows}, "
-                                             f"{p.blobs_done}/{p.blobs_total} blobs, {p.events_new:,} new events")
+        ui.progress(state.progress, "Starting: getting a token and listing content…")
     elif state.error:
         st.error(f"The last Sync now did not finish: {markdown(state.error)}")
     elif state.report:
@@ -49,7 +43,7 @@ def status_panel() -> None:
     if len(runner.history) > 1:
         st.caption("Sync now, this dashboard's recent passes (newest first)")
         st.dataframe(pd.DataFrame([{"finished (UTC)": f"{past.finished:%Y-%m-%d %H:%M:%S}",
-                                    "new events": past.report.events_new if past.report else None,
+                                    "new events": past.report.added if past.report else None,
                                     "result": past.report.summary() if past.report else past.error}
                                    for past in runner.history]), hide_index=True, width="stretch")
 
@@ -108,10 +102,7 @@ def backfill_panel() -> None:
     else:
         st.caption("No backfill yet.")
     if state.running:
-        p = state.progress
-        st.progress(p.done / max(1, p.windows) if p else 0.0,
-                    text=f"{p.done}/{p.windows} queries, {p.running} running at Microsoft, {p.records:,} records"
-                    if p else "Starting: getting a Microsoft Graph token…")
+        ui.progress(state.progress, "Starting: getting a Microsoft Graph token…")
     elif state.error or state.report:
         text = state.error or state.report.summary()
         (st.success if state.report is not None and state.report.ok else st.warning)(markdown(text, limit=2000))
