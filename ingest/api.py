@@ -399,7 +399,7 @@ class ActivityApi(ApiClient):
         raise BadAnswer(f"the listing goes on past {MAX_PAGES:,} pages", "TOO_MANY_PAGES")
 
     def fetch_blob(self, content_uri: str) -> bytes:
-        return self.request("GET", content_uri, max_bytes=self.settings.max_blob_bytes).content
+        return self.request("GET", content_uri, max_bytes=self.settings.max_blob_mb * 1024 * 1024).content
 
     def blob_uri(self, content_id: str) -> str | None:
         """Where this tenant's feed serves the blob `content_id` (the contract: contentUri = feed/audit/{contentId});
