@@ -360,6 +360,9 @@ COMMANDS = {"sync": cmd_sync, "run": cmd_run, "backfill": cmd_backfill, "enqueue
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # a sync hands every blob between threads three times (fetched, parsed, stored): the interpreter's default 5 ms
+    # between thread switches leaves the parser and the writer waiting on the fetchers' lock
+    sys.setswitchinterval(0.0005)
     redact.install_log_scrubber()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

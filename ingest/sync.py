@@ -210,11 +210,26 @@ class FeedPass:
             self.progress(Progress("feed", content_type, done, len(todo), result.records, result.added,
                                    f"window {min(complete + 1, len(listed))} of {len(listed)}"))
 
+        writer = ThreadPoolExecutor(1, thread_name_prefix=f"store-{content_type}")
+        writing: tuple | None = None  # (future, window numbers) of the batch being stored
+
+        def stored() -> None:
+            """Wait for the batch being stored; only then do its blobs count as settled (checkpoint included)."""
+            nonlocal writing
+            if writing is not None:
+                future, numbers = writing
+                writing = None
+                result.added += future.result()
+                settle(numbers)
+
         def flush() -> None:
-            nonlocal batch, batched_rows
+            # one batch is stored while the next is fetched: the store's SQL and compression run outside the
+            # interpreter lock, alongside the fetching and parsing; at most two batches are held in memory
+            nonlocal batch, batched_rows, writing
+            stored()
             if batch:
-                result.added += self.feed.store_blobs([(record, rows) for _, record, rows in batch])
-                settle([number for number, _, _ in batch])
+                writing = (writer.submit(self.feed.store_blobs, [(record, rows) for _, record, rows in batch]),
+                           [number for number, _, _ in batch])
                 batch, batched_rows = [], 0
 
         def keep(number: int, record: BlobRecord, rows: list) -> None:
@@ -265,9 +280,11 @@ class FeedPass:
                 # one transaction for several blobs: a random-key index costs a page write per row per commit
                 if batched_rows >= BATCH_ROWS or not pending:
                     flush()
+            flush()
+            stored()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        flush()
+            writer.shutdown(wait=True)  # a write in flight ends before the pass does
         if fatal is not None:
             raise fatal
         errors.extend(trouble)

@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from eventstore import sqlite as sqlite_store
+from eventstore.sqlite import SqliteStore
 from ingest import api as api_module
 from ingest import sync as sync_module
 from ingest.feedstate import CONTENT_TYPES, FeedState
@@ -197,15 +199,24 @@ def test_an_html_error_from_the_token_endpoint_is_recorded_for_every_content_typ
     converge(service, env, make_settings, store)
 
 
-def test_a_full_disk_is_the_content_types_error_and_loses_nothing(simulator, make_settings, store):
+def test_a_full_disk_is_the_content_types_error_and_loses_nothing(simulator, make_settings, store_path, monkeypatch):
     service, env = simulator()
-    conn = store._conn()  # this thread writes the events: cap the file just above its size (SQLITE_FULL)
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages + 3}")
-    report, _ = sync(make_settings(env), store)
+    with SqliteStore(store_path) as sized:
+        pages = sized._conn().execute("PRAGMA page_count").fetchone()[0]
+    opened = sqlite_store._connect
+
+    def capped(path):  # every connection, whichever thread writes the events: the file can grow 3 pages (SQLITE_FULL)
+        conn = opened(path)
+        conn.execute(f"PRAGMA max_page_count = {pages + 3}")
+        return conn
+
+    monkeypatch.setattr(sqlite_store, "_connect", capped)
+    with SqliteStore(store_path) as store:
+        report, _ = sync(make_settings(env), store)
     assert not report.ok and any("is full" in r.error for r in report.parts), report.summary()
-    conn.execute("PRAGMA max_page_count = 1073741823")
-    converge(service, env, make_settings, store)
+    monkeypatch.setattr(sqlite_store, "_connect", opened)
+    with SqliteStore(store_path) as store:
+        converge(service, env, make_settings, store)
 
 
 def test_a_hostile_peer_gets_no_traceback_and_run_goes_on(simulator, tmp_path):
