@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 
@@ -287,6 +288,7 @@ class WorkspaceReader:
         self.api, self.store, self.tables = api, store, tables
         self.progress = progress or (lambda p: None)
         self.now = clock or (lambda: datetime.now(timezone.utc))
+        self._answered = threading.Event()  # the service has answered a query of this run
 
     def run(self, since: datetime | None = None) -> Report:
         """Read every table from `since` (None: from each table's cursor, or FIRST_SYNC back on the first run) to
@@ -296,21 +298,38 @@ class WorkspaceReader:
         starts = {t: since or c.read_until or until - FIRST_SYNC for t, c in cursors.items()}
         report = Report(KIND, since=utc_text(min(starts.values(), default=until)), until=utc_text(until),
                         parts=[Part(table) for table in cursors])
-        part = None
+        tables = [(part, cursors[part.name], starts[part.name]) for part in report.parts]
+        self._answered.clear()
+        # The tables are read at once, each query waiting on the service; the first table goes alone until the
+        # service has answered one query, so that a refusal every query would get is asked and said once.
+        with ThreadPoolExecutor(max(1, len(tables)), thread_name_prefix="workspace") as pool:
+            reading = [pool.submit(self._read_table, *tables[0], until)] if tables else []
+            while reading and not reading[0].done() and not self._answered.wait(0.05):
+                pass
+            if not reading or not reading[0].done() or reading[0].exception() is None:
+                reading += [pool.submit(self._read_table, *table, until) for table in tables[1:]]
+            for future in reading:
+                try:
+                    future.result()
+                except (FatalApiError, AuthError) as refused:
+                    report.fatal = report.fatal or str(refused)
+        return report
+
+    def _read_table(self, part: Part, cursor: Cursor, since: datetime, until: datetime) -> None:
+        """One table, gap by gap; what stops it is its part's error (a refusal every query would get is raised)."""
         try:
-            for part, (table, cursor) in zip(report.parts, cursors.items()):
-                for start, end in cursor.gaps(starts[table], until):
-                    why = self._read(cursor, start, end, part)
-                    if why:
-                        cursor.last_error = part.error = why[:300]
-                        save_cursor(self.store, cursor)
-                        log.warning("workspace %s from %s: %s", table, utc_text(start), why)
-                        break
-        except (FatalApiError, AuthError) as refused:
-            report.fatal = str(refused)
+            for start, end in cursor.gaps(since, until):
+                why = self._read(cursor, start, end, part)
+                if why:
+                    cursor.last_error = part.error = why[:300]
+                    save_cursor(self.store, cursor)
+                    log.warning("workspace %s from %s: %s", cursor.table, utc_text(start), why)
+                    return
+        except (FatalApiError, AuthError):
+            self.api.stop.set()  # the other tables would be refused alike
+            raise
         except Interrupted:
             part.error = "stopped before the end (run it again: it resumes)"
-        return report
 
     def _read(self, cursor: Cursor, start: datetime, end: datetime, part: Part) -> str:
         """Read one gap window by window, each saved as it is stored; what stopped it ("" when read to its end)."""
@@ -331,6 +350,7 @@ class WorkspaceReader:
                 raise  # every query would get it: the run stops (see run)
             except ApiError as refused:  # a bad answer, retries outlasted: this table's error; the next run retries
                 return str(refused)
+            self._answered.set()
             events, unusable = rows_of(cursor.table, rows)
             added = self.store.store_events(events) if events else 0  # the events first, then the cursor
             cursor.records += len(events)
