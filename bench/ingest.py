@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -51,14 +50,20 @@ def client_env(sim_env: dict, store_path: str) -> dict:
     return env
 
 
+# runs a command and prints the peak RSS of its largest process (a small process of its own, so that the
+# benchmark's memory, which a child shares at fork, is not counted)
+_PEAK = ("import resource, subprocess, sys; done = subprocess.run(sys.argv[1:]); "
+         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(done.returncode)")
+
+
 def end_to_end(sim_env: dict, workdir: str, workers: int) -> tuple[float, int, int]:
     store_path = os.path.join(tempfile.mkdtemp(dir=workdir), "e2e.db")  # a new, empty store each round
     began = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ingest", "sync", "--workers", str(workers)], cwd=workdir,
-                   env=client_env(sim_env, store_path), check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    done = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, "-m", "ingest", "sync", "--workers",
+                           str(workers)], cwd=workdir, env=client_env(sim_env, store_path), check=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     seconds = time.perf_counter() - began
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the sync is the only child waited for
+    peak_kib = int(done.stdout.split()[-1])
     with SqliteStore(store_path) as store:
         count = store.stats().events
     return seconds, count, peak_kib
