@@ -245,8 +245,13 @@ class ApiClient:
         sends nothing anywhere but its API's and the login origins."""
         resource = getattr(settings, cls.RESOURCE)
         session = http.Session({http.origin(resource), http.origin(settings.login_url)}, ca_bundle=settings.ca_bundle)
-        return cls(settings, session, TokenProvider(settings, session, resource=resource), backoff_base=backoff_base,
+        return cls(settings, session, cls.tokens_for(settings, session, resource), backoff_base=backoff_base,
                    on_retry=on_retry or (lambda message: log.warning("%s", message)))
+
+    @classmethod
+    def tokens_for(cls, settings: Settings, session: http.Session, resource: str):
+        """Where this client's tokens come from: the app registration, through MSAL and our session."""
+        return TokenProvider(settings, session, resource=resource)
 
     def __init__(self, settings: Settings, session: http.Session, tokens: TokenProvider,
                  pacer: RequestPacer | None = None, *, max_attempts: int = 8, backoff_base: float = 1.0,

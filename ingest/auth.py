@@ -9,7 +9,7 @@ import requests
 from msal.exceptions import MsalError
 
 from . import redact
-from .settings import Settings
+from .settings import Settings, azure_credential
 
 # MSAL's own failures when an answer is not what it expects (HTML, deep or broken JSON, a missing field)
 _MSAL_FAILURES = (MsalError, ValueError, KeyError, TypeError, RecursionError, RuntimeError,
@@ -42,6 +42,10 @@ class TokenProvider:
 
     def __init__(self, settings: Settings, session: requests.Session, resource: str = ""):
         """`resource`: whose token (default the Management Activity API; the backfill's is Microsoft Graph)."""
+        if not settings.client_id:
+            raise AuthError("O365_CLIENT_ID is not set: only the workspace source can run on the host's Azure "
+                            "identity (WORKSPACE_CREDENTIAL=managed-identity); the live feed and the backfill need "
+                            "the app registration's O365_CLIENT_ID and O365_CLIENT_SECRET or O365_CLIENT_CERT.")
         credential = _certificate_credential(settings.client_cert) if settings.client_cert else settings.client_secret
         self._scopes = [f"{resource or settings.api_url}/.default"]
         self._lock = threading.Lock()
@@ -74,6 +78,30 @@ class TokenProvider:
         """Forget the cached token so the next call asks Entra ID for a new one."""
         with self._lock:
             self._app.remove_tokens_for_client()
+
+
+class AzureIdentityTokens:
+    """Tokens of the host's Azure identity (azure-identity: a managed identity on Azure, a developer's `az login`
+    elsewhere), for a source read without an app registration. azure-identity caches and renews them itself."""
+
+    def __init__(self, settings: Settings, resource: str):
+        self._scope, self._credential = f"{resource}/.default", azure_credential()
+
+    def token(self) -> str:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        try:
+            token = self._credential.get_token(self._scope).token
+        except ClientAuthenticationError as refused:  # no identity here, or it was refused
+            raise AuthError(f"The host's Azure identity gave no token for {self._scope}: "
+                            f"{redact.short(str(refused).splitlines()[0] if str(refused) else '', 300)} — "
+                            "WORKSPACE_CREDENTIAL=managed-identity needs a managed identity (or `az login`) with "
+                            "the Log Analytics Reader role on the workspace.") from None
+        redact.remember(token)
+        return token
+
+    def invalidate(self) -> None:
+        """Nothing to drop: a token refused by the service is not made good by asking again at once."""
 
 
 def _auth_hint(description: str) -> str:

@@ -70,6 +70,7 @@ class Settings:
     workspace_id: str
     workspace_url: str
     workspace_tables: tuple[str, ...]
+    workspace_credential: str
     # store, Cosmos DB
     store_url: str
     retention_days: int
@@ -127,7 +128,7 @@ class Settings:
                        client_secret=env["O365_CLIENT_SECRET"], client_cert="", publisher_id=env["O365_TENANT_ID"],
                        api_url=env["O365_API_URL"], login_url=env["O365_LOGIN_URL"], ca_bundle=env["O365_CA_BUNDLE"],
                        graph_url=env["GRAPH_API_URL"], workspace_id=env["WORKSPACE_ID"],
-                       workspace_url=env["LOG_ANALYTICS_URL"], demo=True)
+                       workspace_url=env["LOG_ANALYTICS_URL"], workspace_credential="app", demo=True)
 
 
 def _guid(name: str, value: str) -> str:
@@ -291,6 +292,10 @@ COMPONENTS: dict[str, tuple[Var, ...]] = {
             "Default: all three."),
         Var("LOG_ANALYTICS_URL", "workspace_url", "https://api.loganalytics.io", _https_url,
             "`--source workspace`: the Log Analytics query API root."),
+        Var("WORKSPACE_CREDENTIAL", "workspace_credential", "app", _one_of("app", MANAGED_IDENTITY),
+            "`--source workspace`: app (the app registration's O365_CLIENT_SECRET or O365_CLIENT_CERT) or "
+            "managed-identity (the host's Azure identity; then only O365_TENANT_ID is needed, for a workspace-only "
+            "set-up)."),
     ),
     "Store": (
         Var("AUDIT_STORE", "store_url", "sqlite:///data/audit.db", _store, "sqlite:///path/file.db or cosmos."),
@@ -398,13 +403,14 @@ def load_settings(environ: Mapping[str, str] | None = None, dotenv_path: str | N
               for var in DECLARED.values() if var.field}
 
     tenant_id, client_id = values["tenant_id"], values["client_id"]
-    if tenant_id:
+    workspace_only = values["workspace_credential"] == MANAGED_IDENTITY and not client_id
+    if tenant_id and not workspace_only:
         if not client_id:
             raise SettingsError("O365_CLIENT_ID is not set: it is needed with O365_TENANT_ID "
                                 "(the Application (client) ID of your Entra app registration).")
         if not values["client_secret"] and not values["client_cert"]:
             raise SettingsError("Set O365_CLIENT_SECRET or O365_CLIENT_CERT: the app needs a credential.")
-    elif client_id or values["client_secret"] or values["client_cert"]:
+    elif not tenant_id and (client_id or values["client_secret"] or values["client_cert"]):
         raise SettingsError("O365_TENANT_ID is not set, but a client ID or credential is: set O365_TENANT_ID "
                             "(your Directory (tenant) ID), or unset the others to run the demo tenant.")
     cloud = values["cloud"]

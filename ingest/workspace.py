@@ -28,10 +28,10 @@ from eventstore import EventStore
 from eventstore.model import EventRow, parse_utc, retention_start, uncovered, utc_text
 
 from .api import REFRESH, ApiClient, ApiError, BadAnswer, FatalApiError, Interrupted, parse_json, service_error
-from .auth import AuthError
+from .auth import AuthError, AzureIdentityTokens
 from .normalize import UnusableId, content_type_of, normalize
+from .settings import MANAGED_IDENTITY, Settings
 from .settings import WORKSPACE_TABLES as TABLES
-from .settings import Settings
 from .source import Part, Progress, Report, Source, run
 
 log = logging.getLogger("ingest.workspace")
@@ -72,6 +72,12 @@ class LogAnalyticsApi(ApiClient):
         super().__init__(settings, *args, **kwargs)
         self.endpoint = f"{settings.workspace_url}/v1/workspaces/{settings.workspace_id}/query"
         self._trust(self.endpoint, "this Log Analytics workspace's query API")
+
+    @classmethod
+    def tokens_for(cls, settings: Settings, session, resource: str):
+        if settings.workspace_credential == MANAGED_IDENTITY:
+            return AzureIdentityTokens(settings, resource)
+        return super().tokens_for(settings, session, resource)
 
     def rows(self, table: str, arrived_from: datetime, arrived_until: datetime) -> list[dict]:
         """The table's rows that arrived in [arrived_from, arrived_until), each as {column: value}."""

@@ -51,6 +51,8 @@ class SimulatorConfig:
     client_cert_thumbprint: str = ""  # hex SHA-1; when set, a certificate assertion is accepted
     client_cert_pem: str = ""  # path to the PEM the assertion must be signed with
     roles: tuple[str, ...] = ("ActivityFeed.Read", "ActivityFeed.ReadDlp", QUERY_ROLE, READER_ROLE)
+    # the host's managed identity, as Azure App Service / Functions serve it on IDENTITY_ENDPOINT (/msi/token)
+    identity_header: str = field(default_factory=lambda: secrets.token_urlsafe(16), repr=False)
     page_size: int = 100
     token_lifetime: int = 3599
     quota_requests: int = 2000  # per publisher, per quota_seconds: then AF429
@@ -207,6 +209,23 @@ class SimulatedService:
             self.tokens[token] = (tenant, time.time() + self.config.token_lifetime, self.config.roles, audience)
         return 200, {"token_type": "Bearer", "expires_in": self.config.token_lifetime,
                      "ext_expires_in": self.config.token_lifetime, "access_token": token}
+
+    def managed_identity_token(self, query: dict[str, str], header: str) -> tuple[int, dict]:
+        """A token for the host's managed identity, as App Service's identity endpoint gives it (api-version
+        2019-08-01: the resource in the query, the X-IDENTITY-HEADER secret, expires_on in epoch seconds)."""
+        if not secrets.compare_digest(header, self.config.identity_header):
+            return 401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is missing or wrong."}
+        audiences = {self.base_url: "feed", f"{self.base_url}/graph": "graph",
+                     f"{self.base_url}/loganalytics": "workspace"}
+        audience = audiences.get(query.get("resource", "").rstrip("/"))
+        if query.get("api-version") != "2019-08-01" or audience is None:
+            return 400, {"statusCode": 400, "message": f"Unknown resource or api-version: {query!r:.200}"}
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self.tokens[token] = (self.config.tenant_id, time.time() + self.config.token_lifetime, self.config.roles,
+                                  audience)
+        return 200, {"access_token": token, "expires_on": str(int(time.time()) + self.config.token_lifetime),
+                     "resource": query["resource"], "token_type": "Bearer", "client_id": self.config.client_id}
 
     def _client_authenticated(self, tenant: str, form: dict[str, str]) -> bool:
         if "client_secret" in form:
@@ -493,6 +512,9 @@ class _Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     status = 400
                     self._send(400, {"error": "invalid_request"})
+            elif url.path == "/msi/token" and method == "GET":
+                status, answer = service.managed_identity_token(query, self.headers.get("X-IDENTITY-HEADER", ""))
+                self._send(status, answer)
             elif url.path.endswith("/discovery/v2.0/keys") and method == "GET":
                 self._send(200, service.signin.jwks())
             elif url.path.startswith("/loganalytics/"):

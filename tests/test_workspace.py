@@ -181,3 +181,25 @@ def test_rows_that_cannot_be_used_are_counted_and_the_rest_stored(simulator, mak
     assert "could not be used" in report.summary()
     [event] = [e for e in store.iter_events() if e.id == "1b0e8c5e-good"]
     assert event.user_id == good["UserId"], "attacker-controlled text is kept as it was, as text"
+
+
+def test_a_workspace_only_set_up_reads_with_the_hosts_managed_identity(simulator, tmp_path):
+    """No app registration: the host's managed identity (as App Service and Functions serve it) gets the token."""
+    service, env = simulator()
+    no_app = {k: v for k, v in env.items() if k not in ("O365_CLIENT_ID", "O365_CLIENT_SECRET")}
+    identity = {"WORKSPACE_CREDENTIAL": "managed-identity", "IDENTITY_ENDPOINT": f"{env['O365_API_URL']}/msi/token",
+                "IDENTITY_HEADER": service.config.identity_header, "REQUESTS_CA_BUNDLE": env["O365_CA_BUNDLE"]}
+
+    done = run_cli(tmp_path, no_app, "sync", "--source", "workspace", **identity)
+    assert done.returncode == 0, done.stderr[-2000:]
+    with SqliteStore(str(tmp_path / "audit.db")) as store:
+        assert len(stored_ids(store)) > 1_000
+    paths = Counter(r.path for r in service.log)
+    assert paths["/msi/token"] >= 1 and not any(p.endswith("/oauth2/v2.0/token") for p in paths), paths
+
+    feed = run_cli(tmp_path, no_app, "sync", **identity)  # the feed has no identity to use: said, not a traceback
+    assert feed.returncode == 2 and "O365_CLIENT_ID is not set" in feed.stderr and "Traceback" not in feed.stderr
+
+    refused = run_cli(tmp_path, no_app, "sync", "--source", "workspace", **{**identity, "IDENTITY_HEADER": "wrong"})
+    assert refused.returncode == 2 and "Azure identity gave no token" in refused.stderr, refused.stderr[-2000:]
+    assert "Traceback" not in refused.stderr and service.config.identity_header not in refused.stderr
