@@ -58,26 +58,30 @@ def _open(settings: Settings, check: str = ""):
 
 
 class _ProgressPrinter:
-    """Any source's progress: a live line on a terminal; a structured line per part or unit finished otherwise
-    (logs, containers)."""
+    """Any source's progress: a live line on a terminal; otherwise (logs, containers) a structured line when a part
+    is finished, and every LOG_EVERY seconds while one takes long (a backfill's queries take hours)."""
+
+    LOG_EVERY = 30.0
 
     def __init__(self, stream=sys.stderr):
         self.stream, self.tty = stream, stream.isatty()
         self._last, self._said = 0.0, None
 
     def __call__(self, p: Progress) -> None:
+        now, finished = time.monotonic(), p.done == p.total
         if self.tty:
-            now = time.monotonic()
-            if now - self._last < 0.1 and p.done not in (0, p.total):
+            if now - self._last < 0.1 and p.done and not finished:
                 return
-            self._last = now
             filled = 24 * p.done // max(1, p.total)
             self.stream.write(f"\r{SOURCES[p.source].verb} [{'#' * filled}{'.' * (24 - filled)}] {p.text()} ")
             self.stream.flush()
-        elif p.done == p.total and (p.part, p.detail, p.done) != self._said:
+        elif (finished and (p.part, p.detail, p.done) != self._said) or now - self._last >= self.LOG_EVERY:
             self._said = (p.part, p.detail, p.done)
             log.info("progress source=%s part=%s %s=%d/%d records=%d new=%d %s", p.source, p.part or "-",
                      SOURCES[p.source].unit, p.done, p.total, p.records, p.added, p.detail)
+        else:
+            return
+        self._last = now
 
     def end(self) -> None:
         if self.tty and self._last:
