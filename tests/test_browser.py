@@ -259,7 +259,8 @@ def test_the_leads_page_names_the_spray_and_opens_its_events(dashboard, page, sh
     page.screenshot(path=os.path.join(shots, "leads.png"), full_page=True)
     # the lead's own button, in the row of columns that holds its sentence; waited for, as the page draws a card's
     # buttons after its sentence (the first button after the sentence could then be the next card's)
-    button = page.locator("[data-testid=stHorizontalBlock]", has=lead).last.get_by_role("button", name="Open in Explore")
+    row = page.locator("[data-testid=stHorizontalBlock]", has=lead).last
+    button = row.get_by_role("button", name="Open in Explore")
     button.wait_for(timeout=30_000)
     button.click()
     page.wait_for_url("**/explore?**", timeout=30_000)
