@@ -28,6 +28,7 @@ from ingest.source import Progress, Report, run
 from ingest.status import IngestStatus
 from ingest.status import ingest_status as status_of
 from ingest.sync import Feed, SyncAlreadyRunning
+from ingest.workspace import Workspace
 
 from . import report
 from .access import ROLES, Access, AccessDenied, role_from_claims, sign_in_age
@@ -543,6 +544,11 @@ def background_sync() -> BackgroundJob:
 @st.cache_resource(show_spinner=False)
 def background_backfill() -> BackgroundJob:
     return BackgroundJob("backfill", "backfill", GraphHistory)
+
+
+@st.cache_resource(show_spinner=False)
+def background_workspace() -> BackgroundJob:
+    return BackgroundJob("sync", "workspace read", Workspace)
 
 
 def backfill_state() -> dict:

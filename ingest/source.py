@@ -125,8 +125,10 @@ class Report:
 def _part_summary(p: Part, unit: str) -> str:
     if p.queued:
         counts = [f"{p.queued:,} blobs queued"]
+    elif p.records or p.lost or p.retrying or p.unusable:
+        counts = [f"{p.added:,} new to the store of {p.records:,} read ({p.done:,} of {p.units:,} {unit} done)"]
     else:
-        counts = [f"{p.added:,} new to the store of {p.records:,} read", f"{p.done:,} of {p.units:,} {unit} done"]
+        counts = ["nothing new"]
     counts += [f"{n:,} {what}" for n, what in ((p.lost, "lost"), (p.retrying, "to retry")) if n]
     if p.unusable:
         counts.append(f"{p.unusable:,} could not be used (not a record, or no usable time or Id)")

@@ -241,6 +241,24 @@ def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkey
     assert list(passes["new events"]) == [0, stored], "the earlier pass's report is kept below the latest"
 
 
+def test_the_workspace_is_read_from_the_sync_page_and_its_tables_shown(app):
+    """DEMO mode: the simulated tenant's workspace, read by the same runner as Sync now, shown as the feed is."""
+    at = app("sync")
+    assert "Log Analytics workspace" in [h.value for h in at.subheader]
+    at.button(key="workspace_button").click().run()
+    from dashboard import services
+
+    runner = services.background_workspace()
+    deadline = time.monotonic() + 120
+    while runner.state.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert runner.state.report is not None and runner.state.report.ok, runner.state.error or runner.state.report
+    assert runner.state.report.added > 0 and "DEMO workspace read done" in texts(at)
+    (tables,) = [d.value for d in at.dataframe if "read until" in d.value.columns]
+    assert set(tables["table"]) == {"OfficeActivity", "SigninLogs", "AuditLogs"} and (tables["records"] > 0).all()
+
+
 def test_sync_now_error_is_shown_in_plain_words(app, simulator, monkeypatch, tmp_path):
     _, env = simulator(roles=())  # the app lacks ActivityFeed.Read
     for key, value in env.items():

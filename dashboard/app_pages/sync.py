@@ -121,20 +121,35 @@ def backfill_panel() -> None:
                 st.info(markdown(refused))
 
 
+@st.fragment(run_every=2)
 def workspace_panel() -> None:
     tables = services.ingest_status().workspace
-    if not tables:
+    if not (tables or settings.workspace_id or settings.demo):
         return
     st.subheader("Log Analytics workspace")
     st.caption("Read from the workspace Microsoft Sentinel fills (`python -m ingest run --source workspace`), by "
-               "when each row arrived there, so late rows are read by the next run.")
-    st.dataframe(pd.DataFrame([{"table": t["table"], "read from": t["from"], "read until": t["read_until"],
-                                "records": t["records"], "new": t["added"], "unusable": t["unusable"],
-                                "last success": t["last_success"], "error": t["last_error"]} for t in tables]),
-                 hide_index=True, width="stretch")
-    for table in tables:
-        if table["last_error"]:
-            st.warning(markdown(f"{table['table']}: {table['last_error']} — the next run tries again."))
+               "when each row arrived there, so late rows are read by the next run"
+               + (" — in DEMO mode, the simulated tenant's." if settings.demo else "."))
+    if tables:
+        st.dataframe(pd.DataFrame([{"table": t["table"], "read from": t["from"], "read until": t["read_until"],
+                                    "records": t["records"], "new": t["added"], "unusable": t["unusable"],
+                                    "last success": t["last_success"], "error": t["last_error"]} for t in tables]),
+                     hide_index=True, width="stretch")
+        for table in tables:
+            if table["last_error"]:
+                st.warning(markdown(f"{table['table']}: {table['last_error']} — the next run tries again."))
+    runner = services.background_workspace()
+    state = runner.state
+    if state.running:
+        ui.progress(state.progress, "Starting: getting a Log Analytics token…")
+    elif state.error or state.report:
+        text = state.error or state.report.summary()
+        (st.success if state.report is not None and state.report.ok else st.warning)(markdown(text, limit=2000))
+    if services.access().can("sync") and not services.read_only():
+        if st.button("Read the workspace now", disabled=state.running, key="workspace_button"):
+            refused = runner.start()
+            if refused:
+                st.info(markdown(refused))
 
 
 backfill_panel()
