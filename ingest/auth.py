@@ -84,7 +84,7 @@ class AzureIdentityTokens:
     """Tokens of the host's Azure identity (azure-identity: a managed identity on Azure, a developer's `az login`
     elsewhere), for a source read without an app registration. azure-identity caches and renews them itself."""
 
-    def __init__(self, settings: Settings, resource: str):
+    def __init__(self, resource: str):
         self._scope, self._credential = f"{resource}/.default", azure_credential()
 
     def token(self) -> str:

@@ -188,10 +188,6 @@ def _readable_file(name: str, value: str) -> str:
     return value
 
 
-def _guid_or_empty(name: str, value: str) -> str:
-    return _guid(name, value) if value else ""
-
-
 def _one_of(*allowed: str) -> Callable[[str, str], str]:
     return lambda name, value: _choice(name, value, allowed)
 
@@ -246,9 +242,9 @@ class Var:
 DERIVED = None
 COMPONENTS: dict[str, tuple[Var, ...]] = {
     "Tenant": (
-        Var("O365_TENANT_ID", "tenant_id", "", _guid_or_empty,
+        Var("O365_TENANT_ID", "tenant_id", "", _guid,
             "Directory (tenant) ID, a GUID. Unset: demo mode on a simulated tenant."),
-        Var("O365_CLIENT_ID", "client_id", "", _guid_or_empty,
+        Var("O365_CLIENT_ID", "client_id", "", _guid,
             "Application (client) ID of the Entra app registration."),
         Var("O365_CLIENT_SECRET", "client_secret", "", _text, "Client secret of the app (or use O365_CLIENT_CERT).",
             secret=True),
@@ -284,7 +280,7 @@ COMPONENTS: dict[str, tuple[Var, ...]] = {
             "v1.0 or beta: the Graph version the audit log query API is called on."),
     ),
     "Workspace": (
-        Var("WORKSPACE_ID", "workspace_id", "", _guid_or_empty,
+        Var("WORKSPACE_ID", "workspace_id", "", _guid,
             "`--source workspace`: the Log Analytics workspace (Microsoft Sentinel's) to read, its Workspace ID "
             "(a GUID)."),
         Var("WORKSPACE_TABLES", "workspace_tables", WORKSPACE_TABLES, _comma_list(*WORKSPACE_TABLES),
@@ -342,7 +338,7 @@ COMPONENTS: dict[str, tuple[Var, ...]] = {
             "database that installs with the package geoip2fast."),
     ),
     "Sign-in": (
-        Var("DASHBOARD_CLIENT_ID", "signin_client_id", "", _guid_or_empty,
+        Var("DASHBOARD_CLIENT_ID", "signin_client_id", "", _guid,
             "Sign-in with Entra ID: the dashboard's own app registration (Application ID). Set it to require "
             "sign-in."),
         Var("DASHBOARD_CLIENT_SECRET", "signin_client_secret", "", _text, "That app registration's client secret.",

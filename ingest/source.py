@@ -38,7 +38,7 @@ class Progress:
         return min(1.0, self.done / self.total) if self.total else 0.0
 
     def text(self) -> str:
-        unit = SOURCES[self.source].unit if self.source in SOURCES else "units"
+        unit = SOURCES[self.source].unit
         where = f"{self.part}: " if self.part else ""
         detail = f"{self.detail}, " if self.detail else ""
         return f"{where}{detail}{self.done:,}/{self.total:,} {unit}, {self.records:,} records, {self.added:,} new"
@@ -109,7 +109,7 @@ class Report:
         return next(p for p in self.parts if p.name == name)
 
     def summary(self) -> str:
-        kind = SOURCES.get(self.source, SourceKind(self.source, self.source, "units"))
+        kind = SOURCES[self.source]
         text = (f"{'DEMO ' if self.demo else ''}{kind.verb} {'done' if self.ok else 'finished with errors'} in "
                 f"{self.seconds:.1f} s" + (f" ({self.since} – {self.until})" if self.since else "") + ": ")
         text += "; ".join(_part_summary(p, kind.unit) for p in self.parts) or "nothing to do"

@@ -76,7 +76,7 @@ class LogAnalyticsApi(ApiClient):
     @classmethod
     def tokens_for(cls, settings: Settings, session, resource: str):
         if settings.workspace_credential == MANAGED_IDENTITY:
-            return AzureIdentityTokens(settings, resource)
+            return AzureIdentityTokens(resource)
         return super().tokens_for(settings, session, resource)
 
     def rows(self, table: str, arrived_from: datetime, arrived_until: datetime) -> list[dict]:
