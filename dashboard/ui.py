@@ -113,6 +113,16 @@ def progress(p: Progress | None, starting: str) -> None:
     st.progress(p.fraction if p else 0.0, text=untrusted.markdown(p.text()) if p else starting)
 
 
+def job(state, starting: str) -> None:
+    """A background ingest job (services.BackgroundJob) as it stands: its progress while it runs, then how its last
+    run ended (its summary, or why it could not run)."""
+    if state.running:
+        progress(state.progress, starting)
+    elif state.error or state.report:
+        said = st.success if state.report is not None and state.report.ok else st.warning
+        said(untrusted.markdown(state.error or state.report.summary(), limit=2000))
+
+
 def _sync_box(settings: Settings) -> None:
     runner = services.background_sync()
     state = runner.state

@@ -101,11 +101,7 @@ def backfill_panel() -> None:
             st.dataframe(pd.DataFrame(summary["gaps"]), hide_index=True, width="stretch")
     else:
         st.caption("No backfill yet.")
-    if state.running:
-        ui.progress(state.progress, "Starting: getting a Microsoft Graph token…")
-    elif state.error or state.report:
-        text = state.error or state.report.summary()
-        (st.success if state.report is not None and state.report.ok else st.warning)(markdown(text, limit=2000))
+    ui.job(state, "Starting: getting a Microsoft Graph token…")
     if services.access().can("backfill") and not services.read_only():
         today = datetime.now(timezone.utc).date()
         left, right, go = st.columns([2, 2, 1], vertical_alignment="bottom")
@@ -140,11 +136,7 @@ def workspace_panel() -> None:
                 st.warning(markdown(f"{table['table']}: {table['last_error']} — the next run tries again."))
     runner = services.background_workspace()
     state = runner.state
-    if state.running:
-        ui.progress(state.progress, "Starting: getting a Log Analytics token…")
-    elif state.error or state.report:
-        text = state.error or state.report.summary()
-        (st.success if state.report is not None and state.report.ok else st.warning)(markdown(text, limit=2000))
+    ui.job(state, "Starting: getting a Log Analytics token…")
     if services.access().can("sync") and not services.read_only():
         if st.button("Read the workspace now", disabled=state.running, key="workspace_button"):
             refused = runner.start()
