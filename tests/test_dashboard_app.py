@@ -80,6 +80,13 @@ def texts(at: AppTest) -> str:
     return re.sub(r"\\(.)", r"\1", sources(at)).replace(WORD_JOINER, "")
 
 
+def finished(runner, seconds: float) -> None:
+    """Wait (at most `seconds`) for a background job of the dashboard's to end."""
+    deadline = time.monotonic() + seconds
+    while runner.state.running and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
 def test_explore_draws_a_count_weighted_capped_graph_and_says_so(app):
     at = app()
     data = graph_json(at)
@@ -222,9 +229,7 @@ def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkey
 
     runner = services.background_sync()
     assert runner.start() is not None or not runner.state.running, "a second concurrent run must be refused"
-    deadline = time.monotonic() + 60
-    while runner.state.running and time.monotonic() < deadline:
-        time.sleep(0.2)
+    finished(runner, 60)
     at.run()
     assert runner.state.report is not None and runner.state.report.ok, runner.state.error
     assert "sync done" in texts(at)
@@ -232,9 +237,7 @@ def test_sync_now_runs_the_real_sync_and_refuses_a_second(app, simulator, monkey
     assert services.index().count(__import__("eventstore").Filter()) == stored > 0
     # a second pass finds nothing new: what the first stored is still on the page
     at.button(key="sync_page_button").click().run()
-    deadline = time.monotonic() + 60
-    while runner.state.running and time.monotonic() < deadline:
-        time.sleep(0.2)
+    finished(runner, 60)
     at.run()
     assert runner.state.report.added == 0
     passes = at.dataframe[0].value
@@ -249,9 +252,7 @@ def test_the_workspace_is_read_from_the_sync_page_and_its_tables_shown(app):
     from dashboard import services
 
     runner = services.background_workspace()
-    deadline = time.monotonic() + 120
-    while runner.state.running and time.monotonic() < deadline:
-        time.sleep(0.2)
+    finished(runner, 120)
     at.run()
     assert runner.state.report is not None and runner.state.report.ok, runner.state.error or runner.state.report
     assert runner.state.report.added > 0 and "DEMO workspace read done" in texts(at)
@@ -270,9 +271,7 @@ def test_sync_now_error_is_shown_in_plain_words(app, simulator, monkeypatch, tmp
     from dashboard import services
 
     runner = services.background_sync()
-    deadline = time.monotonic() + 30
-    while runner.state.running and time.monotonic() < deadline:
-        time.sleep(0.2)
+    finished(runner, 30)
     at.run()
     assert "ActivityFeed.Read" in texts(at) and "Traceback" not in texts(at)
 
@@ -675,9 +674,7 @@ def test_an_admin_backfills_history_from_the_sync_page(app):
     at.date_input(key="backfill_until").set_value(today - timedelta(days=9))
     at.button(key="backfill_button").click().run()
     runner = services.background_backfill()
-    deadline = time.monotonic() + 120
-    while runner.state.running and time.monotonic() < deadline:
-        time.sleep(0.2)
+    finished(runner, 120)
     report = runner.state.report
     assert report is not None and report.ok and report.records > 100, runner.state.error or report.summary()
     at.run()
