@@ -39,11 +39,18 @@ class EventStore(ABC):
     read_only: bool = False
 
     # --- ingest side: events, and what each source remembers of its work -------------------------
+    @staticmethod
+    def encode(row: EventRow):
+        """`row` in the form this backend writes (a pure function, picklable: the ingest runs it in the process
+        that parses, away from the one that writes). `store_events` takes rows in either form."""
+        return row
+
     @abstractmethod
     def store_events(self, rows: Sequence[EventRow], done: Sequence[WorkItem] = ()) -> int:
-        """Store events that are not stored yet (by record Id) and then the work items `done` (a source's record
-        that these events are in): an item is never written without its events. Returns how many events were new.
-        Many events per call let a backend group its writes (SQLite: one transaction)."""
+        """Store events (EventRows, or as `encode` made them) that are not stored yet (by record Id) and then the
+        work items `done` (a source's record that these events are in): an item is never written without its
+        events. Returns how many events were new. Many events per call let a backend group its writes (SQLite: one
+        transaction)."""
 
     @abstractmethod
     def put_work(self, items: Sequence[WorkItem], keep_existing: bool = False) -> None:
@@ -195,7 +202,8 @@ def translate_errors(native: type[Exception] | tuple[type[Exception], ...],
 
     def decorate(cls):
         for name, member in list(vars(cls).items()):
-            if callable(member) and not name.startswith("_"):
+            # (a static method is pure: no driver in it)
+            if callable(member) and not name.startswith("_") and not isinstance(member, staticmethod):
                 setattr(cls, name, wrap(member))
         return cls
 

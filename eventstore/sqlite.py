@@ -130,12 +130,25 @@ def _id_key(record_id: str) -> bytes:
     return b"\x02" + record_id.encode()
 
 
-def _pack(rows: Sequence[EventRow]) -> tuple[bytes, bytes, bytes]:
-    raws = [row.raw.encode() for row in rows]
-    narrow = json.dumps([[*row[:-1], len(raw)] for row, raw in zip(rows, raws)], ensure_ascii=False,
-                        separators=(",", ":"))
-    lengths = struct.pack(f"<{len(raws)}I", *map(len, raws))
-    return zlib.compress(narrow.encode(), ZLIB_LEVEL), zlib.compress(b"".join(raws), ZLIB_LEVEL), lengths
+# An event as this store writes it, made by `_encode` (which the ingest runs in its parsing process): (dedupe key,
+# content type, time, its narrow columns as JSON with its record's length, its record's bytes). A plain tuple: it
+# crosses between processes five times as fast as a named one.
+Encoded = tuple[bytes, str, str, bytes, bytes]
+
+
+def _encode(row: EventRow) -> Encoded:
+    raw = row.raw.encode()
+    return _id_key(row.id), row.content_type, row.time, _narrow_json([*row[:-1], len(raw)]).encode(), raw
+
+
+_narrow_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
+
+
+def _pack(rows: Sequence[Encoded]) -> tuple[bytes, bytes, bytes]:
+    narrow = b"[" + b",".join(narrow for _, _, _, narrow, _ in rows) + b"]"
+    raws = [raw for *_, raw in rows]
+    return (zlib.compress(narrow, ZLIB_LEVEL), zlib.compress(b"".join(raws), ZLIB_LEVEL),
+            struct.pack(f"<{len(raws)}I", *map(len, raws)))
 
 
 def _narrow(packed: bytes) -> list[list]:
@@ -204,6 +217,8 @@ def _connect(path: str) -> sqlite3.Connection:
 
 @translate_errors(sqlite3.Error, lambda store, exc: _store_error(store.path, exc))
 class SqliteStore(EventStore):
+    encode = staticmethod(_encode)
+
     def __init__(self, path: str, progress: Callable[[str], None] | None = None):
         """`progress` hears about a one-time upgrade of an older layout (it takes a while on a large store)."""
         self.path = path
@@ -468,15 +483,17 @@ class SqliteStore(EventStore):
         self._local = threading.local()
 
 
-def _insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> int:
+def _insert_events(conn: sqlite3.Connection, given: Sequence[EventRow | Encoded]) -> int:
     """Store the rows not stored yet (by their day and Id), in blocks per day, at the next positions; keeps the
     per-day counts. Within the caller's transaction. Returns how many were new. What can be done per row in SQL
-    is (the day number, which rows are new, the counts): this runs on the ingest's busiest thread."""
+    is (the day number, which rows are new, the counts), and rows come encoded from the ingest's parsing process:
+    this runs on the ingest's busiest thread."""
+    rows = [row if type(row) is tuple else _encode(row) for row in given]  # (an EventRow is a named tuple)
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (n INTEGER PRIMARY KEY, id BLOB NOT NULL, "
                  "content_type TEXT NOT NULL, time TEXT NOT NULL, day INTEGER, fresh INTEGER NOT NULL DEFAULT 0)")
     conn.execute("DELETE FROM incoming")
     conn.executemany(f"INSERT INTO incoming(n, id, content_type, time, day) VALUES (?1, ?2, ?3, ?4, {_SQL_DAY})",
-                     zip(range(len(rows)), map(_id_key, map(_ID, rows)), map(_CONTENT_TYPE, rows), map(_TIME, rows)))
+                     ((n, key, content_type, at) for n, (key, content_type, at, _, _) in enumerate(rows)))
     # the first of each (day, id) not stored yet, then all of them into the dedupe set
     conn.execute("UPDATE incoming SET fresh = 1 WHERE n IN (SELECT min(n) FROM incoming i WHERE NOT EXISTS "
                  "(SELECT 1 FROM ids WHERE ids.day = i.day AND ids.id = i.id) GROUP BY day, id)")
@@ -505,7 +522,6 @@ def _insert_events(conn: sqlite3.Connection, rows: Sequence[EventRow]) -> int:
 
 # the UTC day number of an event time ("YYYY-MM-DDT…"), as _day reckons it, computed by SQLite
 _SQL_DAY = "CAST(julianday(substr(?4, 1, 10)) - 2440587.5 AS INTEGER)"
-_ID, _TIME, _CONTENT_TYPE = (itemgetter(EventRow._fields.index(name)) for name in ("id", "time", "content_type"))
 _FIRST = itemgetter(0)
 
 

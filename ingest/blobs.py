@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from . import redact
 from .api import ActivityApi, ApiError, BadAnswer, BlobUnavailable, ContentBlob, Interrupted, RetriesExhausted
 from .feedstate import BlobRecord, FeedState
 from .normalize import Decoded, NotRecords
-from .parse_worker import decode_blob, exit_with_parent
+from .parse_worker import exit_with_parent, parse
 
 log = logging.getLogger("ingest.blobs")
 MAX_BLOB_ATTEMPTS = 3  # passes (or deliveries) in which a blob's answer may be unusable before it is recorded lost
@@ -35,13 +36,14 @@ def new_parser() -> Executor:
                                initargs=(os.getpid(),))
 
 
-def fetch_decoded(api: ActivityApi, parser: Executor, blob: ContentBlob) -> Decoded:
-    """Fetch a blob, then parse it in the helper process (parsing is CPU-bound Python; in this process it would
-    compete with the writes for the interpreter lock). No local judgement of expiry: only the service's AF20051
+def fetch_decoded(api: ActivityApi, parser: Executor, blob: ContentBlob, encode: Callable) -> Decoded:
+    """Fetch a blob, then parse it in the helper process, its rows encoded there by `encode` (the store's: parsing
+    and encoding are CPU-bound Python; in this process they would compete with the writes for the interpreter
+    lock). No local judgement of expiry: only the service's AF20051
     says a blob is gone (our clock, or its, may be wrong). Raises BrokenContent for JSON that breaks part-way."""
     body = api.fetch_blob(blob.content_uri)
     try:
-        decoded = parser.submit(decode_blob, body, blob.content_type, blob.created).result()
+        decoded = parser.submit(parse, body, blob.content_type, blob.created, encode).result()
     except NotRecords as wrong:
         raise BadAnswer(f"the content is not a JSON array of records ({wrong})", "MALFORMED") from None
     if decoded.broken:

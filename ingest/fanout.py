@@ -205,7 +205,8 @@ class Worker:
             self.queue.delete(message)
             report.skipped += 1
         todo = [(m, b) for m, b in todo if b.content_id not in done]
-        futures = [(message, blob, self.pool.submit(fetch_decoded, self.api, self.parser, blob))
+        encode = self.feed.store.encode
+        futures = [(message, blob, self.pool.submit(fetch_decoded, self.api, self.parser, blob, encode))
                    for message, blob in todo]
         keep: list[tuple[Received, BlobRecord, list]] = []
         for message, blob, future in futures:
