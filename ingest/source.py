@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from eventstore import EventStore, open_store
 
@@ -22,6 +24,7 @@ from .auth import AuthError
 from .demo import tenant_settings
 from .settings import Settings
 
+T = TypeVar("T")
 
 @dataclass
 class Progress:
@@ -173,6 +176,20 @@ class Source:
 
     def record_refusal(self, store: EventStore, settings: Settings, message: str) -> None:
         pass
+
+
+def at_once(calls: Sequence[Callable[[], T]], answered: threading.Event, refused: Callable[[Future], bool],
+            name: str) -> list[Future]:
+    """Run `calls` at once (a source's parts: the service's answers are what they wait on), the first alone until
+    the service has answered (`answered`) or it has ended: a refusal every request would get (`refused(first)`)
+    is then met, and said, once, and the rest never start. Returns the futures of those that ran, in order."""
+    with ThreadPoolExecutor(max(1, len(calls)), thread_name_prefix=name) as pool:
+        started = [pool.submit(calls[0])] if calls else []
+        while started and not started[0].done() and not answered.wait(0.05):
+            pass
+        if started and not (started[0].done() and refused(started[0])):
+            started += [pool.submit(call) for call in calls[1:]]
+    return started
 
 
 @contextmanager

@@ -18,9 +18,9 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
+from functools import partial
 
 import requests
 
@@ -32,7 +32,7 @@ from .auth import AuthError, AzureIdentityTokens
 from .normalize import UnusableId, content_type_of, normalize
 from .settings import MANAGED_IDENTITY, Settings
 from .settings import WORKSPACE_TABLES as TABLES
-from .source import Part, Progress, Report, Source, run
+from .source import Part, Progress, Report, Source, at_once, run
 
 log = logging.getLogger("ingest.workspace")
 KIND = "workspace"
@@ -306,19 +306,13 @@ class WorkspaceReader:
                         parts=[Part(table) for table in cursors])
         tables = [(part, cursors[part.name], starts[part.name]) for part in report.parts]
         self._answered.clear()
-        # The tables are read at once, each query waiting on the service; the first table goes alone until the
-        # service has answered one query, so that a refusal every query would get is asked and said once.
-        with ThreadPoolExecutor(max(1, len(tables)), thread_name_prefix="workspace") as pool:
-            reading = [pool.submit(self._read_table, *tables[0], until)] if tables else []
-            while reading and not reading[0].done() and not self._answered.wait(0.05):
-                pass
-            if not reading or not reading[0].done() or reading[0].exception() is None:
-                reading += [pool.submit(self._read_table, *table, until) for table in tables[1:]]
-            for future in reading:
-                try:
-                    future.result()
-                except (FatalApiError, AuthError) as refused:
-                    report.fatal = report.fatal or str(refused)
+        reading = at_once([partial(self._read_table, *table, until) for table in tables], self._answered,
+                          refused=lambda first: first.exception() is not None, name="workspace")
+        for future in reading:
+            try:
+                future.result()
+            except (FatalApiError, AuthError) as refused:
+                report.fatal = report.fatal or str(refused)
         return report
 
     def _read_table(self, part: Part, cursor: Cursor, since: datetime, until: datetime) -> None:
