@@ -18,6 +18,7 @@ import time
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.utils import get_environ_proxies
 from urllib3.connection import HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util import parse_url
@@ -154,19 +155,16 @@ class Session(requests.Session):
         super().__init__()
         self.origins = origins
         self.stop = stop or threading.Event()
-        if ca_bundle:
-            self.verify = _combined_bundle(ca_bundle)
+        # what requests would read from the environment on every request (proxies and no_proxy, the CA bundle,
+        # ~/.netrc), read once here: per request it cost more than the request itself. .netrc is never read:
+        # a credential goes only where it was configured.
+        self.trust_env = False
+        self._proxies = {where: get_environ_proxies(f"https://{where[1]}:{where[2]}") for where in origins}
+        self.verify = (_combined_bundle(ca_bundle) if ca_bundle
+                       else os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True)
         self.mount("https://", _Adapter(pool_connections=4, pool_maxsize=pool_size, max_retries=0))
         self.mount("http://", _Adapter(max_retries=0))  # never used: refused before sending
         self.headers["User-Agent"] = "O365ActivityGraph/1.0"
-
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        # requests lets REQUESTS_CA_BUNDLE override a session's `verify`; with O365_CA_BUNDLE set, our combined
-        # bundle must win while proxies still come from the environment
-        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        if self.verify is not True and verify in (None, True):
-            merged["verify"] = self.verify
-        return merged
 
     def request(self, method, url, *args, max_bytes: int = DEFAULT_MAX_BYTES, deadline: float = DEFAULT_DEADLINE,
                 **kwargs) -> requests.Response:
@@ -178,6 +176,7 @@ class Session(requests.Session):
                                    f"{', '.join(sorted(f'https://{h}:{p}' for _, h, p in self.origins))})")
         kwargs.update(allow_redirects=False, stream=True)
         kwargs.setdefault("timeout", (CONNECT_TIMEOUT, READ_TIMEOUT))
+        kwargs.setdefault("proxies", self._proxies[where])
         ticket = _Ticket(time.monotonic() + deadline, self.stop)
         _current.ticket = ticket
         _watchdog.add(ticket)
