@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -94,16 +95,17 @@ def download_blobs(sim_env: dict, workdir: str) -> list[tuple[str, str, bytes]]:
     return blobs
 
 
-def _batches(decoded: list, blobs: list) -> list[list]:
-    """The decoded blobs in the sync's write batches (about 5,000 events each)."""
-    batches, batch, rows = [], [], 0
-    for n, (rows_of_blob, (content_type, created, _)) in enumerate(zip(decoded, blobs)):
+def _batches(blobs: list) -> Iterator[list]:
+    """The blobs parsed and normalized a write batch at a time (about 5,000 events each), as the sync holds them."""
+    batch, rows = [], 0
+    for n, (content_type, created, body) in enumerate(blobs):
+        rows_of_blob = decode_blob(body, content_type, created).rows
         batch.append((BlobRecord(f"raw${n}", content_type, created, "2099-01-01T00:00:00Z"), rows_of_blob))
         rows += len(rows_of_blob)
         if rows >= 5000:
-            batches.append(batch)
+            yield batch
             batch, rows = [], 0
-    return batches + [batch]
+    yield batch
 
 
 def compact_writer(path: str):
@@ -167,8 +169,7 @@ def raw_limit(blobs: list[tuple[str, str, bytes]], workdir: str, writer) -> tupl
     path = os.path.join(tempfile.mkdtemp(dir=workdir), "raw.db")
     store_blobs, close = writer(path)
     began = time.perf_counter()
-    decoded = [decode_blob(body, content_type, created).rows for content_type, created, body in blobs]
-    count = sum(store_blobs(batch) for batch in _batches(decoded, blobs))
+    count = sum(store_blobs(batch) for batch in _batches(blobs))
     seconds = time.perf_counter() - began
     close()
     return seconds, count
