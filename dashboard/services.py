@@ -24,7 +24,7 @@ from ingest import redact
 from ingest.backfill import GraphHistory, backfill_summary
 from ingest.feedstate import FeedState
 from ingest.settings import Settings, SettingsError, load_settings
-from ingest.source import Progress, Report, run
+from ingest.source import Combined, Progress, Report, run
 from ingest.status import IngestStatus
 from ingest.status import ingest_status as status_of
 from ingest.sync import Feed, SyncAlreadyRunning
@@ -516,12 +516,14 @@ class BackgroundJob:
         record(who, self.label, "started" + (f": {' – '.join(str(a) for a in args)}" if args else ""))
         return None
 
-    def _progress(self, progress) -> None:
-        self.state.progress = progress
-
     def _run(self, *args) -> None:
+        combined = Combined()  # the parts run at once: one bar for the whole run
+
+        def progress(p: Progress) -> None:
+            self.state.progress = combined(p)
+
         try:
-            self.state.report = run(self.source(*args), settings(), store(), progress=self._progress)
+            self.state.report = run(self.source(*args), settings(), store(), progress=progress)
         except SyncAlreadyRunning as error:
             self.state.error = f"{error} The background sync (python -m ingest run) may be running it."
         except StoreError as error:

@@ -23,7 +23,7 @@ from .backfill import GraphHistory, backfill_summary
 from .demo import tenant_settings
 from .queues import QueueError
 from .settings import Settings, SettingsError, load_settings
-from .source import SOURCES, Progress, Source, run
+from .source import SOURCES, Combined, Progress, Source, run
 from .status import ingest_status
 from .sync import Feed, SyncAlreadyRunning
 from .workspace import Workspace
@@ -66,10 +66,12 @@ class _ProgressPrinter:
     def __init__(self, stream=sys.stderr):
         self.stream, self.tty = stream, stream.isatty()
         self._last, self._said = 0.0, None
+        self._combined = Combined()  # the live line is the whole run's: its parts go at once
 
     def __call__(self, p: Progress) -> None:
         now, finished = time.monotonic(), p.done == p.total
         if self.tty:
+            p = self._combined(p)
             if now - self._last < 0.1 and p.done and not finished:
                 return
             filled = 24 * p.done // max(1, p.total)

@@ -146,11 +146,32 @@ class SourceKind:
     name: str
     verb: str  # what its summary calls a run
     unit: str  # what its progress counts
+    parts: str  # what its parts are
 
 
-SOURCES = {kind.name: kind for kind in (SourceKind("feed", "sync", "blobs"),
-                                        SourceKind("backfill", "backfill", "windows"),
-                                        SourceKind("workspace", "workspace read", "queries"))}
+SOURCES = {kind.name: kind for kind in (SourceKind("feed", "sync", "blobs", "content types"),
+                                        SourceKind("backfill", "backfill", "windows", "parts"),
+                                        SourceKind("workspace", "workspace read", "queries", "tables"))}
+
+
+class Combined:
+    """The progress of a run whose parts go at once (the feed's content types, the workspace's tables), said as one:
+    fed each part's progress as it comes, it gives the parts' sums and how many of them are finished."""
+
+    def __init__(self):
+        self._latest: dict[str, Progress] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, p: Progress) -> Progress:
+        with self._lock:  # the parts report from threads of their own
+            self._latest[p.part] = p
+            parts = list(self._latest.values())
+        if len(parts) == 1:
+            return p
+        finished = sum(0 < part.total == part.done for part in parts)
+        return Progress(p.source, "", sum(part.done for part in parts), sum(part.total for part in parts),
+                        sum(part.records for part in parts), sum(part.added for part in parts),
+                        f"{finished} of {len(parts)} {SOURCES[p.source].parts} finished")
 
 
 class Source:

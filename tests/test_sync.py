@@ -12,6 +12,7 @@ from ingest import api as api_module
 from ingest.api import ActivityApi
 from ingest.auth import AuthError
 from ingest.feedstate import CONTENT_TYPES, FeedState
+from ingest.source import Combined, Progress
 from ingest.sync import SyncAlreadyRunning, sync_once
 from simulator import Faults, SimulatedTenant
 from simulator.tls import make_client_certificate
@@ -249,3 +250,13 @@ def test_reader_in_another_connection_sees_consistent_growing_counts(simulator, 
         assert counts == sorted(counts), "a reader saw the count go backwards"
         assert len(set(counts)) > 1, "the reader should have seen the sync progress"
         assert_matches_ground_truth(service, writer)
+
+
+def test_content_types_synced_at_once_show_as_one_progress():
+    """The Sync page's bar and the terminal's line are the whole run's, not whichever content type spoke last."""
+    combined = Combined()
+    assert combined(Progress("feed", "Audit.Exchange", 3, 10, 300, 290)).part == "Audit.Exchange"  # one so far
+    whole = combined(Progress("feed", "DLP.All", 5, 5, 20, 20))
+    assert (whole.done, whole.total, whole.records, whole.added) == (8, 15, 320, 310)
+    assert whole.text() == "1 of 2 content types finished, 8/15 blobs, 320 records, 310 new"
+    assert combined(Progress("feed", "Audit.Exchange", 10, 10, 900, 880)).fraction == 1.0
