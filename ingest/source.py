@@ -26,6 +26,7 @@ from .settings import Settings
 
 T = TypeVar("T")
 
+
 @dataclass
 class Progress:
     source: str  # "feed", "backfill", "workspace"

@@ -327,9 +327,9 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
               stop: threading.Event | None = None, step: Callable[["FeedPass", str], Part] | None = None) -> Report:
     """One catch-up pass over every content type, all at once (their fetches share `workers`, their writes one
     thread: a small content type's requests then overlap a large one's storing). Raises SyncAlreadyRunning if
-    another process holds the store's sync lease; everything else that goes wrong is in the report (and in each content type's
-    checkpoint, for status and the Sync page). `step` does one content type in place of fetching its blobs here
-    (ingest.fanout queues them for the workers)."""
+    another process holds the store's sync lease; everything else that goes wrong is in the report (and in each
+    content type's checkpoint, for status and the Sync page). `step` does one content type in place of fetching
+    its blobs here (ingest.fanout queues them for the workers)."""
     stop = stop or threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holder = store.lease_holder(LEASE)
