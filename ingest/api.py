@@ -63,6 +63,9 @@ class ApiError(RuntimeError):
         super().__init__(message)
         self.code, self.status = code, status
 
+    def __reduce__(self):  # raised in the helper process that parses, it arrives whole
+        return type(self), (str(self), self.code, self.status)
+
 
 class FatalApiError(ApiError):
     """Retrying cannot help and every request would get the same: the pass stops and says why."""

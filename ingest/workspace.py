@@ -18,6 +18,8 @@ import json
 import logging
 import threading
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -27,8 +29,10 @@ import requests
 from eventstore import EventStore
 from eventstore.model import EventRow, parse_utc, retention_start, uncovered, utc_text
 
+from . import redact
 from .api import REFRESH, ApiClient, ApiError, BadAnswer, FatalApiError, Interrupted, parse_json, service_error
 from .auth import AuthError, AzureIdentityTokens
+from .blobs import new_parser
 from .normalize import UnusableId, content_type_of, normalize
 from .settings import MANAGED_IDENTITY, Settings
 from .settings import WORKSPACE_TABLES as TABLES
@@ -79,32 +83,15 @@ class LogAnalyticsApi(ApiClient):
             return AzureIdentityTokens(resource)
         return super().tokens_for(settings, session, resource)
 
-    def rows(self, table: str, arrived_from: datetime, arrived_until: datetime) -> list[dict]:
-        """The table's rows that arrived in [arrived_from, arrived_until), each as {column: value}."""
+    def answer(self, table: str, arrived_from: datetime, arrived_until: datetime) -> bytes:
+        """The query result (JSON: `answer_rows` reads it) for the table's rows that arrived in [arrived_from,
+        arrived_until)."""
         if table not in RECORDS:  # the one name written into the query: only a table this module maps
             raise ValueError(f"not a table the workspace source reads: {table!r}")
         query = (f"{table} | where ingestion_time() >= datetime({utc_text(arrived_from)}) "
                  f"and ingestion_time() < datetime({utc_text(arrived_until)})")
         timespan = f"{utc_text(arrived_from - LATE_AT_MOST)}/{utc_text(arrived_until)}"  # when they happened
-        response = self._exchange("POST", self.endpoint, RESULT_BYTES, json={"query": query, "timespan": timespan})
-        answer = parse_json(response.content, "a query result")
-        if not isinstance(answer, dict):
-            raise BadAnswer("a query result is not a JSON object", "MALFORMED")
-        if answer.get("error") is not None:
-            raise TooManyRows(f"the service answered a partial result ({service_error(response)[0]})", "PARTIAL")
-        tables = answer.get("tables")
-        if not isinstance(tables, list) or not tables or not isinstance(tables[0], dict):
-            raise BadAnswer("a query result has no table", "MALFORMED")
-        columns, rows = tables[0].get("columns"), tables[0].get("rows")
-        if not isinstance(columns, list) or not isinstance(rows, list) or \
-                not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in columns):
-            raise BadAnswer("a query result's table is not {columns: [...], rows: [...]}", "MALFORMED")
-        if len(rows) >= ROW_LIMIT:
-            raise TooManyRows(f"the result holds {len(rows):,} rows, the service's limit: it may have been cut",
-                              "ROW_LIMIT")
-        names = [c["name"] for c in columns]
-        # a row that does not fit the columns is kept as nothing, to be counted unusable
-        return [dict(zip(names, row)) if isinstance(row, list) and len(row) == len(names) else {} for row in rows]
+        return self._exchange("POST", self.endpoint, RESULT_BYTES, json={"query": query, "timespan": timespan}).content
 
     def _judge(self, response: requests.Response, refreshed: bool) -> str | None:
         status = response.status_code
@@ -222,6 +209,37 @@ def _unquoted(value):
 RECORDS = {"OfficeActivity": office_record, "SigninLogs": signin_record, "AuditLogs": directory_record}
 
 
+def answer_rows(body: bytes, row_limit: int) -> list[dict]:
+    """A query result's rows, each as {column: value}; TooManyRows for a result that may have been cut (`row_limit`
+    rows) or that the service calls partial, BadAnswer for anything not in the API's shape."""
+    answer = parse_json(body, "a query result")
+    if not isinstance(answer, dict):
+        raise BadAnswer("a query result is not a JSON object", "MALFORMED")
+    if answer.get("error") is not None:
+        code = answer["error"].get("code", "") if isinstance(answer["error"], dict) else ""
+        raise TooManyRows(f"the service answered a partial result ({redact.short(str(code), 80)})", "PARTIAL")
+    tables = answer.get("tables")
+    if not isinstance(tables, list) or not tables or not isinstance(tables[0], dict):
+        raise BadAnswer("a query result has no table", "MALFORMED")
+    columns, rows = tables[0].get("columns"), tables[0].get("rows")
+    if not isinstance(columns, list) or not isinstance(rows, list) or \
+            not all(isinstance(c, dict) and isinstance(c.get("name"), str) for c in columns):
+        raise BadAnswer("a query result's table is not {columns: [...], rows: [...]}", "MALFORMED")
+    if len(rows) >= row_limit:
+        raise TooManyRows(f"the result holds {len(rows):,} rows, the service's limit: it may have been cut",
+                          "ROW_LIMIT")
+    names = [c["name"] for c in columns]
+    # a row that does not fit the columns is kept as nothing, to be counted unusable
+    return [dict(zip(names, row)) if isinstance(row, list) and len(row) == len(names) else {} for row in rows]
+
+
+def parse_answer(table: str, body: bytes, row_limit: int, encode: Callable) -> tuple[list, int]:
+    """A query result → the table's events in the store's form (`EventStore.encode`), and how many rows were
+    unusable. It runs in the helper process that parses: a day of `OfficeActivity` is seconds of Python."""
+    events, unusable = rows_of(table, answer_rows(body, row_limit))
+    return [encode(event) for event in events], unusable
+
+
 def rows_of(table: str, rows: list[dict]) -> tuple[list[EventRow], int]:
     """A table's rows → event rows through the one normalization, and how many could not be used (no time, an Id
     that is not text): counted, never stored."""
@@ -295,6 +313,7 @@ class WorkspaceReader:
         self.progress = progress or (lambda p: None)
         self.now = clock or (lambda: datetime.now(timezone.utc))
         self._answered = threading.Event()  # the service has answered a query of this run
+        self._parser_lock = threading.Lock()
 
     def run(self, since: datetime | None = None) -> Report:
         """Read every table from `since` (None: from each table's cursor, or FIRST_SYNC back on the first run) to
@@ -306,8 +325,17 @@ class WorkspaceReader:
                         parts=[Part(table) for table in cursors])
         tables = [(part, cursors[part.name], starts[part.name]) for part in report.parts]
         self._answered.clear()
-        reading = at_once([partial(self._read_table, *table, until) for table in tables], self._answered,
-                          refused=lambda first: first.exception() is not None, name="workspace")
+        # a table's next window is asked for while this one is parsed (in the helper process) and the one before it
+        # stored (one writer for all tables)
+        self._parser = new_parser()
+        self._asking = ThreadPoolExecutor(max(1, len(tables)), thread_name_prefix="workspace-ask")
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="workspace-store")
+        try:
+            reading = at_once([partial(self._read_table, *table, until) for table in tables], self._answered,
+                              refused=lambda first: first.exception() is not None, name="workspace")
+        finally:
+            for pool in (self._asking, self._writer, self._parser):
+                pool.shutdown(wait=True, cancel_futures=True)
         for future in reading:
             try:
                 future.result()
@@ -334,39 +362,63 @@ class WorkspaceReader:
     def _read(self, cursor: Cursor, start: datetime, end: datetime, part: Part) -> str:
         """Read one gap window by window, each saved as it is stored; what stopped it ("" when read to its end)."""
         length = LONGEST
-        while start < end:
-            if self.api.stop.is_set():
-                raise Interrupted("Stopped.")
-            step = min(end, start + length)
-            part.units += 1
-            try:
-                rows = self.api.rows(cursor.table, start, step)
-            except TooManyRows as cut:
-                if step - start <= SMALLEST:
-                    return f"{cut} even for {SMALLEST.total_seconds() / 60:.0f} minute from {utc_text(start)}"
-                length = (step - start) / 2
-                continue
-            except FatalApiError:
-                raise  # every query would get it: the run stops (see run)
-            except ApiError as refused:  # a bad answer, retries outlasted: this table's error; the next run retries
-                return str(refused)
-            self._answered.set()
-            events, unusable = rows_of(cursor.table, rows)
-            added = self.store.store_events(events) if events else 0  # the events first, then the cursor
-            cursor.records += len(events)
-            cursor.added += added
-            cursor.unusable += unusable
-            cursor.cover(start, step)
-            cursor.last_success, cursor.last_error = utc_text(self.now()), ""
-            save_cursor(self.store, cursor)
-            part.done += 1
-            part.records += len(events)
-            part.added += added
-            part.unusable += unusable
-            self.progress(Progress(KIND, cursor.table, part.done, part.units, part.records, part.added,
-                                   f"read until {utc_text(step)}"))
-            start, length = step, min(LONGEST, length * 2)
-        return ""
+        asked = self._ask(cursor.table, start, min(end, start + length))
+        storing: Future | None = None  # the window before, being stored (its cursor saved after it)
+        try:
+            while asked is not None:
+                if self.api.stop.is_set():
+                    raise Interrupted("Stopped.")
+                step, answer = asked[1], asked[2]
+                asked = None
+                part.units += 1
+                parser = self._parser
+                try:
+                    parsing = parser.submit(parse_answer, cursor.table, answer.result(), ROW_LIMIT, self.store.encode)
+                    if step < end:  # the next window, as it will be if this one is whole
+                        asked = self._ask(cursor.table, step, min(end, step + min(LONGEST, length * 2)))
+                    events, unusable = parsing.result()
+                except TooManyRows as cut:
+                    if step - start <= SMALLEST:
+                        return f"{cut} even for {SMALLEST.total_seconds() / 60:.0f} minute from {utc_text(start)}"
+                    length = (step - start) / 2
+                    asked = self._ask(cursor.table, start, min(end, start + length))
+                    continue
+                except FatalApiError:
+                    raise  # every query would get it: the run stops (see run)
+                except ApiError as refused:  # a bad answer, retries outlasted: this table's error; next run retries
+                    return str(refused)
+                except BrokenProcessPool:  # the helper process died: a new one for the next run's windows
+                    with self._parser_lock:
+                        if self._parser is parser:
+                            self._parser = new_parser()
+                    return "the helper process that parses query results ended unexpectedly"
+                self._answered.set()
+                if storing is not None:
+                    storing.result()
+                storing = self._writer.submit(self._store, cursor, part, start, step, events, unusable)
+                start, length = step, min(LONGEST, length * 2)
+            return ""
+        finally:  # what was read is saved before this ends, however it ends
+            if storing is not None:
+                storing.result()
+
+    def _ask(self, table: str, start: datetime, step: datetime) -> tuple[datetime, datetime, Future]:
+        return start, step, self._asking.submit(self.api.answer, table, start, step)
+
+    def _store(self, cursor: Cursor, part: Part, start: datetime, step: datetime, events: list, unusable: int) -> None:
+        added = self.store.store_events(events) if events else 0  # the events first, then the cursor
+        cursor.records += len(events)
+        cursor.added += added
+        cursor.unusable += unusable
+        cursor.cover(start, step)
+        cursor.last_success, cursor.last_error = utc_text(self.now()), ""
+        save_cursor(self.store, cursor)
+        part.done += 1
+        part.records += len(events)
+        part.added += added
+        part.unusable += unusable
+        self.progress(Progress(KIND, cursor.table, part.done, part.units, part.records, part.added,
+                               f"read until {utc_text(step)}"))
 
 
 def workspace_summary(store: EventStore, tables: tuple[str, ...] = TABLES) -> list[dict]:
