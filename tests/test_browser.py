@@ -491,8 +491,15 @@ def test_the_first_page_names_the_first_story_and_one_click_draws_it_whole(dashb
     page.wait_for_url("**incident=INC-**", timeout=30_000)
     data = drawn(page, until=lambda d: any(n["id"].startswith("object:") for n in d["nodes"]))
     guest = next(n["id"][len("object:"):] for n in entities(data) if "#EXT#" in n["id"])
-    names = {t["text"] for t in drawn_names(page)}
-    assert {victim, ATTACKER_IP} <= names and any(name.startswith(guest[:20]) for name in names), \
+
+    def story_named(names: set[str]) -> bool:
+        return {victim, ATTACKER_IP} <= names and any(name.startswith(guest[:20]) for name in names)
+
+    for _ in range(5):  # under load the layout can hold still for a moment before it has settled: read it again
+        names = {t["text"] for t in drawn_names(page)}
+        if story_named(names):
+            break
+    assert story_named(names), \
         f"the victim, the attacker's address and the new administrator, named on the graph: {sorted(names)[:40]}"
     overlaps, cut, smallest = legibility(drawn_names(page))
     assert overlaps == [] and cut == [] and smallest >= 10
