@@ -18,9 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime, timezone
-from functools import partial
 
 from eventstore import EventStore, StoreError
 from eventstore.model import retention_start, utc_text
@@ -43,7 +41,7 @@ from .blobs import MAX_BLOB_ATTEMPTS, Outcome, fetch_decoded, new_parser, outcom
 from .feedstate import BlobRecord, Checkpoint, FeedState
 from .normalize import Decoded
 from .settings import Settings
-from .source import Part, Progress, Report, Source, at_once, run
+from .source import Part, Progress, Report, Source, run
 from .windows import plan_windows
 
 log = logging.getLogger("ingest.sync")
@@ -111,26 +109,16 @@ class FeedPass:
                  progress: Callable[[Progress], None] | None, guard: _PassGuard):
         self.api, self.feed, self.workers, self.guard = api, FeedState(store), workers, guard
         self.progress = progress or (lambda p: None)
-        self.answered = threading.Event()  # the API has answered a listing of this pass
-        # shared by the content types, which run at once: `workers` fetches in all, one write at a time
-        self.fetchers = ThreadPoolExecutor(workers, thread_name_prefix="fetch")
-        self.writer = ThreadPoolExecutor(1, thread_name_prefix="store")
         self.parser: Executor = new_parser()
-        self._parser_lock = threading.Lock()
 
     def close(self) -> None:
-        self.fetchers.shutdown(wait=True, cancel_futures=True)
-        self.writer.shutdown(wait=True)  # a write in flight ends before the pass does
         self.parser.shutdown(wait=True, cancel_futures=True)
 
     def list_window(self, content_type: str, start: datetime, end: datetime) -> list[ContentBlob]:
         for _ in range(3):
             try:
-                listed = list(self.api.list_content(content_type, start, end))
-                self.answered.set()
-                return listed
+                return list(self.api.list_content(content_type, start, end))
             except SubscriptionNeeded:
-                self.answered.set()
                 log.info("%s: no active subscription; starting it", content_type)
                 self.api.start_subscription(content_type)
             except InvalidNextPage:
@@ -170,14 +158,7 @@ class FeedPass:
         return []
 
     def fetch(self, blob: ContentBlob) -> Decoded:
-        parser = self.parser
-        try:
-            return fetch_decoded(self.api, parser, blob, self.feed.store.encode)
-        except BrokenProcessPool:
-            with self._parser_lock:  # the first content type to meet it starts a new one
-                if self.parser is parser:
-                    self.parser = new_parser()
-            raise
+        return fetch_decoded(self.api, self.parser, blob)
 
     def sync_content_type(self, content_type: str) -> Part:
         result = Part(content_type)
@@ -229,6 +210,7 @@ class FeedPass:
             self.progress(Progress("feed", content_type, done, len(todo), result.records, result.added,
                                    f"window {min(complete + 1, len(listed))} of {len(listed)}"))
 
+        writer = ThreadPoolExecutor(1, thread_name_prefix=f"store-{content_type}")
         writing: tuple | None = None  # (future, window numbers) of the batch being stored
 
         def stored() -> None:
@@ -246,7 +228,7 @@ class FeedPass:
             nonlocal batch, batched_rows, writing
             stored()
             if batch:
-                writing = (self.writer.submit(self.feed.store_blobs, [(record, rows) for _, record, rows in batch]),
+                writing = (writer.submit(self.feed.store_blobs, [(record, rows) for _, record, rows in batch]),
                            [number for number, _, _ in batch])
                 batch, batched_rows = [], 0
 
@@ -258,15 +240,16 @@ class FeedPass:
 
         result.units = len(todo)
         settle([])  # windows with nothing new are done already
+        pool = ThreadPoolExecutor(self.workers, thread_name_prefix=f"fetch-{content_type}")
         fatal: BaseException | None = None
-        pending: dict = {}
         try:
             queue = iter(todo)
+            pending: dict = {}
 
             def submit_next() -> None:
                 item = next(queue, None)
                 if item is not None and not self.api.stop.is_set() and not trouble and fatal is None:
-                    pending[self.fetchers.submit(self.fetch, item[1])] = item
+                    pending[pool.submit(self.fetch, item[1])] = item
 
             for _ in range(self.workers * 2):  # bounded: at most this many blobs in memory
                 submit_next()
@@ -288,18 +271,20 @@ class FeedPass:
                         settle([number])
                     elif settled.kind == "retry":
                         retrying.append(settled.why)
-                    elif settled.kind == "later" and not trouble:  # the first says why fetching stopped early
-                        trouble.append(settled.why)
+                    elif settled.kind == "later":
+                        if not trouble:  # the first says why fetching stopped early
+                            trouble.append(settled.why)
+                        if settled.parser_died:
+                            self.parser = new_parser()
                     submit_next()
                 # one transaction for several blobs: a random-key index costs a page write per row per commit
                 if batched_rows >= BATCH_ROWS or not pending:
                     flush()
             flush()
             stored()
-        finally:  # nothing of this content type goes on after it: its fetches end, its write in flight ends
-            for future in pending:
-                future.cancel()
-            wait([*pending, *(writing[:1] if writing else ())])
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            writer.shutdown(wait=True)  # a write in flight ends before the pass does
         if fatal is not None:
             raise fatal
         errors.extend(trouble)
@@ -325,11 +310,10 @@ def _record_error(feed: FeedState, content_type: str, message: str) -> None:
 def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...], *, retention_days: int,
               workers: int = 4, progress: Callable[[Progress], None] | None = None,
               stop: threading.Event | None = None, step: Callable[["FeedPass", str], Part] | None = None) -> Report:
-    """One catch-up pass over every content type, all at once (their fetches share `workers`, their writes one
-    thread: a small content type's requests then overlap a large one's storing). Raises SyncAlreadyRunning if
-    another process holds the store's sync lease; everything else that goes wrong is in the report (and in each
-    content type's checkpoint, for status and the Sync page). `step` does one content type in place of fetching
-    its blobs here (ingest.fanout queues them for the workers)."""
+    """One catch-up pass over every content type. Raises SyncAlreadyRunning if another process holds the
+    store's sync lease; everything else that goes wrong is in the report (and in each content type's
+    checkpoint, for status and the Sync page). `step` does one content type in place of fetching its blobs here
+    (ingest.fanout queues them for the workers)."""
     stop = stop or threading.Event()
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     holder = store.lease_holder(LEASE)
@@ -343,13 +327,13 @@ def sync_once(api: ActivityApi, store: EventStore, content_types: tuple[str, ...
     guard = _PassGuard(store, owner, stop, api.stop)
     syncer = FeedPass(api, store, workers, progress, guard)
     try:
-        step = step or FeedPass.sync_content_type
-        ran = at_once([partial(_sync_one, syncer, content_type, report, step) for content_type in content_types],
-                      syncer.answered, refused=lambda first: bool(report.fatal), name="sync")
-        report.parts = [future.result() for future in ran]
-        for content_type in content_types[len(ran):]:  # the first met a refusal every request would get
-            report.parts.append(Part(content_type, error=report.fatal))
-            _record_error(FeedState(store), content_type, report.fatal)
+        for content_type in content_types:
+            if report.fatal or api.stop.is_set():
+                report.parts.append(Part(content_type, error=report.fatal or "not synced: stopped"))
+                if report.fatal:
+                    _record_error(FeedState(store), content_type, report.fatal)
+                continue
+            report.parts.append(_sync_one(syncer, content_type, report, step or FeedPass.sync_content_type))
         if not api.stop.is_set():
             try:
                 pruned = store.prune(retention_start(datetime.now(timezone.utc), retention_days))
