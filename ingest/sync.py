@@ -158,7 +158,7 @@ class FeedPass:
         return []
 
     def fetch(self, blob: ContentBlob) -> Decoded:
-        return fetch_decoded(self.api, self.parser, blob)
+        return fetch_decoded(self.api, self.parser, blob, self.feed.store.encode)
 
     def sync_content_type(self, content_type: str) -> Part:
         result = Part(content_type)
