@@ -517,7 +517,7 @@ class BackgroundJob:
         return None
 
     def _run(self, *args) -> None:
-        combined = Combined()  # the parts run at once: one bar for the whole run
+        combined = Combined()  # one bar for the whole run, whichever part spoke last
 
         def progress(p: Progress) -> None:
             self.state.progress = combined(p)

@@ -66,7 +66,7 @@ class _ProgressPrinter:
     def __init__(self, stream=sys.stderr):
         self.stream, self.tty = stream, stream.isatty()
         self._last, self._said = 0.0, None
-        self._combined = Combined()  # the live line is the whole run's: its parts go at once
+        self._combined = Combined()  # the live line is the whole run's, not its latest part's
 
     def __call__(self, p: Progress) -> None:
         now, finished = time.monotonic(), p.done == p.total

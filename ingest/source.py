@@ -156,8 +156,8 @@ SOURCES = {kind.name: kind for kind in (SourceKind("feed", "sync", "blobs", "con
 
 
 class Combined:
-    """The progress of a run whose parts go at once (the feed's content types, the workspace's tables), said as one:
-    fed each part's progress as it comes, it gives the parts' sums and how many of them are finished."""
+    """The progress of a run of several parts (the feed's content types, one after another; the workspace's tables,
+    at once), said as one: fed each part's progress as it comes, it gives the parts' sums and how many are finished."""
 
     def __init__(self):
         self._latest: dict[str, Progress] = {}

@@ -252,7 +252,7 @@ def test_reader_in_another_connection_sees_consistent_growing_counts(simulator, 
         assert_matches_ground_truth(service, writer)
 
 
-def test_content_types_synced_at_once_show_as_one_progress():
+def test_a_runs_parts_show_as_one_progress():
     """The Sync page's bar and the terminal's line are the whole run's, not whichever content type spoke last."""
     combined = Combined()
     assert combined(Progress("feed", "Audit.Exchange", 3, 10, 300, 290)).part == "Audit.Exchange"  # one so far
