@@ -32,8 +32,8 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def demo_store(folder: str) -> str:
-    from ingest.demo import DEMO_EVENTS_PER_WEEK, DEMO_SEED
     from eventstore.sqlite import SqliteStore
+    from ingest.demo import DEMO_EVENTS_PER_WEEK, DEMO_SEED
     from simulator import SimulatedTenant
     from tests.conftest import fill_store
 

@@ -52,7 +52,8 @@ class TokenProvider:
         self._tenant = settings.tenant_id
         try:
             self._app = msal.ConfidentialClientApplication(
-                settings.client_id, client_credential=credential, authority=f"{settings.login_url}/{settings.tenant_id}",
+                settings.client_id, client_credential=credential,
+                authority=f"{settings.login_url}/{settings.tenant_id}",
                 http_client=session, instance_discovery=False, token_cache=msal.TokenCache())
         except _MSAL_FAILURES as exc:
             raise AuthError(f"Cannot reach the Entra ID login endpoint {settings.login_url}: {_why(exc)}. Check "
