@@ -21,7 +21,7 @@ import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import astuple
 from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
@@ -131,22 +131,23 @@ def _id_key(record_id: str) -> bytes:
 
 
 # An event as this store writes it, made by `_encode` (which the ingest runs in its parsing process): (dedupe key,
-# content type, time, its narrow columns as JSON with its record's length, its record's bytes). A plain tuple: it
-# crosses between processes five times as fast as a named one.
-Encoded = tuple[bytes, str, str, bytes, bytes]
+# day, content type, time, its narrow columns as JSON with its record's length, its record's bytes). A plain tuple:
+# it crosses between processes five times as fast as a named one.
+Encoded = tuple[bytes, int, str, str, bytes, bytes]
 
 
 def _encode(row: EventRow) -> Encoded:
     raw = row.raw.encode()
-    return _id_key(row.id), row.content_type, row.time, _narrow_json([*row[:-1], len(raw)]).encode(), raw
+    return (_id_key(row.id), _day(row.time), row.content_type, row.time,
+            _narrow_json([*row[:-1], len(raw)]).encode(), raw)
 
 
 _narrow_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # one encoder for every row
 
 
 def _pack(rows: Sequence[Encoded]) -> tuple[bytes, bytes, bytes]:
-    narrow = b"[" + b",".join(narrow for _, _, _, narrow, _ in rows) + b"]"
-    raws = [raw for *_, raw in rows]
+    narrow = b"[" + b",".join(map(_NARROW, rows)) + b"]"
+    raws = list(map(_RAW, rows))
     return (zlib.compress(narrow, ZLIB_LEVEL), zlib.compress(b"".join(raws), ZLIB_LEVEL),
             struct.pack(f"<{len(raws)}I", *map(len, raws)))
 
@@ -485,44 +486,54 @@ class SqliteStore(EventStore):
 
 def _insert_events(conn: sqlite3.Connection, given: Sequence[EventRow | Encoded]) -> int:
     """Store the rows not stored yet (by their day and Id), in blocks per day, at the next positions; keeps the
-    per-day counts. Within the caller's transaction. Returns how many were new. What can be done per row in SQL
-    is (the day number, which rows are new, the counts), and rows come encoded from the ingest's parsing process:
-    this runs on the ingest's busiest thread."""
+    per-day counts. Within the caller's transaction. Returns how many were new. Rows come encoded from the ingest's
+    parsing process, and the blocks are compressed while SQLite finds which rows are new and adds their Ids and
+    counts: this runs on the ingest's busiest thread."""
     rows = [row if type(row) is tuple else _encode(row) for row in given]  # (an EventRow is a named tuple)
+    first_of = {}  # (dedupe key, day) -> the first row that has it: a copy within the batch is not stored
+    for n, row in enumerate(rows):
+        first_of.setdefault(row[:2], n)
+    fresh = sorted((day, n) for (_, day), n in first_of.items())  # by day, then in arrival order
+    blocks = _pack_blocks(rows, fresh)  # on the guess that none was stored before: compressed while SQLite checks
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (n INTEGER PRIMARY KEY, id BLOB NOT NULL, "
-                 "content_type TEXT NOT NULL, time TEXT NOT NULL, day INTEGER, fresh INTEGER NOT NULL DEFAULT 0)")
+                 "content_type TEXT NOT NULL, time TEXT NOT NULL, day INTEGER NOT NULL)")
     conn.execute("DELETE FROM incoming")
-    conn.executemany(f"INSERT INTO incoming(n, id, content_type, time, day) VALUES (?1, ?2, ?3, ?4, {_SQL_DAY})",
-                     ((n, key, content_type, at) for n, (key, content_type, at, _, _) in enumerate(rows)))
-    # the first of each (day, id) not stored yet, then all of them into the dedupe set
-    conn.execute("UPDATE incoming SET fresh = 1 WHERE n IN (SELECT min(n) FROM incoming i WHERE NOT EXISTS "
-                 "(SELECT 1 FROM ids WHERE ids.day = i.day AND ids.id = i.id) GROUP BY day, id)")
-    conn.execute("INSERT OR IGNORE INTO ids(day, id) SELECT day, id FROM incoming")
-    fresh = conn.execute("SELECT day, n FROM incoming WHERE fresh ORDER BY day, n").fetchall()  # arrival order
-    if not fresh:
-        return 0
-    blocks = []
-    for day, same_day in groupby(fresh, key=_FIRST):
-        same_day = [rows[n] for _, n in same_day]
-        blocks.extend((day, same_day[i:i + BLOCK_ROWS]) for i in range(0, len(same_day), BLOCK_ROWS))
-    position = int(conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
-    for (day, block), packed in zip(blocks, _COMPRESSING.map(_pack, [block for _, block in blocks])):
-        # zlib lets go of the GIL: both cores
-        conn.execute("INSERT INTO blocks(first_seq, day, rows, narrow, raw, lengths) VALUES (?, ?, ?, ?, ?, ?)",
-                     (position, day, len(block), *packed))
-        position += len(block)
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(position),))
+    conn.executemany("INSERT INTO incoming(n, id, day, content_type, time) VALUES (?, ?, ?, ?, ?)",
+                     ((n, *rows[n][:4]) for n in first_of.values()))
+    if conn.execute("DELETE FROM incoming WHERE EXISTS (SELECT 1 FROM ids WHERE ids.day = incoming.day "
+                    "AND ids.id = incoming.id)").rowcount:  # some were stored before: the guess was wrong
+        fresh = conn.execute("SELECT day, n FROM incoming ORDER BY day, n").fetchall()
+        if not fresh:
+            return 0
+        blocks = _pack_blocks(rows, fresh)
+    conn.execute("INSERT INTO ids(day, id) SELECT day, id FROM incoming")
     conn.execute(
         "INSERT INTO days(day, content_type, events, first_time, last_time) SELECT day, content_type, count(*), "
-        "min(time), max(time) FROM incoming WHERE fresh GROUP BY day, content_type "
+        "min(time), max(time) FROM incoming GROUP BY day, content_type "
         "ON CONFLICT(day, content_type) DO UPDATE SET events = events + excluded.events, "
         "first_time = min(first_time, excluded.first_time), last_time = max(last_time, excluded.last_time)")
+    position = int(conn.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()[0])
+    for day, count, packing in blocks:
+        conn.execute("INSERT INTO blocks(first_seq, day, rows, narrow, raw, lengths) VALUES (?, ?, ?, ?, ?, ?)",
+                     (position, day, count, *packing.result()))
+        position += count
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'next_seq'", (str(position),))
     return len(fresh)
 
 
-# the UTC day number of an event time ("YYYY-MM-DDT…"), as _day reckons it, computed by SQLite
-_SQL_DAY = "CAST(julianday(substr(?4, 1, 10)) - 2440587.5 AS INTEGER)"
-_FIRST = itemgetter(0)
+def _pack_blocks(rows: Sequence[Encoded], fresh: list[tuple[int, int]]) -> list[tuple[int, int, Future]]:
+    """(day, rows, its packing under way) for each block of the `fresh` (day, row number)s: zlib lets go of the GIL,
+    as SQLite does, so the blocks are compressed on both cores while the caller goes on."""
+    blocks = []
+    for day, same_day in groupby(fresh, key=_FIRST):
+        same_day = [rows[n] for _, n in same_day]
+        for start in range(0, len(same_day), BLOCK_ROWS):
+            block = same_day[start:start + BLOCK_ROWS]
+            blocks.append((day, len(block), _COMPRESSING.submit(_pack, block)))
+    return blocks
+
+
+_FIRST, _NARROW, _RAW = itemgetter(0), itemgetter(4), itemgetter(5)
 
 
 _WORK_COLUMNS = "stream, key, at, pending, issue, expires, detail"

@@ -199,6 +199,7 @@ def test_events_without_a_blob_are_stored_once_beside_those_of_blobs(backend, fe
     assert backend.store_events(rows) == 2
     assert backend.store_events(rows) == 0
     assert sorted(r.id for r in backend.iter_events()) == [record(i)["Id"] for i in (1, 2, 3, 4)]
+    assert all(json.loads(r.raw)["Id"] == r.id for r in backend.iter_events())  # each row with its own record
     assert feed.known_ids("Audit.SharePoint", ["b1", "unused"]) == {"b1"}
 
 
