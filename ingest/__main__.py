@@ -224,6 +224,8 @@ def cmd_status(settings: Settings, args, stop) -> int:
     for ct in data["content_types"]:
         out.write(f"{ct['content_type']:<28}{ct['listed_until'] or 'never':<22}{ct['last_success'] or 'never':<22}"
                   f"{ct['events_stored']:>10,}{ct['blobs_queued']:>8,}{ct['blobs_lost']:>6}  {ct['last_error']}\n")
+    if data["feed_left_out"]:
+        out.write(f"{data['feed_left_out']}.\n")
     backfill = data["backfill"]
     if backfill["windows"]:
         states = ", ".join(f"{n} {state}" for state, n in sorted(backfill["windows"].items()))

@@ -212,9 +212,14 @@ def service_error(response: requests.Response) -> tuple[str, str]:
     """(code, short scrubbed message) of an answer in Microsoft's REST shape, {"error": {"code", "message"}}, as
     Microsoft Graph and the Log Analytics API give them; ("", "") when it has none."""
     try:
-        error = json.loads(response.content or b"{}").get("error") or {}
-    except (ValueError, AttributeError):
+        return error_of(json.loads(response.content or b"{}"))
+    except ValueError:
         return "", ""
+
+
+def error_of(answer) -> tuple[str, str]:
+    """service_error of an answer already decoded."""
+    error = answer.get("error") if isinstance(answer, dict) else None
     if not isinstance(error, dict):
         return "", ""
     return redact.short(str(error.get("code", "")), 80), redact.short(str(error.get("message", "")), 300)

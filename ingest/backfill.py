@@ -29,6 +29,7 @@ from .auth import AuthError
 from .normalize import UnusableId, content_type_of, normalize
 from .settings import Settings
 from .source import Part, Progress, Report, Source, run
+from .workspace import audit_log_left_out
 
 log = logging.getLogger("ingest.backfill")
 KIND = "backfill"
@@ -136,8 +137,9 @@ def rows_of(page: list) -> tuple[list, int]:
 
 class Backfill:
     def __init__(self, api: AuditQueryApi, store: EventStore, *, stop: threading.Event | None = None,
-                 progress: Callable[[Progress], None] | None = None, clock=None):
+                 progress: Callable[[Progress], None] | None = None, clock=None, leave_out: tuple[str, ...] = ()):
         self.api, self.store = api, store
+        self.leave_out = leave_out  # content types whose records another source brings
         self.stop = stop or api.stop
         self.progress = progress or (lambda p: None)
         self.now = clock or (lambda: datetime.now(timezone.utc))
@@ -316,6 +318,7 @@ class Backfill:
                     self._failed(window, str(refused))
                     break
                 rows, unusable = rows_of(page)
+                rows = [r for r in rows if r.content_type not in self.leave_out]
                 window.added += self.store.store_events(rows) if rows else 0  # first the events, then the position
                 window.records += len(rows)
                 window.unusable += unusable
@@ -411,14 +414,14 @@ class GraphHistory(Source):
     def run_with(self, api: AuditQueryApi, store: EventStore, settings: Settings, progress) -> Report:
         horizon = retention_start(datetime.now(timezone.utc), settings.retention_days)
         since = max(self.since, horizon)
+        left_out, why = audit_log_left_out(settings, store)
         try:
-            report = Backfill(api, store, progress=progress).run(since, self.until, self.services)
+            report = Backfill(api, store, progress=progress, leave_out=left_out).run(since, self.until, self.services)
         except AuthError as refused:
             report = Report(self.kind, since=utc_text(since), until=utc_text(self.until), fatal=str(refused))
-        if since > self.since:
-            note = (f"Started at {utc_text(horizon)}, not {utc_text(self.since)}: the store keeps "
-                    f"{settings.retention_days} days (AUDIT_RETENTION_DAYS)")
-            report.note = f"{note}. {report.note}".strip(". ") if report.note else note
+        started = (f"Started at {utc_text(horizon)}, not {utc_text(self.since)}: the store keeps "
+                   f"{settings.retention_days} days (AUDIT_RETENTION_DAYS)") if since > self.since else ""
+        report.note = ". ".join(note for note in (started, report.note, why) if note)
         return report
 
 

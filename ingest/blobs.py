@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 
@@ -30,13 +31,35 @@ class BrokenContent(BadAnswer):
         self.decoded = decoded
 
 
-def new_parser() -> Executor:
-    # "spawn": a fork of this threaded process could inherit a lock held by another thread
-    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
-                               initargs=(os.getpid(),))
+class Parser:
+    """The helper process that parses and encodes content, started again when it dies: the work it held then fails
+    with BrokenProcessPool (for the caller to do again later) and the next submission goes to a new process."""
+
+    def __init__(self):
+        self._lock = threading.Lock()  # the feed's fetchers and the workspace's tables submit from threads
+        self._pool = self._start()
+
+    @staticmethod
+    def _start() -> ProcessPoolExecutor:
+        # "spawn": a fork of this threaded process could inherit a lock held by another thread
+        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=exit_with_parent,
+                                   initargs=(os.getpid(),))
+
+    def submit(self, fn: Callable, /, *args) -> Future:
+        with self._lock:
+            try:
+                return self._pool.submit(fn, *args)
+            except BrokenProcessPool:  # it died since the last submission
+                self._pool.shutdown(wait=False)
+                self._pool = self._start()
+                return self._pool.submit(fn, *args)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def fetch_decoded(api: ActivityApi, parser: Executor, blob: ContentBlob, encode: Callable) -> Decoded:
+def fetch_decoded(api: ActivityApi, parser: Parser, blob: ContentBlob, encode: Callable) -> Decoded:
     """Fetch a blob, then parse it in the helper process, its rows encoded there by `encode` (the store's: parsing
     and encoding are CPU-bound Python; in this process they would compete with the writes for the interpreter
     lock). No local judgement of expiry: only the service's AF20051
@@ -70,7 +93,7 @@ class Outcome:
     - "lost": recorded lost (the service says it is gone; or — `given_up` — its answers stayed unusable);
     - "retry": an unusable answer, recorded with its attempts: fetch it again later;
     - "later": trouble that is not the blob's (throttling outlasted every retry, the parser died): nothing
-      recorded; `parser_died` says the caller needs a new parser;
+      recorded;
     - "stopped": a stop was asked for mid-fetch.
     A refusal every request would get (FatalApiError, AuthError) and a service clock that cannot be believed
     (ClockSkew) are raised: they end more than this blob."""
@@ -80,7 +103,6 @@ class Outcome:
     record: BlobRecord | None = None
     rows: list = field(default_factory=list)
     given_up: bool = False
-    parser_died: bool = False
 
 
 def outcome(api: ActivityApi, feed: FeedState, blob: ContentBlob, fetched: Future) -> Outcome:
@@ -105,7 +127,7 @@ def outcome(api: ActivityApi, feed: FeedState, blob: ContentBlob, fetched: Futur
     except RetriesExhausted as gave_up:
         return Outcome("later", str(gave_up))
     except BrokenProcessPool:
-        return Outcome("later", "the helper process that parses content ended unexpectedly", parser_died=True)
+        return Outcome("later", "the helper process that parses content ended unexpectedly")
     except Interrupted:
         return Outcome("stopped")
     return Outcome("keep", decoded.notes, kept_record(blob, "REPAIRED" if decoded.notes else "", decoded.notes),

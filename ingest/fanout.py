@@ -41,7 +41,7 @@ from .api import (
     parse_listing,
 )
 from .auth import AuthError
-from .blobs import Outcome, fetch_decoded, new_parser, outcome
+from .blobs import Outcome, Parser, fetch_decoded, outcome
 from .demo import tenant_settings
 from .feedstate import CONTENT_TYPES, BlobRecord, Checkpoint, FeedState
 from .queues import ContentQueue, QueueError, Received, encode
@@ -164,12 +164,12 @@ class Worker:
     def __init__(self, api: ActivityApi, store: EventStore, queue: ContentQueue, max_dequeues: int,
                  threads: int = 4):
         self.api, self.feed, self.queue, self.max_dequeues = api, FeedState(store), queue, max_dequeues
-        self.parser = new_parser()
+        self.parser = Parser()
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="worker-fetch")
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
-        self.parser.shutdown(wait=True, cancel_futures=True)
+        self.parser.shutdown()
 
     def handle(self, received: list[Received]) -> WorkReport:
         report = WorkReport(messages=len(received))
@@ -225,8 +225,6 @@ class Worker:
                 report.retrying += 1
                 report.left += 1
             elif settled.kind == "later":  # not the message's fault: offered again, its count reset
-                if settled.parser_died:
-                    self.parser = new_parser()
                 report.errors.append(settled.why)
                 self.queue.requeue(message, REQUEUE_DELAY)
                 report.requeued += 1

@@ -12,7 +12,7 @@ from eventstore.model import StoreStats, utc_text
 from .backfill import backfill_summary
 from .feedstate import BlobRecord, Checkpoint, FeedState
 from .settings import Settings
-from .workspace import workspace_summary
+from .workspace import audit_log_left_out, workspace_summary
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class IngestStatus:
     backfill: dict
     workspace: list[dict]
     sync_running: bool
+    feed_left_out: str  # why the feed leaves a content type out, another source bringing it ("" when it does not)
 
     @property
     def lost(self) -> list[BlobRecord]:
@@ -48,6 +49,7 @@ class IngestStatus:
                 for cp in self.checkpoints],
             "backfill": self.backfill,
             "workspace": self.workspace,
+            "feed_left_out": self.feed_left_out,
             "lost_blobs": [_blob(b) for b in lost],
             # fetched again by the next pass, or stored with something repaired or skipped
             "blob_issues": [_blob(b) for b in self.issues if b.status != "lost"],
@@ -56,10 +58,12 @@ class IngestStatus:
 
 def ingest_status(store: EventStore, settings: Settings) -> IngestStatus:
     feed = FeedState(store)
+    left_out, why = audit_log_left_out(settings, store)
     return IngestStatus(store.description, store.stats(settings.content_types),
                         feed.checkpoints(settings.content_types), feed.issues(),
                         {ct: feed.pending(ct)[0] for ct in settings.content_types}, backfill_summary(store),
-                        workspace_summary(store, settings.workspace_tables), store.lease_holder("sync") is not None)
+                        workspace_summary(store, settings.workspace_tables), store.lease_holder("sync") is not None,
+                        why if set(left_out) & set(settings.content_types) else "")
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Executor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timezone
 
 from eventstore import EventStore, StoreError
@@ -37,12 +37,13 @@ from .api import (
     WindowRejected,
 )
 from .auth import AuthError
-from .blobs import MAX_BLOB_ATTEMPTS, Outcome, fetch_decoded, new_parser, outcome
+from .blobs import MAX_BLOB_ATTEMPTS, Outcome, Parser, fetch_decoded, outcome
 from .feedstate import BlobRecord, Checkpoint, FeedState
 from .normalize import Decoded
 from .settings import Settings
 from .source import Part, Progress, Report, Source, run
 from .windows import plan_windows
+from .workspace import audit_log_left_out
 
 log = logging.getLogger("ingest.sync")
 LEASE = "sync"
@@ -109,10 +110,10 @@ class FeedPass:
                  progress: Callable[[Progress], None] | None, guard: _PassGuard):
         self.api, self.feed, self.workers, self.guard = api, FeedState(store), workers, guard
         self.progress = progress or (lambda p: None)
-        self.parser: Executor = new_parser()
+        self.parser = Parser()
 
     def close(self) -> None:
-        self.parser.shutdown(wait=True, cancel_futures=True)
+        self.parser.shutdown()
 
     def list_window(self, content_type: str, start: datetime, end: datetime) -> list[ContentBlob]:
         for _ in range(3):
@@ -274,8 +275,6 @@ class FeedPass:
                     elif settled.kind == "later":
                         if not trouble:  # the first says why fetching stopped early
                             trouble.append(settled.why)
-                        if settled.parser_died:
-                            self.parser = new_parser()
                     submit_next()
                 # one transaction for several blobs: a random-key index costs a page write per row per commit
                 if batched_rows >= BATCH_ROWS or not pending:
@@ -404,8 +403,12 @@ class Feed(Source):
         return ActivityApi.connect(settings)
 
     def run_with(self, api: ActivityApi, store: EventStore, settings: Settings, progress) -> Report:
-        return sync_once(api, store, settings.content_types, retention_days=settings.retention_days,
-                         workers=self.workers, progress=progress, step=self.step)
+        left_out, why = audit_log_left_out(settings, store)
+        content_types = tuple(c for c in settings.content_types if c not in left_out)
+        report = sync_once(api, store, content_types, retention_days=settings.retention_days,
+                           workers=self.workers, progress=progress, step=self.step)
+        report.note = why if content_types != settings.content_types else ""
+        return report
 
     def record_refusal(self, store: EventStore, settings: Settings, message: str) -> None:
         for content_type in settings.content_types:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timedelta, timezone
 
+import psutil
 import pytest
 
 from eventstore.sqlite import SqliteStore
@@ -29,7 +30,8 @@ def assert_matches_ground_truth(service, store):
     expected_ids, expected_lost = ground_truth(service)
     ids = stored_ids(store)
     assert len(ids) == len(set(ids)), "an event was stored twice"
-    assert set(ids) == expected_ids, f"missing {len(expected_ids - set(ids))}, unexpected {len(set(ids) - expected_ids)}"
+    assert set(ids) == expected_ids, \
+        f"missing {len(expected_ids - set(ids))}, unexpected {len(set(ids) - expected_ids)}"
     assert {b.content_id for b in FeedState(store).issues() if b.status == "lost"} == expected_lost
 
 
@@ -260,3 +262,27 @@ def test_a_runs_parts_show_as_one_progress():
     assert (whole.done, whole.total, whole.records, whole.added) == (8, 15, 320, 310)
     assert whole.text() == "1 of 2 content types finished, 8/15 blobs, 320 records, 310 new"
     assert combined(Progress("feed", "Audit.Exchange", 10, 10, 900, 880)).fraction == 1.0
+
+
+def test_a_helper_process_killed_mid_sync_loses_nothing_and_a_new_one_takes_the_rest(simulator, make_settings,
+                                                                                     store):
+    """The helper that parses content dies (killed, out of memory): what it held waits for the next pass, a new
+    helper parses the rest of this one, and after the next pass the store equals the tenant."""
+    service, env = simulator()
+    settings = make_settings(env)
+    killed: list[int] = []
+
+    def helpers() -> list[psutil.Process]:
+        return [c for c in psutil.Process().children() if "spawn_main" in " ".join(c.cmdline())]
+
+    def kill_the_helper(progress: Progress) -> None:
+        if not killed and progress.done >= 10:
+            for helper in helpers():
+                helper.kill()
+                killed.append(helper.pid)
+
+    first, _ = sync(settings, store, progress=kill_the_helper)
+    assert killed and first.part(CONTENT_TYPES[0]).done >= 10, first.summary()
+    assert all(first.part(ct).added for ct in CONTENT_TYPES[1:]), first.summary()
+    assert sync(settings, store)[0].ok
+    assert_matches_ground_truth(service, store)

@@ -14,11 +14,14 @@ from dashboard.index import ActivityIndex
 from dashboard.ipinfo import IpInfo
 from detect.leads import LeadEngine
 from eventstore.sqlite import SqliteStore
-from ingest import workspace
+from ingest import backfill, workspace
+from ingest.backfill import run_backfill
 from ingest.normalize import content_type_of, normalize
+from ingest.status import ingest_status
 from ingest.sync import run_sync
 from ingest.workspace import LogAnalyticsApi, WorkspaceReader, run_workspace, workspace_summary
 from simulator import SimulatedTenant, WorkspaceConfig
+from simulator.auditsearch import AuditSearchConfig
 from simulator.tenant import NETWORKS
 from simulator.workspace import ROWS, ingested_at, table_of
 
@@ -75,6 +78,49 @@ def test_a_record_the_feed_also_brought_is_stored_once(simulator, make_settings,
     ids = stored_ids(store)
     assert len(ids) == len(set(ids)) == len(from_feed | from_workspace)
     assert len(from_feed & from_workspace) > 1_000 and report.added == len(from_workspace - from_feed)
+
+
+def test_sign_ins_the_feed_brings_are_not_read_again_from_the_workspace(simulator, make_settings, store):
+    """The Entra ID tables' ids are not the audit log's: on a store whose feed syncs Audit.AzureActiveDirectory they
+    are left out, said once, and the sign-ins stay one each; without that content type they are read."""
+    service, env = simulator()
+    settings = make_settings(env)
+    assert run_sync(settings, store).ok
+    sign_ins = Counter(e.operation for e in store.iter_events())["UserLoggedIn"]
+    report = run_workspace(settings, store, week_ago(service))
+    assert report.ok and [p.name for p in report.parts] == ["OfficeActivity"], report.summary()
+    assert "SigninLogs and AuditLogs not read" in report.summary() and "O365_CONTENT_TYPES" in report.summary()
+    assert Counter(e.operation for e in store.iter_events())["UserLoggedIn"] == sign_ins > 100
+    others = tuple(c for c in settings.content_types if c != workspace.ENTRA_CONTENT_TYPE)
+    without = replace(settings, content_types=others)
+    report = run_workspace(without, store, week_ago(service))
+    assert [p.name for p in report.parts] == ["OfficeActivity", "SigninLogs", "AuditLogs"] and not report.note
+    assert report.part("SigninLogs").added > 100
+
+
+def test_sign_ins_the_workspace_brought_are_not_taken_again_from_the_audit_log(simulator, make_settings, store,
+                                                                               monkeypatch):
+    """The other way round: once the workspace brought the sign-ins, the feed and the Graph backfill leave
+    Audit.AzureActiveDirectory out and say why; with the Entra ID tables out of WORKSPACE_TABLES the feed syncs it."""
+    monkeypatch.setattr(backfill, "POLL_FIRST", 0.2)
+    service, env = simulator(audit_search=AuditSearchConfig(seconds=0.2))
+    settings = make_settings(env)
+    assert run_workspace(settings, store, week_ago(service)).ok
+
+    def entra_events() -> int:
+        return store.stats([workspace.ENTRA_CONTENT_TYPE]).per_content_type.get(workspace.ENTRA_CONTENT_TYPE, 0)
+
+    from_workspace = entra_events()
+    report = run_sync(settings, store)
+    assert report.ok and workspace.ENTRA_CONTENT_TYPE not in [p.name for p in report.parts], report.summary()
+    assert "Audit.AzureActiveDirectory left out" in report.summary() and "WORKSPACE_TABLES" in report.summary()
+    until = service.now().replace(second=0, microsecond=0)
+    report = run_backfill(settings, store, until - timedelta(days=10), until)
+    assert report.ok and report.added > 0 and "Audit.AzureActiveDirectory left out" in report.summary()
+    assert entra_events() == from_workspace > 100
+    assert "Audit.AzureActiveDirectory left out" in ingest_status(store, settings).feed_left_out  # status says it too
+    report = run_sync(replace(settings, workspace_tables=("OfficeActivity",)), store)
+    assert report.part(workspace.ENTRA_CONTENT_TYPE).added > 100 and not report.note, report.summary()
 
 
 def test_rows_that_arrive_late_are_read_by_the_next_run(simulator, make_settings, store):

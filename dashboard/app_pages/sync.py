@@ -59,6 +59,8 @@ def status_panel() -> None:
                      "blobs lost": sum(1 for b in issues if b.content_type == cp.content_type and b.status == "lost"),
                      "last error": cp.last_error})
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")  # a table shows text as text
+    if status.feed_left_out:
+        st.caption(markdown(status.feed_left_out))
     st.caption(f"{stats.events:,} events in {markdown(status.description)} · from {stats.first_time or '-'} to "
                f"{stats.last_time or '-'}")
     if issues:
