@@ -1,7 +1,8 @@
 """The workspace source: records/s read from the simulated tenant's Log Analytics workspace (HTTPS, MSAL, the real
 client: a query per table and window, rows mapped back to audit records, normalized, stored) into a SQLite store,
 each request taking `--latency` seconds as the real service's do, against the raw limit measured in the same run
-(the same rows mapped, normalized and stored, no HTTP). The simulator runs in a process of its own and makes every
+(the same answers, a table's day each, decoded, mapped, normalized and stored in one process, no HTTP: as
+bench/ingest.py's raw limit starts from the blobs' bytes). The simulator runs in a process of its own and makes every
 record before the clock starts, so its work (Microsoft's, for the real service) does not share the client's
 interpreter; the client reads the tables at once, as `python -m ingest sync --source workspace` does.
 
@@ -9,11 +10,13 @@ interpreter; the client reads the tables at once, as `python -m ingest sync --so
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,20 +24,24 @@ sys.path.insert(0, ROOT)
 
 
 def serve(days: int, events_per_week: int, latency: float, folder: str, now: datetime, pipe) -> None:
-    """The simulated tenant's workspace, in a process of its own: sends its settings and rows, serves until told."""
-    from ingest.workspace import SETTLE
+    """The simulated tenant's workspace, in a process of its own: sends its settings and its answers to a query per
+    table and day (as the client asks: table, rows, body), serves until told."""
+    from ingest.workspace import LATE_AT_MOST, SETTLE, TABLES
     from simulator import SimulatedTenant, SimulatorConfig, start_simulator
-    from simulator.workspace import ROWS, ingested_at, table_of
 
     tenant = SimulatedTenant(now - timedelta(days=days), seed=9, events_per_week=events_per_week)
     server, env = start_simulator(tenant, SimulatorConfig(frozen_at=now, latency=latency),
                                   tls_dir=os.path.join(folder, "tls"))
-    since, by_table = now - timedelta(days=days), {}
-    for record in server.service.workspace.warm():
-        table = table_of(record)
-        if table and since <= ingested_at(record) < now - SETTLE:
-            by_table.setdefault(table, []).append(ROWS[table](record))
-    pipe.send((env, by_table))
+    workspace, answers = server.service.workspace, []
+    workspace.warm()
+    for table in TABLES:
+        low = now - timedelta(days=days)  # what the client reads: from there to SETTLE before the frozen clock
+        while low < now - SETTLE:
+            high = min(low + timedelta(days=1), now - SETTLE)
+            answer = workspace.result(table, low, high, low - LATE_AT_MOST, high)
+            answers.append((table, len(answer["tables"][0]["rows"]), json.dumps(answer).encode()))
+            low = high
+    pipe.send((env, answers))
     pipe.recv()
     server.stop()
 
@@ -48,7 +55,7 @@ def main() -> None:
 
     from eventstore.sqlite import SqliteStore
     from ingest.settings import load_settings
-    from ingest.workspace import rows_of, run_workspace
+    from ingest.workspace import ROW_LIMIT, answer_rows, rows_of, run_workspace
 
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     folder = tempfile.mkdtemp(prefix="bench-workspace-")
@@ -56,17 +63,21 @@ def main() -> None:
     simulator = multiprocessing.get_context("spawn").Process(
         target=serve, args=(args.days, args.events_per_week, args.latency, folder, now, theirs), daemon=True)
     simulator.start()
-    env, by_table = ours.recv()
-    total = sum(map(len, by_table.values()))
-    print(f"{total:,} rows over {args.days} days in {', '.join(f'{t} {len(r):,}' for t, r in by_table.items())} "
+    env, answers = ours.recv()
+    by_table = Counter()
+    for table, rows, _ in answers:
+        by_table[table] += rows
+    total = by_table.total()
+    print(f"{total:,} rows over {args.days} days in {', '.join(f'{t} {n:,}' for t, n in by_table.items())} "
           f"({args.events_per_week:,} events a simulated week)")
 
-    # the raw limit: the same rows mapped, normalized and stored in batches of 5,000, no HTTP
+    # the raw limit: the same answers decoded, mapped, normalized and stored in batches of 5,000, no HTTP
     with SqliteStore(os.path.join(folder, "raw.db")) as store:
         began = time.perf_counter()
-        for table, rows in by_table.items():
-            for i in range(0, len(rows), 5000):
-                store.store_events(rows_of(table, rows[i:i + 5000])[0])
+        for table, _, body in answers:
+            events = rows_of(table, answer_rows(body, ROW_LIMIT))[0]
+            for i in range(0, len(events), 5000):
+                store.store_events(events[i:i + 5000])
         raw = total / (time.perf_counter() - began)
 
     path = os.path.join(folder, "audit.db")
@@ -81,7 +92,8 @@ def main() -> None:
     rate = report.records / seconds
     print(f"workspace: {report.records:,} records in {seconds:,.1f} s over {report.units} queries = {rate:,.0f} "
           f"records/s end to end (HTTPS with {args.latency} s a query, mapped, normalized, stored); raw limit in the "
-          f"same run: {raw:,.0f} records/s (map + normalize + store, no HTTP) — {rate / raw:.0%} of it")
+          f"same run: {raw:,.0f} records/s (decode + map + normalize + store, no HTTP) — {rate / raw:.0%} of it "
+          f"(target >= 80%)")
 
 
 if __name__ == "__main__":
