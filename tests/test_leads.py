@@ -78,6 +78,12 @@ def test_each_rule_fires_on_its_story_and_only_there(demo, rule):
     if truth[rule] is None:
         assert found == []
         return
+    if rule == "impossible-travel":
+        # the spray's attacker signing in as the victim from Romania is caught too when the victim's own sign-in
+        # from the Netherlands came within the hour or two before: whether it did depends on the background's
+        # timing (the hour the tenant started), so that lead may be there, and is then a true one
+        caught = [lead for lead in found if set(lead.users) == {tenant.victim.upn} and ATTACKER_IP in lead.ips]
+        found = [lead for lead in found if lead not in caught]
     users, ips = truth[rule]
     assert len(found) == 1, [lead.summary for lead in found]
     assert set(found[0].users) >= users and set(found[0].ips) >= ips, found[0]
