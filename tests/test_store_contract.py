@@ -3,7 +3,9 @@ on loopback): the promises ingest and the dashboard rely on."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
+import zlib
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -101,6 +103,26 @@ def test_the_feed_delivers_every_event_and_each_position_names_one(backend, feed
     assert [e.id for e in events] == [rows[3][1], rows[50][1]], "in the order asked; missing positions left out"
     records = backend.records_at([rows[50][0], rows[3][0], 10**9])
     assert records == {rows[3][0]: events[0].raw, rows[50][0]: events[1].raw}, "the original texts, by position"
+
+
+def test_blocks_written_by_zlib_read_the_same(tmp_path):
+    """Every store before ISA-L was written by zlib, at level 6 and then 2: its blocks read as they did."""
+    path = str(tmp_path / "zlib.db")
+    with SqliteStore(path) as store:
+        FeedState(store).store_blobs([blob("b1", [record(i, age_hours=i % 30) for i in range(1, 300)])])
+        rows, texts = everything(store), {e.id: e.raw for e in store.iter_events()}
+    conn = sqlite3.connect(path)
+    blocks = conn.execute("SELECT first_seq, narrow, raw FROM blocks").fetchall()
+    assert len(blocks) > 1
+    for n, (first, narrow, raw) in enumerate(blocks):  # (zlib reads what ISA-L wrote, too)
+        conn.execute("UPDATE blocks SET narrow = ?, raw = ? WHERE first_seq = ?",
+                     (zlib.compress(zlib.decompress(narrow), 6), zlib.compress(zlib.decompress(raw), 2 + n % 5), first))
+    conn.commit()
+    conn.close()
+    with SqliteStore(path) as store:
+        assert everything(store) == rows and {e.id: e.raw for e in store.iter_events()} == texts
+        wanted = [position for position, *_ in rows[::7]]
+        assert store.records_at(wanted) == {p: texts[i] for p, i, *_ in rows[::7]}
 
 
 def test_prune_removes_whole_days_and_moves_the_horizon(backend, feed):
