@@ -186,6 +186,13 @@ class LeadEngine:
                                        timezone.utc).replace(tzinfo=None)
         return floor, end.replace(tzinfo=None) + rule.window
 
+    @staticmethod
+    def _days(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+        """The whole UTC days of the changed span, for shapes whose lead is a person's day: looking at the span
+        alone, a later sync's part of a day wrote that day's lead again without what came before it."""
+        return start.replace(tzinfo=None, hour=0, minute=0, second=0, microsecond=0), \
+            end.replace(tzinfo=None) + timedelta(seconds=1)
+
     def _burst(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
         low, high = self._range(rule, start, end)
         key = KINDS[rule.by].column
@@ -353,7 +360,7 @@ class LeadEngine:
     def _travel(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
         """Coordinates where the IP sources have them (a networks file, a City database); where they know only the
         countries (the packaged database), the least distance between the two countries' territories."""
-        low, high = start.replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(seconds=1)
+        low, high = self._days(start, end)
         frame = self.index.sql(
             "WITH s AS (" + self._signins("(p.lat IS NOT NULL OR p.country <> '')") + "), "
             "l AS (SELECT *, lag(ts) OVER w AS pts, lag(lat) OVER w AS plat, lag(lon) OVER w AS plon, "
@@ -387,7 +394,7 @@ class LeadEngine:
         return leads
 
     def _network(self, rule: Rule, start: datetime, end: datetime) -> list[Lead]:
-        low, high = start.replace(tzinfo=None), end.replace(tzinfo=None) + timedelta(seconds=1)
+        low, high = self._days(start, end)
         pattern = "|".join(re.escape(name) for name in rule.networks)
         frame = self.index.sql(
             "WITH s AS (" + self._signins("regexp_matches(p.owner, ?, 'i')") + ") "

@@ -18,6 +18,7 @@ from dashboard.ipinfo import IpInfo, NetworksFileError, read_networks
 from detect.leads import LeadEngine, holds
 from detect.rules import RULES, Detail
 from eventstore import Filter
+from eventstore.model import parse_utc
 from eventstore.sqlite import SqliteStore
 from simulator import SimulatedTenant
 from simulator.tenant import APP_IP, ATTACKER_IP, GUESSER_IPS, NETWORKS, TRAVELLER_IP
@@ -135,6 +136,49 @@ def test_leads_follow_the_store_incrementally_to_the_same_result(tmp_path):
     finally:
         for thing in (index, store, whole_index, whole_store):
             thing.close()
+
+
+def test_a_persons_day_split_between_syncs_gives_the_lead_of_the_whole_day(tmp_path):
+    """Travel faster than possible and sign-ins from a hosting network are a lead per person and day: when a later
+    sync brings the rest of that day, the lead is written again with the whole day, not with the later part alone
+    (it lost the victim's own sign-in, and an incident explained its joins otherwise, at the hours when the syncs'
+    batches fell between that sign-in and the attacker's). Each such lead is split inside its own span."""
+    from ingest.normalize import content_type_of, normalize
+
+    tenant = SimulatedTenant(week_start(), seed=7, events_per_week=6_000)
+    (tmp_path / "whole").mkdir()
+    whole_store, whole_index, whole = engine_for(tmp_path / "whole", tenant)
+    now = datetime.now(timezone.utc)
+    daily = [lead for lead in whole.leads() if lead.rule in ("impossible-travel", "hosting-network")
+             and lead.first_seen < lead.last_seen]
+    assert "impossible-travel" in {lead.rule for lead in daily}  # (the DEMO's hosting sign-ins are single ones)
+
+    def stored(store, start: datetime, end: datetime) -> None:
+        records = tenant.history(start, end, now)
+        store.store_events([normalize(r, content_type_of(r), r["CreationTime"]) for r in records])
+
+    try:
+        for lead, split in [(lead, parse_utc(at) + timedelta(minutes=minutes)) for lead in daily
+                            for at, minutes in ((lead.first_seen, 1), (lead.last_seen, -1))]:
+            name = f"{lead.id}-{split:%H%M}"
+            store = SqliteStore(str(tmp_path / f"{name}.db"))
+            index = ActivityIndex(store, str(tmp_path / f"{name}.index"), ipinfo=IpInfo(networks_text=NETWORKS))
+            engine = LeadEngine(index, store)
+            try:
+                for start, end in ((tenant.start - timedelta(days=1), split), (split, now)):  # two syncs
+                    stored(store, start, end)
+                    index.refresh()
+                    index.wait()
+                    engine.update()
+                again = {found.id: found for found in engine.leads()}[lead.id]
+                assert (again.first_seen, again.last_seen, again.ips, again.events, again.summary) == \
+                    (lead.first_seen, lead.last_seen, lead.ips, lead.events, lead.summary), lead.rule
+            finally:
+                index.close()
+                store.close()
+    finally:
+        whole_index.close()
+        whole_store.close()
 
 
 def test_a_rule_over_more_events_than_it_reads_at_once_misses_none(tmp_path, monkeypatch):
